@@ -1,0 +1,38 @@
+# soundloc: two commands on a fresh machine, `make book` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Offline, files come from a local mirror of the official ones (CI: ../shared/data).
+SOUNDLOC_MIRROR ?= $(abspath $(wildcard ../shared/data))
+export SOUNDLOC_MIRROR
+PARAMS ?=
+
+.PHONY: book test data lab bench clean-figures help
+help:
+	@echo "make book   - install, fetch the small real data, run every chapter (SMALL defaults) -> figures/"
+	@echo "make test   - install, run pytest (unit tests + every notebook in SMALL mode)"
+	@echo "make lab    - JupyterLab with the py:percent chapters opening as notebooks"
+	@echo "make bench  - benchmark scripts (ratios measured in one run) -> figures/bench.md"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+data: $(STAMP)
+	$(BIN)/python -c "from soundloc.data import fetch_all; fetch_all()"
+
+book: data
+	$(BIN)/python -m soundloc.runner $(PARAMS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py

@@ -1,0 +1,9 @@
+"""Data layer: checked downloads, loaders in the official formats, validation."""
+from .download import ChecksumError, DownloadError, fetch, fetch_all, fetch_group, registry
+from .gold import load_gold, read_locations, write_predictions
+from .inat import load_inat, parse_coco
+from .validate import DataError, SkipReport
+from .xcdc import load_xcdc
+
+__all__ = ["ChecksumError", "DownloadError", "fetch", "fetch_all", "fetch_group", "registry", "load_gold",
+           "read_locations", "write_predictions", "load_inat", "parse_coco", "DataError", "SkipReport", "load_xcdc"]

@@ -1,0 +1,51 @@
+"""Atomic file writes and small table helpers shared by caches, figures and CLIs."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path) -> Path:
+    """Write a DataFrame to parquet atomically."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def write_json(obj, path) -> Path:
+    """Write JSON atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+    return Path(path)
+
+
+def save_table(df: pd.DataFrame, stem: str | os.PathLike, *, title: str | None = None, floatfmt: str = ".1f") -> tuple[Path, Path]:
+    """Write ``stem.csv`` and ``stem.md`` (a Markdown table with an optional title line)."""
+    stem = Path(stem)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
+    md = df.to_markdown(index=False, floatfmt=floatfmt)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text((f"**{title}**\n\n" if title else "") + md + "\n")
+    return csv_path, md_path

@@ -1,0 +1,33 @@
+"""Independent reference sets of where recordings are made (never the evaluation set)."""
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def geoclip_gallery_path() -> Path:
+    """Path of GeoCLIP's bundled 100K photo coordinates (``LAT,LON`` CSV in the geoclip wheel)."""
+    spec = importlib.util.find_spec("geoclip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("the geoclip package is not installed (pip install geoclip)")
+    p = Path(spec.submodule_search_locations[0]) / "model" / "gps_gallery" / "coordinates_100K.csv"
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: GeoCLIP's coordinate gallery is missing from the wheel")
+    return p
+
+
+@lru_cache(maxsize=2)
+def geoclip_coordinates(land_only: bool = True) -> np.ndarray:
+    """GeoCLIP's 100K photo coordinates -> (N, 2) lat/lon degrees (land only by default)."""
+    df = pd.read_csv(geoclip_gallery_path())
+    pts = df[["LAT", "LON"]].to_numpy(float)
+    if land_only:
+        from .geo import is_land
+
+        pts = pts[is_land(pts[:, 0], pts[:, 1])]
+    pts.setflags(write=False)
+    return pts

@@ -1,0 +1,88 @@
+"""Metrics equal the benchmark's evaluate_geo.py formula; hand-checked cases; CLI behaviour."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from haversine import haversine as hv_pkg
+from sklearn.metrics.pairwise import haversine_distances
+
+from soundloc.cli import main
+from soundloc.geo import EARTH_RADIUS_KM, haversine, haversine_torch, pairwise_km
+from soundloc.metrics import errors_km, evaluate, geo_metrics
+
+KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180  # 111.19492664455873
+
+
+def test_hand_computed_distances():
+    assert haversine(0, 0, 0, 1) == pytest.approx(KM_PER_DEG, abs=1e-9)
+    assert haversine(10, 20, 11, 20) == pytest.approx(KM_PER_DEG, abs=1e-9)  # along a meridian
+    assert haversine(0, 0, 0, 180) == pytest.approx(math.pi * EARTH_RADIUS_KM, abs=1e-9)
+    assert haversine(90, 0, -90, 0) == pytest.approx(math.pi * EARTH_RADIUS_KM, abs=1e-9)
+    assert haversine(0, 179.5, 0, -179.5) == pytest.approx(KM_PER_DEG, abs=1e-9)  # across the antimeridian
+    # 60N: a degree of longitude is cos(60) as long on a parallel; the great circle is slightly shorter
+    d = haversine(60, 0, 60, 1)
+    assert 0.5 * KM_PER_DEG * 0.99999 < d < 0.5 * KM_PER_DEG
+
+
+def test_against_sklearn_and_haversine_package():
+    rng = np.random.default_rng(0)
+    a = np.c_[rng.uniform(-90, 90, 500), rng.uniform(-180, 180, 500)]
+    b = np.c_[rng.uniform(-90, 90, 500), rng.uniform(-180, 180, 500)]
+    ours = haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+    sk = np.array([haversine_distances(np.radians([x]), np.radians([y]))[0, 0] for x, y in zip(a, b)]) * EARTH_RADIUS_KM
+    np.testing.assert_allclose(ours, sk, rtol=0, atol=1e-9)
+    pkg = np.array([hv_pkg(tuple(x), tuple(y), unit="km") for x, y in zip(a, b)])  # R = 6371.0088 there
+    np.testing.assert_allclose(ours, pkg * EARTH_RADIUS_KM / 6371.0088, rtol=1e-12, atol=1e-9)
+    # torch (float64) and the all-pairs form agree too
+    import torch
+    t = haversine_torch(torch.tensor(a), torch.tensor(b)).numpy()
+    np.testing.assert_allclose(t, ours, atol=1e-6)
+    np.testing.assert_allclose(np.diag(pairwise_km(a, b)), ours, atol=1e-3)
+
+
+def test_metrics_hand_case():
+    d = np.array([0.5, 10, 150, 600, 2000, 9000.0])
+    m = geo_metrics(d)
+    assert m["median_error"] == pytest.approx((150 + 600) / 2)
+    assert m["mean_error"] == pytest.approx(d.mean())
+    assert [m[k] for k in ("street", "city", "region", "country", "continent")] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+    assert geo_metrics([25.0])["city"] == 1.0  # thresholds are inclusive (<=), as evaluate_geo.py
+
+
+def _write(df, path):
+    df.rename(columns={"lat": "latitude", "lon": "longitude"}).to_csv(path, index=False)
+    return path
+
+
+def test_cli_eval_gold_and_shifted(tmp_path, mirror, capsys):
+    gold_csv = mirror / "xcdc" / "xcdc_gold.csv"
+    assert main(["eval", str(gold_csv), "--dataset", "xcdc", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m == {"median_error": 0.0, "mean_error": 0.0, "street": 1.0, "city": 1.0, "region": 1.0, "country": 1.0, "continent": 1.0}
+    # shift four recordings north by 0.1, 1, 5 and 30 degrees of latitude: errors are exactly that many degrees
+    g = pd.read_csv(gold_csv).rename(columns={"latitude": "lat", "longitude": "lon"})
+    g = g[g.lat.abs() < 50].head(4).reset_index(drop=True)
+    shift = np.array([0.1, 1, 5, 30])
+    pred = g.assign(lat=g.lat + shift)
+    assert main(["eval", str(_write(pred, tmp_path / "p.csv")), "--gold", str(_write(g, tmp_path / "g.csv")), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    km = shift * KM_PER_DEG
+    assert m["median_error"] == pytest.approx((km[1] + km[2]) / 2, abs=1e-9)
+    assert m["mean_error"] == pytest.approx(km.mean(), abs=1e-9)
+    assert (m["street"], m["city"], m["region"], m["country"], m["continent"]) == (0.0, 0.25, 0.5, 0.75, 0.75)
+
+
+def test_ids_must_match(tmp_path, capsys):
+    g = pd.DataFrame({"audio_id": ["a", "b", "c"], "lat": [0, 1, 2.0], "lon": [0, 0, 0.0]})
+    with pytest.raises(ValueError, match="1 missing"):
+        errors_km(g.iloc[:2], g)
+    with pytest.raises(ValueError, match="duplicate audio_id 'a'"):
+        evaluate(pd.concat([g, g.iloc[:1]]), g)
+    p = _write(pd.concat([g, g.iloc[:1]]), tmp_path / "dup.csv")
+    assert main(["eval", str(p), "--gold", str(_write(g, tmp_path / "g.csv"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "dup.csv" in err and "duplicate id" in err
+    assert main(["eval", str(tmp_path / "missing.csv"), "--dataset", "xcdc"]) == 2
+    assert "missing.csv: no such file" in capsys.readouterr().err
