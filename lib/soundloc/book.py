@@ -1,0 +1,88 @@
+"""Chapter plumbing: validated parameters, seeding, device choice, and saving outputs.
+
+Every chapter starts ``ch = book.start("NN", SMALL=..., SEED=..., DEVICE=..., OUT=...)`` and saves
+with ``ch.table`` / ``ch.figure`` / ``ch.map`` so that outputs land in one folder with the
+chapter's prefix, each table as CSV + Markdown and printed in the notebook.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+from .io import save_table
+from .maps import save_fig, save_map
+
+SIM_LABEL = "simulated (SimSounds)"
+
+
+class ParameterError(TypeError):
+    """A notebook parameter has the wrong type or value."""
+
+
+def resolve_device(name: str = "auto"):
+    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device (auto: CUDA when present, else CPU)."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(f"DEVICE={name!r} but no CUDA device is available")
+    return dev
+
+
+def check_types(params: dict, types: dict) -> None:
+    """Raise ParameterError naming the first parameter whose value is not of its declared type."""
+    for k, t in types.items():
+        if k not in params:
+            raise ParameterError(f"missing parameter {k}")
+        v = params[k]
+        ok = isinstance(v, t) and not (t in (int, float, (int, float)) and isinstance(v, bool))
+        if not ok:
+            want = " or ".join(x.__name__ for x in (t if isinstance(t, tuple) else (t,)))
+            raise ParameterError(f"parameter {k}={v!r} should be {want}, got {type(v).__name__}")
+
+
+@dataclass
+class Chapter:
+    prefix: str  # "00" ... "08": every output file starts with it
+    out: Path  # output folder (figures/ unless OUT was given)
+    small: bool  # SMALL mode: CPU-sized work
+    seed: int  # seed for numpy, random and torch
+    device: object  # torch.device
+
+    def path(self, name: str, suffix: str) -> Path:
+        return self.out / f"{self.prefix}_{name}{suffix}"
+
+    def table(self, df: pd.DataFrame, name: str, title: str, floatfmt: str = ".1f") -> pd.DataFrame:
+        """Save ``NN_name.csv`` + ``.md``, print it, and return it (for display)."""
+        save_table(df, self.path(name, ""), title=title, floatfmt=floatfmt)
+        print(f"{title}\n{df.to_markdown(index=False, floatfmt=floatfmt)}\n")
+        return df
+
+    def figure(self, fig, name: str) -> Path:
+        return save_fig(fig, self.path(name, ".png"))
+
+    def map(self, m, name: str) -> Path:
+        return save_map(m, self.path(name, ".html"))
+
+
+def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | None = None, **params) -> Chapter:
+    """Validate a chapter's parameters, seed everything, pick the device -> Chapter."""
+    check_types({"SMALL": SMALL, "SEED": SEED, "DEVICE": DEVICE, **params},
+                {"SMALL": bool, "SEED": int, "DEVICE": str, **(types or {})})
+    if OUT is not None and not isinstance(OUT, (str, Path)):
+        raise ParameterError(f"parameter OUT={OUT!r} should be a folder path or None")
+    random.seed(SEED)
+    np.random.seed(SEED)
+    import torch
+
+    torch.manual_seed(SEED)
+    out = Path(OUT) if OUT else paths.figures_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    return Chapter(prefix, out, SMALL, SEED, resolve_device(DEVICE))
