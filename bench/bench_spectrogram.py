@@ -1,0 +1,172 @@
+"""Benchmark: numpy/scipy reference spectrogram vs the batched torch version on the 96-97 Jura recordings.
+
+Run: ``.venv/bin/python bench/bench_spectrogram.py [--repeats 3] [--device cpu] [--threads N]``.
+File loading is excluded from both timings; torch is warmed up once. Reference and torch rounds
+are interleaved and the best round of each is compared (other processes sharing the cores inflate
+single rounds; the load average is printed). Also prints where the torch time goes and the parity
+(fraction of pixels within 1 uint8 level, max difference) over all recordings.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soundloc import spectrogram as S
+from soundloc.audio import load_many
+from soundloc.spectrogram_reference import reference_spectrogram
+
+
+def jura_dir() -> Path:
+    """The Jura recordings folder under SOUNDLOC_MIRROR (default /work/shared/data)."""
+    return Path(os.environ.get("SOUNDLOC_MIRROR") or "/work/shared/data") / "audio" / "jura_2019-05-22"
+
+
+def stage_breakdown(x: torch.Tensor, cfg: S.SpecConfig, chunk: int = 512) -> dict[str, float]:
+    """Single-thread seconds per stage of the chunked CPU path over all recordings (best of 3)."""
+    window, blocks = S._Consts.get(cfg, x.device)
+    win = window[: cfg.win]
+    B, T = x.shape
+    F = cfg.n_frames(T)
+    frames = torch.zeros((chunk, cfg.n_fft))
+    spec = torch.empty((chunk, cfg.n_bins), dtype=torch.complex64)
+    sq = torch.empty((chunk, cfg.n_bins, 2))
+    mag = torch.empty((chunk, cfg.n_bins))
+    mel = torch.empty((cfg.n_mels, chunk))
+    out = torch.empty((B, cfg.n_mels, F), dtype=torch.uint8)
+    best: dict[str, float] | None = None
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(3):
+            t = dict.fromkeys(["frame x window", "rfft 1024", "magnitude", "mel (block matmul)",
+                               "dB + levels", "uint8 cast"], 0.0)
+            for b in range(B):
+                for f0 in range(0, F, chunk):
+                    n = min(chunk, F - f0)
+                    c0 = time.perf_counter()
+                    torch.mul(x[b].unfold(0, cfg.win, cfg.hop)[f0:f0 + n], win, out=frames[:n, : cfg.win])
+                    c1 = time.perf_counter()
+                    torch.fft.rfft(frames[:n], out=spec[:n])
+                    c2 = time.perf_counter()
+                    r = torch.mul(torch.view_as_real(spec[:n]), torch.view_as_real(spec[:n]), out=sq[:n])
+                    torch.add(r[..., 0], r[..., 1], out=mag[:n]).sqrt_()
+                    c3 = time.perf_counter()
+                    for r0, r1, lo, hi, w in blocks:
+                        torch.matmul(w, mag[:n, lo:hi].T, out=mel[r0:r1, :n])
+                    c4 = time.perf_counter()
+                    lv = S._to_levels_(mel[:, :n])
+                    c5 = time.perf_counter()
+                    out[b, :, f0:f0 + n].copy_(lv)
+                    c6 = time.perf_counter()
+                    for k, dt in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5)):
+                        t[k] += dt
+            if best is None or sum(t.values()) < sum(best.values()):
+                best = t
+    finally:
+        torch.set_num_threads(prev)
+    return best
+
+
+def reference_breakdown(waves, cfg: S.SpecConfig) -> dict[str, float]:
+    """Seconds per stage of the numpy/scipy reference over all recordings (one round)."""
+    from soundloc.spectrogram_reference import db_to_uint8, reference_mel_matrix, reference_stft_magnitude
+
+    m = reference_mel_matrix(cfg.n_mels, cfg.n_bins, cfg.sr, cfg.fmin, cfg.fmax).T
+    t = dict.fromkeys(["scipy stft + |.| x 2", "mel matmul (dense)", "dB + uint8 + flip"], 0.0)
+    for w in waves:
+        c0 = time.perf_counter()
+        mag = reference_stft_magnitude(w, cfg.sr)
+        c1 = time.perf_counter()
+        mel = m @ mag
+        c2 = time.perf_counter()
+        db_to_uint8(np.clip(20.0 * np.log10(np.maximum(1e-10, mel)), -100.0, 0.0))[::-1].copy()
+        c3 = time.perf_counter()
+        for k, dt in zip(t, (c1 - c0, c2 - c1, c3 - c2)):
+            t[k] += dt
+    return t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds of each (best is reported)")
+    ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = S.resolve_device(args.device)
+    folder = jura_dir()
+    files = sorted(folder.glob("*.wav"))
+    if not files:
+        print(f"no recordings in {folder}: set SOUNDLOC_MIRROR to the shared data folder", file=sys.stderr)
+        return 2
+    cfg = S.SpecConfig()
+    waves, report = load_many(files, sr=cfg.sr)            # loading is not timed
+    waves = [w for w in waves if w is not None]
+    lengths = {len(w) for w in waves}
+    print(f"loaded {report}; lengths {sorted(lengths)} samples at {cfg.sr} Hz")
+    if len(lengths) != 1:
+        print("recordings differ in length; the torch timing batches each length separately")
+    batch = np.stack(waves) if len(lengths) == 1 else None
+
+    def run_ref():
+        return [reference_spectrogram(w) for w in waves]
+
+    def run_torch():
+        if batch is not None:
+            out = S.spectrogram_torch(batch, cfg, device)
+        else:
+            out = S.compute_spectrograms(waves, cfg, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    run_torch()  # warm-up (constants, allocator, MKL/cuFFT plans)
+    t_ref, t_torch = [], []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        refs = run_ref()
+        t1 = time.perf_counter()
+        got = run_torch()
+        t2 = time.perf_counter()
+        t_ref.append(t1 - t0)
+        t_torch.append(t2 - t1)
+    got = got.cpu().numpy() if torch.is_tensor(got) else np.stack(got)
+    d = np.abs(np.stack(refs).astype(np.int16) - got.astype(np.int16))
+    within, worst, exact = float((d <= 1).mean()), int(d.max()), float((d == 0).mean())
+
+    n_frames = sum(cfg.n_frames(len(w)) for w in waves)
+    ref_s, torch_s = min(t_ref), min(t_torch)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device {device}, torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, "
+          f"load average (1 min) {load:.2f}")
+    print(f"reference (numpy/scipy, float64): best {ref_s:.3f} s, rounds {[round(t, 3) for t in t_ref]}")
+    print(f"torch ({'chunked' if device.type == 'cpu' else 'batched'}, float32): best {torch_s:.3f} s, "
+          f"rounds {[round(t, 3) for t in t_torch]}")
+    print(f"parity over {got.size:,} pixels: {within:.6f} within 1 level, {exact:.6f} identical, max diff {worst}")
+    if device.type == "cpu" and batch is not None:
+        stages = stage_breakdown(torch.as_tensor(batch), cfg)
+        total = sum(stages.values())
+        print(f"torch CPU stages, one thread ({total:.3f} s, {total / n_frames * 1e6:.2f} us/frame):")
+        for k, v in stages.items():
+            print(f"  {k:<20s} {v:7.3f} s  {100 * v / total:5.1f} %")
+    rstages = reference_breakdown(waves, cfg)
+    rtotal = sum(rstages.values())
+    print(f"reference stages ({rtotal:.3f} s, {rtotal / n_frames * 1e6:.2f} us/frame):")
+    for k, v in rstages.items():
+        print(f"  {k:<20s} {v:7.3f} s  {100 * v / rtotal:5.1f} %")
+    ratio = ref_s / torch_s
+    print(f"SUMMARY spectrogram bench: {len(waves)} recordings ({n_frames:,} frames), reference {ref_s:.3f} s, "
+          f"torch {torch_s:.3f} s on {device} -> speed-up {ratio:.1f}x (aim >= 10x), "
+          f"parity {100 * within:.4f} % within 1 level (max diff {worst})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
