@@ -64,6 +64,12 @@ def birdnet_files() -> tuple[Path, Path]:
                             f"{list(spec.submodule_search_locations)}/models/analyzer")
 
 
+def read_birdnet_common_names(path: str | os.PathLike | None = None) -> list[str]:
+    """Labels file -> list of common names, in model order."""
+    path = path or birdnet_files()[1]
+    return [ln.strip().split("_", 1)[1] for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
 def read_birdnet_labels(path: str | os.PathLike) -> list[str]:
     """Labels file ('Scientific name_Common name' per line) -> list of scientific names."""
     lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
@@ -121,12 +127,26 @@ class RangeModel(abc.ABC):
     name: str = "range_model"
     species: list[str]
 
+    @property
+    def common_names(self) -> list[str]:
+        """Common names in model order (the scientific names when the model has none)."""
+        return self.__dict__.get("_common_names", self.species)
+
+    @common_names.setter
+    def common_names(self, names: list[str]) -> None:
+        if len(names) != len(self.species):
+            raise ValueError(f"{len(names)} common names for {len(self.species)} species")
+        self.__dict__["_common_names"] = list(names)
+
     @abc.abstractmethod
     def prob(self, lat, lon, week=None, species_idx=None) -> np.ndarray:
         """(N,) lat/lon degrees, week 1-48|(N,)|None, species_idx (K,)|None -> (N, S|K) float32."""
 
     def match(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Scientific names -> ((K,) int64 indices of the known ones, in order; unknown names)."""
+        """Scientific names -> ((K,) int64 indices of the known ones, in order; unknown names).
+
+        Names registered with :meth:`add_synonyms` (e.g. by :mod:`soundloc.taxonomy`) resolve too.
+        """
         if isinstance(names, str):
             names = [names]
         cached = self.__dict__.get("_lookup")
@@ -135,12 +155,22 @@ class RangeModel(abc.ABC):
             for i, s in enumerate(self.species):
                 lookup.setdefault(normalize_name(s), i)
             self.__dict__["_lookup"] = cached = (self.species, len(self.species), lookup)
-        lookup = cached[2]
+        lookup, syn = cached[2], self.__dict__.get("_synonyms", {})
         idx, unknown = [], []
         for n in names:
-            i = lookup.get(normalize_name(n))
+            key = normalize_name(n)
+            i = lookup.get(key, syn.get(key))
             (unknown.append(n) if i is None else idx.append(i))
         return np.asarray(idx, np.int64), unknown
+
+    def add_synonyms(self, mapping: dict[str, str]) -> None:
+        """Register other names for covered species: {other scientific name: model species name}."""
+        lookup = {normalize_name(s): i for i, s in enumerate(self.species)}
+        syn = self.__dict__.setdefault("_synonyms", {})
+        for other, ours in mapping.items():
+            if normalize_name(ours) not in lookup:
+                raise KeyError(f"synonym target {ours!r} is not a species of {self.name}")
+            syn[normalize_name(other)] = lookup[normalize_name(ours)]
 
 
 # ---------------------------------------------------------------- BirdNET, TFLite
@@ -161,6 +191,7 @@ class BirdNETMetaTFLite(RangeModel):
         self.model_path = Path(model_path or dm)
         self.labels_path = Path(labels_path or dl)
         self.species = read_birdnet_labels(self.labels_path)
+        self.common_names = read_birdnet_common_names(self.labels_path)
         self.num_threads = num_threads or len(os.sched_getaffinity(0))
         self.chunk = int(chunk)
         self._it = Interpreter(model_path=str(self.model_path), num_threads=self.num_threads)
@@ -365,6 +396,7 @@ def load_birdnet_meta_torch(device=None, model_path=None, labels_path=None) -> B
         raise ValueError(f"{model_path}: first dense layer takes {dense[0][0].shape[1]} inputs, "
                          f"expected 3 x {cfg.n_phases}")
     model = BirdNETMetaTorch(cfg, species)
+    model.common_names = read_birdnet_common_names(labels_path)
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731
     sd = {
         # the graph computes (lat + 90) * s, (lon + 180) * s, (week - 1) * s

@@ -1,0 +1,357 @@
+"""Species-range geolocation: which places are consistent with the species heard, and when?
+
+For a recording with heard species A (weights w_a, e.g. classifier scores) in week t, every
+gallery point n gets the log score
+
+    s(n) = sum_a w_a [log max(p_na, floor) - gam log R_t(n) - lam log(1 - d p_na)] + lam T_t(n) + beta log prior(n)
+
+where p_na is the range model's occurrence probability, ``T_t(n) = sum_s log(1 - d p_ns)`` over
+all species the model knows (so ``lam`` weighs the absence of every species not heard: a
+species common at n but not heard lowers n; ``d`` is a detectability, the chance that a species
+present is also heard, so that P(not heard) = 1 - d p), ``R_t(n) = sum_s p_ns`` is the expected
+species richness at n (with ``gam = 1`` each heard species counts as a draw from the local
+community p_ns / R(n): a multinomial observation model that is immune to range models which
+over-predict everywhere in data-poor regions), and ``prior`` is a density of where recordings
+are made from an independent source (by default a von Mises-Fisher smoothing of GeoCLIP's
+bundled photo coordinates). The posterior is softmax(s) over the gallery; a named decoder
+turns it into one point: ``argmax`` (the paper's), ``geomedian`` (the point minimising the
+expected great-circle distance, Weiszfeld on the sphere over the top posterior points) or
+``mass_within`` (the candidate point with the most posterior mass within ``radius_km``).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import paths
+from .geo import EARTH_RADIUS_KM, land_grid, to_latlon, to_xyz, uniform_grid, kappa_for_bandwidth
+from .io import atomic_path
+from .ranges import RangeModel, range_map
+
+DECODERS = ("argmax", "geomedian", "mass_within")
+
+
+@dataclass(frozen=True)
+class RangeLocConfig:
+    presence_floor: float = 1e-3  # floor on p inside log p for heard species (range maps are imperfect)
+    absence_weight: float = 0.0  # lam: weight of log(1 - p) of every species not heard (0 = presences only)
+    absence_cap: float = 0.99  # d p capped here before log(1 - d p)
+    detectability: float = 1.0  # d: chance that a species present is heard (absence term uses 1 - d p)
+    richness_weight: float = 0.0  # gam: 1 = heard species are draws from p / sum(p) (multinomial), 0 = raw p
+    prior_weight: float = 1.0  # beta: exponent of the location prior (0 = flat prior)
+    prior_bandwidth_km: float = 200.0  # vMF kernel bandwidth of the prior density
+    decoder: str = "argmax"  # one of DECODERS
+    radius_km: float = 200.0  # radius of the mass_within decoder
+    top_m: int = 1024  # posterior points kept for the decoders and top-k
+    use_week: bool = True  # use the recording's week (False: year-round ranges)
+
+    def __post_init__(self):
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, not {self.decoder!r}")
+        if not (0 < self.presence_floor < 1 and 0 < self.absence_cap < 1 and 0 < self.detectability <= 1):
+            raise ValueError("presence_floor and absence_cap must lie in (0, 1), detectability in (0, 1]")
+        if self.absence_weight < 0 or self.prior_weight < 0 or self.prior_bandwidth_km <= 0:
+            raise ValueError("absence_weight and prior_weight must be >= 0, prior_bandwidth_km > 0")
+
+
+# ---------------------------------------------------------------- galleries and the prior
+def gallery(name: str) -> np.ndarray:
+    """Named gallery -> (N, 2) lat/lon degrees: 'land1', 'land0.5', 'uniform1', 'uniform0.5'."""
+    kind, step = name.rstrip("0123456789."), name[len(name.rstrip("0123456789.")):]
+    if kind not in ("land", "uniform") or not step:
+        raise ValueError(f"unknown gallery {name!r}; use land1, land0.5, uniform1, uniform0.5")
+    g = land_grid(float(step)) if kind == "land" else uniform_grid(float(step))
+    if len(g) == 0:
+        raise ValueError(f"gallery {name!r} has no points")
+    return g
+
+
+def vmf_log_density(points: np.ndarray, centers: np.ndarray, bandwidth_km: float, bin_deg: float = 0.1,
+                    device: str | torch.device = "cpu", chunk: int = 2048) -> np.ndarray:
+    """log vMF kernel density of ``centers`` at ``points``: (N, 2), (M, 2) degrees -> (N,) log prob, sums to 1.
+
+    Centres are first binned to ``bin_deg`` (weights = counts), far below any useful bandwidth.
+    """
+    if len(centers) == 0:
+        raise ValueError("no centres for the prior density")
+    binned, counts = np.unique(np.round(np.asarray(centers) / bin_deg) * bin_deg, axis=0, return_counts=True)
+    kappa = kappa_for_bandwidth(bandwidth_km)
+    P = torch.as_tensor(to_xyz(points[:, 0], points[:, 1]), dtype=torch.float64, device=device)
+    C = torch.as_tensor(to_xyz(binned[:, 0], binned[:, 1]), dtype=torch.float64, device=device)
+    logw = torch.log(torch.as_tensor(counts, dtype=torch.float64, device=device))
+    out = torch.empty(len(P), dtype=torch.float64, device=device)
+    for s in range(0, len(P), chunk):
+        out[s:s + chunk] = torch.logsumexp(kappa * (P[s:s + chunk] @ C.T - 1.0) + logw, dim=1)
+    out = out - torch.logsumexp(out, 0)
+    return out.cpu().numpy()
+
+
+def location_prior(points: np.ndarray, bandwidth_km: float = 200.0, source: str = "geoclip",
+                   cache_key: str | None = None) -> np.ndarray:
+    """Log prior over gallery points from an independent reference set -> (N,) log prob (cached)."""
+    if source != "geoclip":
+        raise ValueError(f"unknown prior source {source!r}; 'geoclip' (GeoCLIP's 100K photo coordinates)")
+    from .reference import geoclip_coordinates
+
+    digest = hashlib.sha1(np.ascontiguousarray(points, np.float64).tobytes()).hexdigest()[:12]
+    path = paths.cache_dir("priors") / f"{source}__{cache_key or 'pts'}-{digest}__h{bandwidth_km:g}.npy"
+    if path.exists():
+        v = np.load(path)
+        if v.shape == (len(points),):
+            return v
+    v = vmf_log_density(points, geoclip_coordinates(land_only=True), bandwidth_km)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, v)
+    return v
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class LocateResult:
+    pred: pd.DataFrame  # one row per query: lat, lon, n_species, n_known, fallback (no known species)
+    unknown: Counter  # species names the range model does not cover -> occurrences
+    topk: np.ndarray | None = None  # (R, K, 3) lat, lon, probability of the K most probable points
+    posterior: np.ndarray | None = None  # (R, N) posteriors (only when asked for)
+    notes: list = field(default_factory=list)  # human-readable remarks (fallbacks, coverage)
+
+    def summary(self) -> str:
+        p = self.pred
+        s = f"{len(p)} queries: {int((~p.fallback).sum())} located from species, {int(p.fallback.sum())} fell back to the prior"
+        if self.unknown:
+            s += f"; {len(self.unknown)} species not covered by the range model ({sum(self.unknown.values())} mentions)"
+        return s
+
+
+# ---------------------------------------------------------------- the locator
+class RangeGeolocator:
+    """Species sets (+ weeks) -> posteriors over a gallery and decoded point estimates."""
+
+    def __init__(self, model: RangeModel, points: np.ndarray, config: RangeLocConfig = RangeLocConfig(),
+                 gallery_name: str | None = None, log_prior: np.ndarray | None = None, device="cpu"):
+        self.model, self.points, self.config = model, np.asarray(points, np.float64), config
+        self.gallery_name = gallery_name or f"pts{len(points)}"
+        self.device = torch.device(device)
+        if log_prior is None and config.prior_weight > 0:
+            log_prior = location_prior(self.points, config.prior_bandwidth_km, cache_key=self.gallery_name)
+        self.log_prior = None if log_prior is None else np.asarray(log_prior, np.float64)
+        self.xyz = torch.as_tensor(to_xyz(self.points[:, 0], self.points[:, 1]), dtype=torch.float32, device=self.device)
+        self._absence: dict = {}
+        self._pcache: dict = {}  # week -> (sorted species idx, (K, N) float16 probabilities)
+
+    def with_config(self, **kw) -> "RangeGeolocator":
+        """A copy with some config fields changed, sharing caches (prior recomputed if its bandwidth changed)."""
+        cfg = replace(self.config, **kw)
+        lp = self.log_prior if cfg.prior_bandwidth_km == self.config.prior_bandwidth_km else None
+        g = RangeGeolocator(self.model, self.points, cfg, self.gallery_name, lp, self.device)
+        g._absence, g._pcache = self._absence, self._pcache
+        return g
+
+    # -- per-week pieces
+    def absence_total(self, week) -> np.ndarray:
+        """T_week(n) = sum over all species of log(1 - min(d p, cap)) -> (N,) (cached on disk)."""
+        c = self.config
+        key = (week, c.absence_cap, c.detectability)
+        if key not in self._absence:
+            tag = "yr" if week is None else f"w{int(week):02d}"
+            digest = hashlib.sha1(np.ascontiguousarray(self.points).tobytes()).hexdigest()[:12]
+            path = paths.cache_dir("absence") / (f"{self.model.name}__{self.gallery_name}-{digest}__{tag}"
+                                                 f"__c{c.absence_cap:g}_d{c.detectability:g}.npy")
+            v = np.load(path) if path.exists() else None
+            if v is None or v.shape != (len(self.points),):
+                v = np.zeros(len(self.points))
+                for i in range(0, len(self.points), 4096):
+                    p = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week)
+                    v[i:i + 4096] = np.log1p(-np.minimum(c.detectability * p, c.absence_cap)).sum(1)
+                with atomic_path(path) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, v)
+            self._absence[key] = v
+        return self._absence[key]
+
+    def richness(self, week) -> np.ndarray:
+        """R_week(n) = sum over all species of p -> (N,) expected species richness (cached on disk)."""
+        key = ("richness", week)
+        if key not in self._absence:
+            tag = "yr" if week is None else f"w{int(week):02d}"
+            digest = hashlib.sha1(np.ascontiguousarray(self.points).tobytes()).hexdigest()[:12]
+            path = paths.cache_dir("richness") / f"{self.model.name}__{self.gallery_name}-{digest}__{tag}.npy"
+            v = np.load(path) if path.exists() else None
+            if v is None or v.shape != (len(self.points),):
+                v = np.zeros(len(self.points))
+                for i in range(0, len(self.points), 4096):
+                    v[i:i + 4096] = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week).sum(1)
+                with atomic_path(path) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, v)
+            self._absence[key] = v
+        return self._absence[key]
+
+    def _base(self, week) -> torch.Tensor:
+        """Terms shared by every query of a week: lam T(n) + beta log prior(n) -> (N,)."""
+        c = self.config
+        base = np.zeros(len(self.points))
+        if c.absence_weight > 0:
+            base += c.absence_weight * self.absence_total(week)
+        if c.prior_weight > 0 and self.log_prior is not None:
+            base += c.prior_weight * self.log_prior
+        return torch.as_tensor(base, dtype=torch.float32, device=self.device)
+
+    # -- main entry
+    def locate(self, species, weights=None, weeks=None, top_k: int = 0, return_posterior: bool = False,
+               batch: int = 1024, progress: bool = True) -> LocateResult:
+        """Locate R queries: species (R lists of names), weights (R lists) | None, weeks (R,) 1-48|None.
+
+        -> LocateResult with (R,) lat/lon predictions decoded by ``config.decoder``.
+        """
+        R = len(species)
+        species = [[s] if isinstance(s, str) else list(s) for s in species]
+        if weights is None:
+            weights = [[1.0] * len(s) for s in species]
+        if len(weights) != R or any(len(w) != len(s) for w, s in zip(weights, species)):
+            raise ValueError("weights must give one number per species name")
+        wk = np.full(R, -1) if weeks is None or not self.config.use_week else np.asarray(
+            [-1 if w is None or pd.isna(w) else int(w) for w in weeks])
+        unknown: Counter = Counter()
+        idx_lists, w_lists = [], []
+        for names, ws in zip(species, weights):
+            idx, unk = self.model.match(names)
+            unknown.update(unk)
+            known = [w for n, w in zip(names, ws) if n not in set(unk)]
+            idx_lists.append(np.asarray(idx, np.int64))
+            w_lists.append(np.asarray(known, np.float32))
+        lat = np.full(R, np.nan)
+        lon = np.full(R, np.nan)
+        topk = np.zeros((R, top_k, 3)) if top_k else None
+        post_all = np.zeros((R, len(self.points)), np.float32) if return_posterior else None
+        bar = tqdm(total=R, desc="species-range geolocation", disable=not progress, leave=False)
+        for week in np.unique(wk):
+            rows = np.flatnonzero(wk == week)
+            wk_arg = None if week == -1 else int(week)
+            used = np.unique(np.concatenate([idx_lists[r] for r in rows] + [np.zeros(0, np.int64)]))
+            lp = self._species_logterms(used, wk_arg)  # (K, N)
+            col = {int(s): j for j, s in enumerate(used)}
+            base = self._base(wk_arg)
+            if self.config.richness_weight > 0:
+                log_rich = torch.as_tensor(np.log(np.maximum(self.richness(wk_arg), 1e-3)), dtype=torch.float32,
+                                           device=self.device)
+            for s in range(0, len(rows), batch):
+                rb = rows[s:s + batch]
+                scores = base.expand(len(rb), -1).clone()
+                ii = [(k, col[int(x)], float(w)) for k, r in enumerate(rb) for x, w in zip(idx_lists[r], w_lists[r])]
+                if ii:
+                    r_i, c_i, vals = map(list, zip(*ii))
+                    W = torch.sparse_coo_tensor(torch.tensor(np.array([r_i, c_i])), torch.tensor(vals, dtype=torch.float32),
+                                                (len(rb), len(used)), device=self.device, check_invariants=False)
+                    scores += torch.sparse.mm(W, lp)
+                    if self.config.richness_weight > 0:
+                        wsum = torch.zeros(len(rb), device=self.device).index_add_(
+                            0, torch.tensor(r_i, device=self.device), torch.tensor(vals, device=self.device))
+                        scores -= self.config.richness_weight * wsum[:, None] * log_rich[None]
+                post = torch.softmax(scores, dim=1)
+                la, lo, tk = self.decode(post, top_k)
+                lat[rb], lon[rb] = la, lo
+                if top_k:
+                    topk[rb] = tk
+                if return_posterior:
+                    post_all[rb] = post.cpu().numpy()
+                bar.update(len(rb))
+        bar.close()
+        n_known = np.array([len(i) for i in idx_lists])
+        pred = pd.DataFrame({"lat": lat, "lon": lon, "n_species": [len(s) for s in species], "n_known": n_known,
+                             "fallback": n_known == 0, "week": wk})
+        res = LocateResult(pred, unknown, topk, post_all)
+        if pred.fallback.any():
+            what = ("their prediction is the location prior alone (GeoCLIP photo density)"
+                    if self.log_prior is not None and self.config.prior_weight > 0 else "their posterior is flat over the gallery")
+            res.notes.append(f"{int(pred.fallback.sum())} queries had no species the range model covers: {what}")
+        return res
+
+    def _species_logterms(self, used: np.ndarray, week) -> torch.Tensor:
+        """(K,) species indices, week -> (K, N) log max(p, floor) - lam log(1 - min(p, cap))."""
+        c = self.config
+        if len(used) == 0:
+            return torch.zeros((0, len(self.points)), device=self.device)
+        p = self.species_maps(used, week)  # (K, N) float32
+        lt = np.log(np.maximum(p, c.presence_floor))
+        if c.absence_weight > 0:
+            lt -= c.absence_weight * np.log1p(-np.minimum(c.detectability * p, c.absence_cap))
+        return torch.as_tensor(lt, dtype=torch.float32, device=self.device)
+
+    def species_maps(self, used: np.ndarray, week, budget_bytes: float = 2e9) -> np.ndarray:
+        """(K,) sorted species indices, week -> (K, N) float32 probabilities, memoised per week."""
+        have = self._pcache.get(week)
+        if have is None or not np.isin(used, have[0]).all():
+            idx = used if have is None else np.union1d(used, have[0])
+            if sum(v[1].nbytes for v in self._pcache.values()) > budget_bytes:
+                self._pcache.clear()
+            have = (idx, range_map(self.model, self.points, week, species_idx=idx).astype(np.float16))
+            self._pcache[week] = have
+        return have[1][np.searchsorted(have[0], used)].astype(np.float32)
+
+    # -- decoders
+    def decode(self, post: torch.Tensor, top_k: int = 0):
+        """(R, N) posterior -> (R,) lat, (R,) lon by ``config.decoder``, and (R, K, 3) top-k (lat, lon, p)."""
+        c = self.config
+        m = min(c.top_m, post.shape[1])
+        p, idx = torch.topk(post, m, dim=1)  # (R, M), sorted
+        tk = None
+        if top_k:
+            ll = self.points[idx[:, :top_k].cpu().numpy()]
+            tk = np.concatenate([ll, p[:, :top_k, None].cpu().numpy()], axis=2)
+        if c.decoder == "argmax":
+            ll = self.points[idx[:, 0].cpu().numpy()]
+            return ll[:, 0], ll[:, 1], tk
+        X = self.xyz[idx]  # (R, M, 3)
+        w = p / p.sum(1, keepdim=True)
+        if c.decoder == "geomedian":
+            y = torch.nn.functional.normalize((w[..., None] * X).sum(1), dim=1)  # spherical mean start
+            y = torch.where((w[..., None] * X).sum(1).norm(dim=1, keepdim=True) > 1e-3, y, X[:, 0])
+            for _ in range(100):  # Weiszfeld on the sphere: reweight by 1 / angular distance
+                ang = torch.arccos(torch.clamp((X * y[:, None]).sum(-1), -1.0, 1.0))
+                y_new = torch.nn.functional.normalize((w / ang.clamp_min(1e-4))[..., None].mul(X).sum(1), dim=1)
+                if torch.allclose(y_new, y, atol=1e-7):
+                    break
+                y = y_new
+            ll = to_latlon(y.cpu().double().numpy())
+            return ll[:, 0], ll[:, 1], tk
+        # mass_within: among the top candidates, the one with most posterior mass within the radius
+        cos_r = float(np.cos(c.radius_km / EARTH_RADIUS_KM))
+        n_cand = min(256, m)
+        best = torch.empty(len(post), dtype=torch.long, device=post.device)
+        for s in range(0, len(post), 64):
+            Xc = X[s:s + 64, :n_cand]  # (r, C, 3)
+            near = (torch.bmm(Xc, X[s:s + 64].transpose(1, 2)) >= cos_r).float()  # (r, C, M)
+            mass = torch.bmm(near, w[s:s + 64, :, None])[..., 0]  # (r, C)
+            best[s:s + 64] = idx[s:s + 64].gather(1, mass.argmax(1, keepdim=True))[:, 0]
+        ll = self.points[best.cpu().numpy()]
+        return ll[:, 0], ll[:, 1], tk
+
+
+# ---------------------------------------------------------------- parameter choice
+def sweep(loc: RangeGeolocator, queries: pd.DataFrame, grid: list[dict], progress: bool = True) -> pd.DataFrame:
+    """Evaluate config variants on queries (species, week, lat, lon) -> one metrics row per variant.
+
+    Used to choose free parameters on a validation set that is not the one reported.
+    """
+    from .geo import haversine
+    from .metrics import summary_row
+
+    rows = []
+    for kw in tqdm(grid, desc="sweep", disable=not progress):
+        r = loc.with_config(**kw).locate(list(queries["species"]), weeks=queries["week"], progress=False)
+        d = haversine(r.pred.lat.to_numpy(), r.pred.lon.to_numpy(), queries["lat"].to_numpy(), queries["lon"].to_numpy())
+        rows.append({**kw, **summary_row("", d)})
+    return pd.DataFrame(rows).drop(columns="method")
+
+
+def pick_best(table: pd.DataFrame, keys: list[str], by: str = "median_km") -> dict:
+    """Row of a sweep table with the lowest ``by`` (ties: highest region accuracy) -> its config dict."""
+    best = table.sort_values([by, "region_%"], ascending=[True, False]).iloc[0]
+    return {k: (best[k].item() if hasattr(best[k], "item") else best[k]) for k in keys}

@@ -1,0 +1,144 @@
+"""Species-range geolocation on hand-checkable synthetic ranges, and on BirdNET's real ranges."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from soundloc import taxonomy
+from soundloc.geo import haversine, land_grid, uniform_grid
+from soundloc.geolocate import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
+from soundloc.ranges import RangeModel, load_range_model
+
+
+class DiscModel(RangeModel):
+    """Species with disc ranges: p = high inside (centre, radius km), low outside."""
+
+    name = "discs"
+
+    def __init__(self, discs: dict, inside=0.9, outside=0.001, over=None):
+        self.discs, self.species = discs, list(discs)
+        self.inside, self.outside, self.over = inside, outside, over  # over: ((lat, lon), km, p) for ALL species
+
+    def prob(self, lat, lon, week=None, species_idx=None):
+        names = self.species if species_idx is None else [self.species[i] for i in species_idx]
+        lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+        cols = []
+        for n in names:
+            (clat, clon), r, *p = self.discs[n]
+            inside = p[0] if p else self.inside
+            cols.append(np.where(haversine(lat, lon, clat, clon) <= r, inside, self.outside))
+        p = np.stack(cols, 1)
+        if self.over is not None:
+            (olat, olon), r, po = self.over
+            p[haversine(lat, lon, olat, olon) <= r] = po
+        return p.astype(np.float32)
+
+
+G = uniform_grid(1.0)
+DISCS = {"A": ((0, 0), 2000), "B": ((0, 30), 2000), "C": ((40, -100), 3000)}
+
+
+def _loc(model=None, **kw):
+    return RangeGeolocator(model or DiscModel(DISCS), G, RangeLocConfig(prior_weight=0, **kw), gallery_name="g1")
+
+
+def test_overlap_of_two_ranges_is_found_and_posterior_sums_to_one():
+    r = _loc().locate([["A", "B"]], return_posterior=True, progress=False)
+    post = r.posterior[0]
+    assert post.sum() == pytest.approx(1.0, abs=1e-4)  # float32 over 64,800 points
+    lat, lon = r.pred.lat[0], r.pred.lon[0]
+    assert haversine(lat, lon, 0, 0) <= 2000 and haversine(lat, lon, 0, 30) <= 2000  # inside both discs
+    # almost all mass lies in the lens where the discs overlap
+    both = (haversine(G[:, 0], G[:, 1], 0, 0) <= 2000) & (haversine(G[:, 0], G[:, 1], 0, 30) <= 2000)
+    assert post[both].sum() > 0.95
+
+
+def test_unknown_species_are_reported_and_fall_back():
+    r = _loc().locate([["A", "Notus species"], ["Notus species"]], progress=False)
+    assert r.unknown == {"Notus species": 2}
+    assert list(r.pred.fallback) == [False, True] and list(r.pred.n_known) == [1, 0]
+    assert "no species the range model covers" in " ".join(r.notes)
+
+
+def test_absence_of_a_common_species_lowers_a_place():
+    # A everywhere in a big disc; B common only in its eastern part. Hearing A but not B -> west.
+    m = DiscModel({"A": ((0, 15), 3000), "B": ((0, 30), 1200, 0.95)})
+    pres = _loc(m).locate([["A"]], return_posterior=True, progress=False).posterior[0]
+    absn = _loc(m, absence_weight=1.0).locate([["A"]], return_posterior=True, progress=False).posterior[0]
+    in_b = haversine(G[:, 0], G[:, 1], 0, 30) <= 1200
+    assert absn[in_b].sum() < 0.2 * pres[in_b].sum()
+
+
+def test_richness_normalisation_resists_over_predicting_regions():
+    # A and B occur (p = 0.9) over a large area; inside it, region R (50N 60E) predicts EVERY species
+    # at 0.99, 32 species in all: the data-poor artefact of range models seen in northern Iran
+    discs = {f"s{i}": ((-60, -60), 100) for i in range(30)}
+    discs.update({"A": ((25, 30), 6000), "B": ((25, 30), 6000)})
+    m = DiscModel(discs, over=((50, 60), 1500, 0.99))
+    for name, ok in ((None, False), (1.0, True)):
+        kw = {} if name is None else {"richness_weight": name}
+        r = _loc(m, **kw).locate([["A", "B"]], progress=False)
+        in_r = haversine(r.pred.lat[0], r.pred.lon[0], 50, 60) <= 1500
+        assert in_r != ok  # raw p picks the over-predicting region (0.99 > 0.9), the multinomial does not
+
+
+def test_decoders_on_a_hand_made_posterior():
+    loc = _loc()
+    post = np.zeros(len(G), np.float32)
+    lone = np.argmin(haversine(G[:, 0], G[:, 1], -30, 120))
+    cluster = np.flatnonzero(haversine(G[:, 0], G[:, 1], 45, 10) <= 150)
+    post[lone] = 0.2
+    post[cluster] = 0.8 / len(cluster)  # each below 0.2, together 0.8
+    p = torch.as_tensor(post)[None]
+    la, lo, _ = loc.decode(p)
+    assert haversine(la[0], lo[0], -30, 120) < 100  # argmax: the lone point
+    la, lo, _ = loc.with_config(decoder="mass_within", radius_km=200).decode(p)
+    assert haversine(la[0], lo[0], 45, 10) < 200
+    la, lo, _ = loc.with_config(decoder="geomedian").decode(p)
+    assert haversine(la[0], lo[0], 45, 10) < 200  # the geometric median sits with the majority mass
+    _, _, tk = loc.decode(p, top_k=3)
+    assert tk.shape == (1, 3, 3) and tk[0, 0, 2] == pytest.approx(0.2)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        RangeLocConfig(decoder="mean")
+    with pytest.raises(ValueError, match="unknown gallery"):
+        gallery("ocean2")
+
+
+def test_vmf_prior_is_a_normalised_smooth_density():
+    pts = land_grid(2.0)
+    lp = vmf_log_density(pts, np.array([[48.0, 2.0]] * 10 + [[-33.9, 151.2]]), 300)
+    assert np.exp(lp).sum() == pytest.approx(1.0)
+    paris = np.argmin(haversine(pts[:, 0], pts[:, 1], 48, 2))
+    sydney = np.argmin(haversine(pts[:, 0], pts[:, 1], -33.9, 151.2))
+    assert lp[paris] > lp[sydney] > np.median(lp)  # 10 centres beat 1, both beat empty land
+
+
+@pytest.fixture(scope="module")
+def birdnet():
+    return load_range_model("birdnet", "torch")
+
+
+def test_real_ranges_locate_australian_birds(birdnet):
+    loc = RangeGeolocator(birdnet, gallery("land1"), RangeLocConfig(prior_weight=0), gallery_name="land1")
+    r = loc.locate([["Gymnorhina tibicen", "Dacelo novaeguineae", "Manorina melanocephala"],
+                    ["Cardinalis cardinalis", "Poecile carolinensis", "Thryothorus ludovicianus"]],
+                   weeks=[20, 20], progress=False)
+    assert -40 < r.pred.lat[0] < -15 and 135 < r.pred.lon[0] < 155  # eastern Australia
+    assert 25 < r.pred.lat[1] < 45 and -100 < r.pred.lon[1] < -70  # south-eastern USA
+
+
+def test_taxonomy_maps_documented_synonyms_only(birdnet):
+    t = taxonomy.reconcile(birdnet, ["Coloeus monedula", "Setophaga auduboni", "Hyla cinerea", "Ranoidea caerulea", "Turdus merula"],
+                           [None, None, "Green Tree Frog", "Green Tree Frog", "Eurasian Blackbird"])
+    got = dict(zip(t.name, t.mapped_to))
+    assert "Turdus merula" not in got  # known already
+    assert got["Coloeus monedula"] == "Corvus monedula" and got["Setophaga auduboni"] == "Setophaga coronata"
+    assert got["Hyla cinerea"] == "Dryophytes cinereus"
+    assert pd.isna(got["Ranoidea caerulea"])  # same common name, different genus and epithet: not mapped
+    m = load_range_model("birdnet", "torch")
+    assert taxonomy.apply(m, t) == 3
+    idx, unk = m.match(["Coloeus monedula", "Ranoidea caerulea"])
+    assert m.species[idx[0]] == "Corvus monedula" and unk == ["Ranoidea caerulea"]
