@@ -1,0 +1,755 @@
+"""Audio encoders, geolocation heads and checkpoints (paper section 4, A.3, A.5).
+
+- :class:`AudioEncoder` -- a torchvision MobileNetV3 (Small or Large, ``weights=None``: never any
+  network) mapping ``(B, 3, S, S)`` window images to one embedding per window: the pooled
+  features after the first classifier ``Linear + Hardswish`` (D = 1024 Small, 1280 Large; the
+  paper's 1280-d features). Pretrained weights load only through :func:`load_encoder_weights`.
+- Heads, each an ``nn.Module`` with ``forward(z) -> outputs``, ``loss(outputs, target)``,
+  ``scores(outputs)`` (what is averaged over a recording's windows), ``predict_from_scores`` and
+  ``predict(outputs) -> (B, 2)`` lat/lon degrees:
+  :class:`RegressionHead` (MSE on lat/lon scaled to [-1, 1], or differentiable haversine),
+  :class:`H3Head` (classification over the training set's H3 cells at one resolution),
+  :class:`MultiResH3Head` (res 0, 1, 2 classifiers on one encoder, decoded hierarchically),
+  :class:`SpeciesHead` (softmax over species; ``predict_species`` -> probabilities).
+- :class:`GeoModel` = encoder + head; :func:`recording_predict` averages window outputs per
+  recording (probabilities for classifiers, unit vectors for regression), vectorised.
+- Checkpoints (:func:`save_model`, :func:`load_model_weights`, :func:`load_model`) store the model's
+  config dict and load with ``torch.load(..., weights_only=True)``; a checkpoint made for another
+  config raises :class:`CheckpointMismatch` naming the file and the differing fields.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .geo import EARTH_RADIUS_KM, h3_cells, h3_centers, haversine_torch
+from .io import atomic_path
+
+CHECKPOINT_FORMAT = "soundloc-checkpoint"
+CHECKPOINT_VERSION = 1
+ARCHS = {"mobilenet_v3_small": 1024, "mobilenet_v3_large": 1280}  # arch -> embedding size D
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint does not fit the model it is loaded into (the message names file and fields)."""
+
+
+# --------------------------------------------------------------------------- encoder
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Audio encoder settings (defaults: the paper's MobileNetV3-Large at 224 x 224)."""
+
+    arch: str = "mobilenet_v3_large"     # "mobilenet_v3_small" (SMALL mode) | "mobilenet_v3_large" (paper)
+    input_size: int = 224                # side S of the (B, 3, S, S) window images (112 in SMALL mode)
+    pretrained_path: str | None = None   # weights file for load_pretrained(); never read at construction
+    dropout: float = 0.2                 # dropout on the embedding during training (torchvision's 0.2)
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"EncoderConfig.arch={self.arch!r}: expected one of {sorted(ARCHS)}")
+        if self.input_size < 32:
+            raise ValueError(f"EncoderConfig.input_size={self.input_size}: need >= 32 pixels")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"EncoderConfig.dropout={self.dropout}: need 0 <= dropout < 1")
+
+    @property
+    def dim(self) -> int:
+        """Embedding size D."""
+        return ARCHS[self.arch]
+
+    def identity(self) -> dict:
+        """The fields that define the weights' shapes/meaning (pretrained_path excluded)."""
+        return {"arch": self.arch, "input_size": self.input_size, "dropout": self.dropout}
+
+
+class AudioEncoder(nn.Module):
+    """torchvision MobileNetV3 without its last Linear: (B, 3, S, S) -> (B, D) window embeddings.
+
+    Submodule names match torchvision's (``features``, ``classifier.0``), so torchvision-style
+    state dicts load directly (their ``classifier.3`` -- the ImageNet/species classifier -- is
+    ignored). No weights are read here: see :func:`load_encoder_weights` / :func:`load_pretrained`.
+    """
+
+    def __init__(self, cfg: EncoderConfig = EncoderConfig()):
+        super().__init__()
+        import torchvision
+
+        self.cfg = cfg
+        net = getattr(torchvision.models, cfg.arch)(weights=None)
+        self.features = net.features
+        self.avgpool = net.avgpool
+        lin = net.classifier[0]
+        self.classifier = nn.Sequential(lin, nn.Hardswish(), nn.Dropout(p=cfg.dropout))
+        self.dim = lin.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x)).flatten(1)
+        return self.classifier(x)
+
+
+def _unwrap_state_dict(obj, path) -> dict:
+    """A loaded checkpoint object -> plain state dict (ours, torchvision-style, or wrapped)."""
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        obj = obj["model"]
+    elif isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model", "net"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise CheckpointMismatch(f"{path}: not a state dict of tensors (keys {list(obj)[:5] if isinstance(obj, dict) else type(obj)})")
+    return obj
+
+
+def _strip(sd: dict, prefix: str) -> dict:
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_encoder_weights` did: keys loaded, missing, unexpected and skipped for shape."""
+
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    skipped_shape: list[str]
+
+    def __str__(self) -> str:
+        return (f"loaded {len(self.loaded)} tensors; missing {len(self.missing)} {self.missing[:4]}; "
+                f"unexpected {len(self.unexpected)} {self.unexpected[:4]}; shape-skipped "
+                f"{len(self.skipped_shape)} {self.skipped_shape[:4]}")
+
+
+def load_encoder_weights(encoder: AudioEncoder, path: str | os.PathLike, map_location="cpu",
+                         strict: bool = False) -> LoadReport:
+    """Load encoder weights from ``path`` (torchvision-style, DDP ``module.``-prefixed, or our own).
+
+    Accepts a plain state dict, ``{"state_dict": ...}``-style wrappers, and our GeoModel/encoder
+    checkpoints (``encoder.`` prefix stripped). Keys not used by the encoder -- e.g. the final
+    classifier ``classifier.3`` of a species model -- are reported as unexpected; tensors whose
+    shape differs are skipped and reported. ``strict=True`` raises when any encoder key is missing.
+    """
+    obj = torch.load(path, map_location=map_location, weights_only=True)
+    sd = _strip(_unwrap_state_dict(obj, path), "module.")
+    if any(k.startswith("encoder.") for k in sd):
+        sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+    own = encoder.state_dict()
+    use, skipped = {}, []
+    for k, v in sd.items():
+        if k in own:
+            if own[k].shape == v.shape:
+                use[k] = v
+            else:
+                skipped.append(f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}")
+    missing = [k for k in own if k not in use]
+    unexpected = [k for k in sd if k not in own]
+    if strict and missing:
+        raise CheckpointMismatch(f"{path}: encoder keys missing or mismatched: {missing[:8]} "
+                                 f"({len(missing)} in all; shape-skipped: {skipped[:4]})")
+    if not use:
+        raise CheckpointMismatch(f"{path}: no tensor fits the {encoder.cfg.arch} encoder "
+                                 f"(unexpected keys e.g. {unexpected[:4]}, shape-skipped {skipped[:4]})")
+    encoder.load_state_dict(use, strict=False)
+    return LoadReport(sorted(use), missing, unexpected, skipped)
+
+
+def load_pretrained(encoder: AudioEncoder, map_location="cpu") -> LoadReport | None:
+    """Load ``encoder.cfg.pretrained_path`` when set (the explicit step a constructor never does)."""
+    if encoder.cfg.pretrained_path is None:
+        return None
+    return load_encoder_weights(encoder, encoder.cfg.pretrained_path, map_location=map_location)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(module: nn.Module, batches) -> int:
+    """Recompute every BatchNorm's running mean/var as the plain average over ``batches`` of inputs.
+
+    Weights are untouched. Use it before freezing a randomly initialised (or domain-shifted)
+    encoder: torchvision's MobileNetV3 BatchNorms (momentum 0.01) otherwise keep their init
+    statistics (mean 0, var 1), which makes a random encoder's eval-mode embeddings ~1e-10.
+    Returns the number of inputs seen.
+    """
+    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m, m.momentum) for m in bns]
+    was = module.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    module.train()
+    n = 0
+    try:
+        for x in batches:
+            if len(x) < 2:
+                continue
+            module(x)
+            n += len(x)
+    finally:
+        for m, mom in saved:
+            m.momentum = mom
+        module.train(was)
+    return n
+
+
+# --------------------------------------------------------------------------- helpers
+
+def latlon_to_xyz(latlon: torch.Tensor) -> torch.Tensor:
+    """(..., 2) lat/lon degrees -> (..., 3) unit vectors."""
+    la, lo = torch.deg2rad(latlon[..., 0]), torch.deg2rad(latlon[..., 1])
+    return torch.stack([torch.cos(la) * torch.cos(lo), torch.cos(la) * torch.sin(lo), torch.sin(la)], dim=-1)
+
+
+def xyz_to_latlon(xyz: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors (any non-zero norm) -> (..., 2) lat/lon degrees."""
+    xyz = F.normalize(xyz, dim=-1)
+    return torch.stack([torch.rad2deg(torch.asin(xyz[..., 2].clamp(-1, 1))),
+                        torch.rad2deg(torch.atan2(xyz[..., 1], xyz[..., 0]))], dim=-1)
+
+
+def _latlon_tensor(lat, lon=None) -> torch.Tensor:
+    if lon is None:
+        return torch.as_tensor(np.asarray(lat, dtype=np.float64)).reshape(-1, 2).float()
+    return torch.as_tensor(np.stack([np.asarray(lat, float), np.asarray(lon, float)], -1)).float()
+
+
+class Head(nn.Module):
+    """Common interface of the geolocation heads (see the module docstring)."""
+
+    kind = "head"
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        """Window outputs -> the quantity averaged over a recording's windows."""
+        raise NotImplementedError
+
+    def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """(Averaged) scores -> (B, 2) lat/lon degrees."""
+        raise NotImplementedError
+
+    def predict(self, out: torch.Tensor) -> torch.Tensor:
+        """Window outputs -> (B, 2) lat/lon degrees."""
+        return self.predict_from_scores(self.scores(out))
+
+    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
+        """Per-recording training targets for this head (what ``loss`` expects)."""
+        raise NotImplementedError
+
+    def can_locate(self) -> bool:
+        """Whether ``predict`` can give coordinates (a species head needs centroids first)."""
+        return True
+
+
+# --------------------------------------------------------------------------- regression
+
+class RegressionHead(Head):
+    """Linear -> 2 outputs: lat / 90 and lon / 180 (scaled to [-1, 1]).
+
+    ``loss="mse"``: MSE between scaled outputs and scaled targets; ``loss="haversine"``: mean
+    great-circle distance between the predicted and the true point, in Earth radii (km / 6371,
+    so the loss is O(1) for SGD; multiply by 6371 for km). Targets are (B, 2) lat/lon degrees.
+    Predictions clamp latitude to [-90, 90] and wrap longitude to [-180, 180).
+    """
+
+    kind = "regression"
+    SCALE = (90.0, 180.0)
+
+    def __init__(self, in_dim: int, loss: str = "haversine"):
+        super().__init__()
+        if loss not in ("mse", "haversine"):
+            raise ValueError(f"RegressionHead loss={loss!r}: expected 'mse' or 'haversine'")
+        self.in_dim, self.loss_name = in_dim, loss
+        self.fc = nn.Linear(in_dim, 2)
+        self.register_buffer("scale", torch.tensor(self.SCALE), persistent=False)
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "in_dim": self.in_dim, "loss": self.loss_name}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+    def to_degrees(self, out: torch.Tensor) -> torch.Tensor:
+        """Raw outputs -> (B, 2) lat/lon degrees, unclamped (differentiable)."""
+        return out.float() * self.scale
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.to(out.device, torch.float32)
+        if self.loss_name == "mse":
+            return F.mse_loss(out.float(), target / self.scale)
+        return haversine_torch(self.to_degrees(out), target).mean() / EARTH_RADIUS_KM
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        return latlon_to_xyz(self.to_degrees(out))  # unit vectors average correctly across the dateline
+
+    def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return xyz_to_latlon(scores.float())
+
+    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
+        return _latlon_tensor(lat, lon)
+
+
+# --------------------------------------------------------------------------- H3 classes
+
+@dataclass(frozen=True)
+class H3Classes:
+    """The H3 cells at one resolution that occur in the training set (the classifier's classes)."""
+
+    res: int                      # H3 resolution (0: 122 cells, 1: 842, 2: 5,882 worldwide)
+    cells: tuple[str, ...]        # sorted cell ids; class k is cells[k]
+
+    @classmethod
+    def from_training(cls, lat, lon, res: int) -> "H3Classes":
+        """Classes = the sorted distinct cells of the training locations."""
+        return cls(int(res), tuple(sorted(set(h3_cells(lat, lon, res)))))
+
+    @property
+    def index(self) -> dict[str, int]:
+        idx = self.__dict__.get("_index")
+        if idx is None:
+            idx = {c: i for i, c in enumerate(self.cells)}
+            object.__setattr__(self, "_index", idx)
+        return idx
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def centers(self) -> np.ndarray:
+        """(C, 2) cell centres, lat/lon degrees."""
+        c = self.__dict__.get("_centers")
+        if c is None:
+            c = h3_centers(self.cells)
+            object.__setattr__(self, "_centers", c)
+        return c
+
+    def encode(self, lat, lon) -> np.ndarray:
+        """(N,) lat/lon -> (N,) int64 class index; -1 for a cell absent from the training set."""
+        return np.array([self.index.get(c, -1) for c in h3_cells(lat, lon, self.res)], dtype=np.int64)
+
+    def decode(self, idx) -> np.ndarray:
+        """(N,) class indices -> (N, 2) centre lat/lon degrees."""
+        return self.centers()[np.asarray(idx, dtype=np.int64)]
+
+    def parent_index(self, coarse: "H3Classes", how: str = "center") -> np.ndarray:
+        """(C,) index into ``coarse`` of each cell's parent; -1 when the parent is not a class there.
+
+        ``how="center"`` (default): the coarse cell that contains this cell's centre -- consistent
+        with training targets, which bin each point independently at every resolution (H3 cells
+        are not nested: e.g. Paris lies in res-0 cell 8019fff... while its res-2 cell's
+        ``h3.cell_to_parent`` at res 0 is 801ffff...). ``how="h3"``: ``h3.cell_to_parent``.
+        """
+        import h3
+
+        if coarse.res > self.res:
+            raise ValueError(f"parent resolution {coarse.res} is finer than {self.res}")
+        if how == "h3":
+            par = [h3.cell_to_parent(c, coarse.res) for c in self.cells]
+        elif how == "center":
+            ctr = self.centers()
+            par = list(h3_cells(ctr[:, 0], ctr[:, 1], coarse.res))
+        else:
+            raise ValueError(f"parent_index how={how!r}: expected 'center' or 'h3'")
+        return np.array([coarse.index.get(c, -1) for c in par], dtype=np.int64)
+
+    def to_dict(self) -> dict:
+        return {"res": self.res, "cells": list(self.cells)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "H3Classes":
+        return cls(int(d["res"]), tuple(d["cells"]))
+
+
+class H3Head(Head):
+    """Linear -> C logits over the training set's H3 cells; cross-entropy; predicts the best cell's centre.
+
+    Targets are class indices from :meth:`H3Classes.encode`; -1 (a cell absent from training, e.g.
+    in a test set) is ignored by the loss, and predictions are always one of the known cells.
+    """
+
+    kind = "h3"
+
+    def __init__(self, in_dim: int, classes: H3Classes):
+        super().__init__()
+        if len(classes) == 0:
+            raise ValueError("H3Head needs at least one class")
+        self.in_dim, self.classes = in_dim, classes
+        self.fc = nn.Linear(in_dim, len(classes))
+        self.register_buffer("centers", torch.tensor(classes.centers(), dtype=torch.float32), persistent=False)
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "in_dim": self.in_dim, "classes": self.classes.to_dict()}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), target.to(out.device, torch.long), ignore_index=-1)
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().softmax(-1)
+
+    def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.centers[scores.argmax(-1)]
+
+    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
+        return torch.as_tensor(self.classes.encode(lat, lon))
+
+
+def h3_hierarchy(classes: Sequence[H3Classes], parent: str = "center") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Index maps for coarse-to-fine decoding of ``classes`` (coarsest first).
+
+    -> (parents, ancestors): ``parents[l]`` (C_{l+1},) index at level l of each level-(l+1) cell's
+    parent; ``ancestors[l]`` (C_finest,) index at level l of each finest cell's ancestor, computed
+    directly (not by chaining, which breaks where an intermediate parent is not a class).
+    -1 where the parent / ancestor is not a class. See :meth:`H3Classes.parent_index`.
+    """
+    classes = list(classes)
+    parents = [classes[l + 1].parent_index(classes[l], parent) for l in range(len(classes) - 1)]
+    ancestors = [classes[-1].parent_index(classes[l], parent) for l in range(len(classes) - 1)]
+    return parents, ancestors
+
+
+def hierarchical_decode(probs: Sequence[torch.Tensor], classes: Sequence[H3Classes] | None = None,
+                        mode: str = "sum", parent: str = "center", eps: float = 1e-8,
+                        hierarchy: tuple | None = None) -> torch.Tensor:
+    """Combine coarse-to-fine H3 classifiers (paper A.5, res 0 -> 1 -> 2) -> (B,) finest class index.
+
+    ``probs[l]`` is (B, C_l) probabilities at level l (coarsest first) over ``classes[l]``, e.g. the
+    recording-level outputs of three separately trained res-0/1/2 models. ``hierarchy`` (the
+    output of :func:`h3_hierarchy`) may be given instead of ``classes`` to skip recomputing it.
+
+    - ``mode="sum"``: score(res-2 cell) = log p2(cell) + log p1(ancestor at res 1) + log p0(ancestor
+      at res 0), with ``log eps`` for an ancestor that is not a class; the best cell wins.
+    - ``mode="greedy"``: the best coarse cell, then the best of its children, and so on (all cells
+      of a level compete where the chosen cell has no child class).
+    Ancestors are by centre containment by default (``parent="center"``; see
+    :meth:`H3Classes.parent_index`), or ``parent="h3"`` for ``h3.cell_to_parent``.
+    """
+    if hierarchy is None:
+        if classes is None or len(classes) != len(probs):
+            raise ValueError(f"need one H3Classes per level ({len(probs)} levels)")
+        hierarchy = h3_hierarchy(classes, parent)
+    parents, ancestors = hierarchy
+    dev = probs[-1].device
+    logp = [p.float().clamp_min(eps).log() for p in probs]
+    if mode == "sum":
+        score = logp[-1].clone()
+        for lvl, anc in enumerate(ancestors):
+            a = torch.as_tensor(anc, device=dev)
+            g = logp[lvl][:, a.clamp_min(0)]
+            score += torch.where(a[None] >= 0, g, torch.full_like(g, math.log(eps)))
+        return score.argmax(-1)
+    if mode == "greedy":
+        choice = logp[0].argmax(-1)                                       # (B,)
+        for lvl in range(1, len(logp)):
+            par = torch.as_tensor(parents[lvl - 1], device=dev)
+            mask = par[None] == choice[:, None]                           # (B, C_lvl) children of the choice
+            mask |= ~mask.any(-1, keepdim=True)                           # no child class -> all compete
+            choice = logp[lvl].masked_fill(~mask, -math.inf).argmax(-1)
+        return choice
+    raise ValueError(f"hierarchical_decode mode={mode!r}: expected 'sum' or 'greedy'")
+
+
+class MultiResH3Head(Head):
+    """H3 classifiers at several resolutions (default 0, 1, 2) on one embedding, decoded hierarchically.
+
+    Outputs are the concatenated logits of all levels; the loss is the mean of the levels'
+    cross-entropies; targets are (B, L) class indices (``-1`` ignored). Prediction is the centre of
+    the finest cell chosen by :func:`hierarchical_decode` (``mode`` ``"sum"`` or ``"greedy"``);
+    ``predict_level(out, l)`` gives one level's plain argmax prediction (Table 1's single-resolution rows).
+    """
+
+    kind = "h3_multires"
+
+    def __init__(self, in_dim: int, classes: Sequence[H3Classes], mode: str = "sum", parent: str = "center"):
+        super().__init__()
+        classes = sorted(classes, key=lambda c: c.res)
+        self.in_dim, self.classes, self.mode, self.parent = in_dim, list(classes), mode, parent
+        self.sizes = [len(c) for c in classes]
+        self.fc = nn.Linear(in_dim, sum(self.sizes))
+        parents, ancestors = h3_hierarchy(classes, parent)
+        for lvl in range(len(classes) - 1):
+            self.register_buffer(f"parent{lvl}", torch.as_tensor(parents[lvl]), persistent=False)
+            self.register_buffer(f"ancestor{lvl}", torch.as_tensor(ancestors[lvl]), persistent=False)
+        self.register_buffer("centers", torch.tensor(classes[-1].centers(), dtype=torch.float32), persistent=False)
+        for lvl, c in enumerate(classes):
+            self.register_buffer(f"centers{lvl}", torch.tensor(c.centers(), dtype=torch.float32), persistent=False)
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "in_dim": self.in_dim, "mode": self.mode, "parent": self.parent,
+                "classes": [c.to_dict() for c in self.classes]}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+    def split(self, out: torch.Tensor) -> list[torch.Tensor]:
+        return list(out.split(self.sizes, dim=-1))
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.to(out.device, torch.long)
+        parts = self.split(out.float())
+        return sum(F.cross_entropy(p, target[:, i], ignore_index=-1) for i, p in enumerate(parts)) / len(parts)
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p.softmax(-1) for p in self.split(out.float())], dim=-1)
+
+    def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        n = len(self.classes) - 1
+        parents = [getattr(self, f"parent{lvl}") for lvl in range(n)]
+        ancestors = [getattr(self, f"ancestor{lvl}") for lvl in range(n)]
+        return self.centers[hierarchical_decode(self.split(scores), mode=self.mode, hierarchy=(parents, ancestors))]
+
+    def predict_level(self, scores: torch.Tensor, level: int) -> torch.Tensor:
+        """(B, sum C) probabilities -> (B, 2) centre of level ``level``'s most probable cell."""
+        return getattr(self, f"centers{level}")[self.split(scores)[level].argmax(-1)]
+
+    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
+        return torch.as_tensor(np.stack([c.encode(lat, lon) for c in self.classes], axis=1))
+
+
+# --------------------------------------------------------------------------- species
+
+class SpeciesHead(Head):
+    """Linear -> S logits over species; cross-entropy on species indices.
+
+    ``predict_species(out)`` -> (B, S) probabilities (for "predicted species" geolocation through
+    range maps, :mod:`soundloc.ranges`). ``predict`` returns the centroid of the most probable
+    species' training locations, available once ``set_centroids`` (or ``centroids=``) was given.
+    """
+
+    kind = "species"
+
+    def __init__(self, in_dim: int, n_species: int, species: Sequence[str] | None = None, centroids=None):
+        super().__init__()
+        if species is not None and len(species) != n_species:
+            raise ValueError(f"SpeciesHead: {len(species)} species names for n_species={n_species}")
+        self.in_dim, self.n_species = in_dim, n_species
+        self.species = list(species) if species is not None else None
+        self.fc = nn.Linear(in_dim, n_species)
+        self.register_buffer("centroids", torch.full((n_species, 2), float("nan")))
+        if centroids is not None:
+            self.centroids.copy_(torch.as_tensor(np.asarray(centroids, float)))
+
+    def config(self) -> dict:
+        return {"kind": self.kind, "in_dim": self.in_dim, "n_species": self.n_species, "species": self.species}
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), target.to(out.device, torch.long), ignore_index=-1)
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().softmax(-1)
+
+    def predict_species(self, out: torch.Tensor) -> torch.Tensor:
+        """Window outputs -> (B, S) species probabilities."""
+        return self.scores(out)
+
+    def set_centroids(self, species_idx, lat, lon) -> "SpeciesHead":
+        """Per-species mean training location (via unit vectors); species without data stay NaN."""
+        idx = torch.as_tensor(np.asarray(species_idx, np.int64))
+        xyz = latlon_to_xyz(_latlon_tensor(lat, lon).double())
+        acc = torch.zeros(self.n_species, 3, dtype=torch.float64).index_add_(0, idx, xyz)
+        n = torch.bincount(idx, minlength=self.n_species)
+        c = xyz_to_latlon(acc).float()
+        c[n == 0] = float("nan")
+        self.centroids.copy_(c)
+        return self
+
+    def can_locate(self) -> bool:
+        return bool((~torch.isnan(self.centroids[:, 0])).any())
+
+    def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        known = ~torch.isnan(self.centroids[:, 0])
+        if not bool(known.any()):
+            raise RuntimeError("SpeciesHead has no species centroids: call set_centroids(species, lat, lon) "
+                               "or geolocate predict_species() probabilities with range maps (soundloc.ranges)")
+        return self.centroids[scores.masked_fill(~known, -1.0).argmax(-1)]
+
+    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(species, np.int64))
+
+
+def build_head(cfg: dict) -> Head:
+    """A head from its ``config()`` dict (as stored in checkpoints)."""
+    kind = cfg.get("kind")
+    if kind == RegressionHead.kind:
+        return RegressionHead(cfg["in_dim"], cfg["loss"])
+    if kind == H3Head.kind:
+        return H3Head(cfg["in_dim"], H3Classes.from_dict(cfg["classes"]))
+    if kind == MultiResH3Head.kind:
+        return MultiResH3Head(cfg["in_dim"], [H3Classes.from_dict(c) for c in cfg["classes"]], cfg["mode"],
+                              cfg.get("parent", "center"))
+    if kind == SpeciesHead.kind:
+        return SpeciesHead(cfg["in_dim"], cfg["n_species"], cfg.get("species"))
+    raise ValueError(f"unknown head kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- model
+
+class GeoModel(nn.Module):
+    """Encoder + head: ``forward(x)`` -> head outputs, ``embed(x)`` -> (B, D) embeddings."""
+
+    def __init__(self, encoder: AudioEncoder, head: Head):
+        super().__init__()
+        if getattr(head, "in_dim", encoder.dim) != encoder.dim:
+            raise ValueError(f"head in_dim={head.in_dim} but the {encoder.cfg.arch} encoder gives D={encoder.dim}")
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def config(self) -> dict:
+        """Plain-data description stored in checkpoints and compared when loading."""
+        return {"encoder": self.encoder.cfg.identity(), "head": self.head.config()}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "GeoModel":
+        """Rebuild an (untrained) model from :meth:`config`; no I/O."""
+        return cls(AudioEncoder(EncoderConfig(**cfg["encoder"])), build_head(cfg["head"]))
+
+
+def config_diff(a, b, prefix: str = "") -> list[str]:
+    """Human-readable differences between two nested config dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            p = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a or k not in b:
+                out.append(f"{p}: {'absent' if k not in a else _short(a[k])} vs {'absent' if k not in b else _short(b[k])}")
+            else:
+                out += config_diff(a[k], b[k], p)
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b):
+        return []
+    return [] if a == b else [f"{prefix}: {_short(a)} vs {_short(b)}"]
+
+
+def _short(v) -> str:
+    s = repr(v)
+    if isinstance(v, (list, tuple)) and len(s) > 60:
+        return f"<{type(v).__name__} of {len(v)}>"
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def save_model(model: GeoModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``{format, version, config, model state, **extra}`` atomically (loads with weights_only=True)."""
+    model = getattr(model, "module", model)
+    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config(),
+            "model": model.state_dict(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load one of our checkpoints with ``weights_only=True``; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, corrupt, or holding non-tensor objects
+        raise CheckpointMismatch(f"{path}: cannot be read as a weights-only checkpoint ({e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointMismatch(f"{path}: not a soundloc checkpoint (use load_encoder_weights for "
+                                 f"torchvision-style weights)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointMismatch(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
+    return ckpt
+
+
+def check_config(path, stored: dict, expected: dict, what: str = "model") -> None:
+    """Raise CheckpointMismatch naming ``path`` and each differing field when configs differ."""
+    diff = config_diff(stored, expected)
+    if diff:
+        raise CheckpointMismatch(f"{path}: checkpoint was made for another {what} config "
+                                 f"(checkpoint vs this {what}): " + "; ".join(diff[:8])
+                                 + (f"; ... {len(diff) - 8} more" if len(diff) > 8 else ""))
+
+
+def load_model_weights(model: GeoModel, path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load our checkpoint into ``model`` after checking its stored config -> the checkpoint dict."""
+    model = getattr(model, "module", model)
+    ckpt = read_checkpoint(path, map_location)
+    check_config(path, ckpt["config"], model.config())
+    model.load_state_dict(_strip(ckpt["model"], "module."))
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, map_location="cpu") -> GeoModel:
+    """Rebuild a GeoModel from a checkpoint's stored config and load its weights (eval mode)."""
+    ckpt = read_checkpoint(path, map_location)
+    model = GeoModel.from_config(ckpt["config"])
+    model.load_state_dict(_strip(ckpt["model"], "module."))
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- recording-level inference
+
+def average_by_recording(scores: torch.Tensor, rec_index: torch.Tensor, n_recordings: int) -> torch.Tensor:
+    """(W, K) window scores, (W,) recording index -> (N, K) mean per recording (index_add, vectorised)."""
+    rec_index = rec_index.to(scores.device, torch.long)
+    s = torch.zeros(n_recordings, scores.shape[-1], dtype=torch.float64, device=scores.device)
+    s.index_add_(0, rec_index, scores.double())
+    n = torch.bincount(rec_index, minlength=n_recordings).clamp_min(1).to(s)
+    return (s / n[:, None]).float()
+
+
+@dataclass
+class RecordingPredictions:
+    """Output of :func:`recording_predict`."""
+
+    latlon: np.ndarray      # (N, 2) predicted lat/lon degrees per recording
+    scores: torch.Tensor    # (N, K) window-averaged scores (probabilities / unit vectors), on the CPU
+    n_windows: np.ndarray   # (N,) windows per recording
+
+
+@torch.no_grad()
+def recording_predict(model: GeoModel, windows_batches, size: int | None = None, spec_cfg=None,
+                      device=None, batch_size: int = 256, autocast_dtype=None) -> RecordingPredictions:
+    """Recording-level predictions: average window scores per recording, then decode.
+
+    ``windows_batches``: a sequence of per-recording ``(W_i, 128, 512)`` uint8 window stacks (e.g.
+    :func:`soundloc.spectrogram.eval_windows` of each image). All windows are concatenated and
+    run in batches of ``batch_size`` (so recordings share batches), then averaged per recording
+    with one ``index_add``. Regression heads average unit vectors; classifiers probabilities.
+    """
+    from . import spectrogram as spec
+
+    net = getattr(model, "module", model)
+    spec_cfg = spec.DEFAULT if spec_cfg is None else spec_cfg
+    size = net.encoder.cfg.input_size if size is None else size
+    device = next(net.parameters()).device if device is None else torch.device(device)
+    stacks = [np.asarray(w) for w in windows_batches]
+    counts = np.array([len(w) for w in stacks], dtype=np.int64)
+    if (counts == 0).any():
+        raise ValueError(f"recording {int(np.argmin(counts))} has no windows")
+    allw = np.concatenate(stacks, axis=0) if stacks else np.zeros((0, 128, spec_cfg.window_frames), np.uint8)
+    rec = torch.repeat_interleave(torch.arange(len(stacks)), torch.as_tensor(counts))
+    was_training = net.training
+    net.eval()
+    try:
+        out = []
+        for s in range(0, len(allw), batch_size):
+            x = spec.to_model_input(allw[s:s + batch_size], size=size, cfg=spec_cfg, device=device)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                o = net(x)
+            out.append(net.head.scores(o.float()))
+        scores = average_by_recording(torch.cat(out), rec.to(device), len(stacks))
+        latlon = net.head.predict_from_scores(scores)
+    finally:
+        net.train(was_training)
+    return RecordingPredictions(latlon.cpu().numpy().astype(float), scores.cpu(), counts)
