@@ -1,0 +1,68 @@
+"""Species oracles (paper Table 1): checklists at the true location -> GeoCLIP embedding -> retrieval.
+
+A checklist is the range model's probabilities thresholded at the true (location, week). A
+ridge-regression linear map from checklists to GeoCLIP location embeddings is fitted on a
+reference location set that is not the evaluation set (GeoCLIP's 100K photo coordinates), and
+a corrupted checklist of an evaluation point is located by cosine retrieval over a gallery.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .ranges import RangeModel
+
+CORRUPTIONS = ("full", "corrupt50", "keep10")
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    threshold: float = 0.1  # checklist = p >= threshold (paper: 0.1 with SINR; BirdNET's default is 0.03)
+    ridge: float = 1.0  # L2 penalty of the linear map (on the reference set's scale)
+    chunk: int = 4096  # points per range-model call
+
+
+def checklists(model: RangeModel, points: np.ndarray, weeks, threshold: float, chunk: int = 4096,
+               progress: bool = False) -> torch.Tensor:
+    """(N, 2) lat/lon, (N,) weeks 1-48 | None -> (N, S) bool presence checklists."""
+    out = torch.empty((len(points), len(model.species)), dtype=torch.bool)
+    wk = None if weeks is None else np.asarray(weeks)
+    for i in tqdm(range(0, len(points), chunk), desc="checklists", disable=not progress, leave=False):
+        w = None if wk is None else wk[i:i + chunk]
+        out[i:i + chunk] = torch.from_numpy(model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], w) >= threshold)
+    return out
+
+
+def corrupt(lists: torch.Tensor, mode: str, seed: int = 0) -> torch.Tensor:
+    """(N, S) bool checklists -> corrupted copy: 'full', 'corrupt50' (drop each present species with
+    probability 0.5) or 'keep10' (keep 10 random present species)."""
+    if mode not in CORRUPTIONS:
+        raise ValueError(f"mode must be one of {CORRUPTIONS}")
+    if mode == "full":
+        return lists.clone()
+    g = torch.Generator().manual_seed(seed)
+    r = torch.rand(lists.shape, generator=g)
+    if mode == "corrupt50":
+        return lists & (r >= 0.5)
+    # keep10: rank present species by a random key, keep the 10 smallest
+    key = torch.where(lists, r, torch.full_like(r, 2.0))
+    kth = key.kthvalue(min(10, lists.shape[1]), dim=1, keepdim=True).values
+    return lists & (key <= kth)
+
+
+def fit_linear_map(X: torch.Tensor, Y: torch.Tensor, ridge: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ridge regression (N, S) checklists -> (N, D) embeddings: returns W (S, D) and bias (D,)."""
+    Xf = X.float()
+    mx, my = Xf.mean(0), Y.mean(0)
+    Xc, Yc = Xf - mx, Y - my
+    A = Xc.T @ Xc + ridge * torch.eye(Xf.shape[1])
+    W = torch.linalg.solve(A, Xc.T @ Yc)
+    return W, my - mx @ W
+
+
+def predict_embedding(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, S) checklists -> (N, D) predicted location embeddings."""
+    return X.float() @ W + b
