@@ -1,0 +1,39 @@
+"""`soundloc species-locate`: benchmark output, unknown species on stderr, fallbacks, bad input."""
+import pandas as pd
+import pytest
+
+from soundloc.cli import main
+
+
+def _run(tmp_path, text, *extra):
+    inp, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    inp.write_text(text)
+    return main(["species-locate", str(inp), "-o", str(out), "--gallery", "land2", "--quiet", *extra]), out
+
+
+def test_species_locate_writes_benchmark_csv_and_reports(tmp_path, capsys):
+    rc, out = _run(tmp_path, "audio_id,species,date\n"
+                   "a,Gymnorhina tibicen;Dacelo novaeguineae;Notus species,2023-05-10\n"
+                   "b,Notus species,2023-05-10\n"
+                   "c,Coloeus monedula;Erithacus rubecula;Fringilla coelebs,2023-05-12\n", "--week-from-date")
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "unknown species (not in birdnet_meta_v2.4): Notus species x2" in err
+    assert "1 queries had no species the range model covers" in err and "e.g. b" in err
+    assert "taxonomy: Coloeus monedula -> Corvus monedula" in err
+    p = pd.read_csv(out)
+    assert list(p.columns) == ["audio_id", "latitude", "longitude"] and list(p.audio_id) == ["a", "b", "c"]
+    a, c = p.iloc[0], p.iloc[2]
+    assert -45 < a.latitude < -10 and 110 < a.longitude < 155  # Australia
+    assert 35 < c.latitude < 65 and -12 < c.longitude < 40  # Europe
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("audio_id,species,date\na,Turdus merula,10/05/2023\n", "row 1 (audio_id='a'): date '10/05/2023' is not YYYY-MM-DD"),
+    ("audio_id,date\na,2023-05-10\n", "missing column(s) ['species']"),
+    ("audio_id,species\na,Turdus merula\na,Turdus merula\n", "row 2: duplicate audio_id 'a'"),
+])
+def test_species_locate_bad_input_is_one_line_exit_2(tmp_path, capsys, text, msg):
+    rc, _ = _run(tmp_path, text, "--week-from-date")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and msg in err and err.count("\n") == 0
