@@ -28,7 +28,7 @@ SEED = 0  # seed for every random draw
 DATA = "real"  # this chapter's part reads the real XCDC metadata
 DEVICE = "auto"  # range model device ("auto": GPU when present)
 OUT = None  # output folder; None = figures/
-GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land0.5" otherwise
+GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherwise
 DRAWS = None  # random-subset draws per k; None = 10 in SMALL mode, 100 (the paper's) otherwise
 N_VAL = None  # validation lists used to choose parameters; None = 250 in SMALL mode, all otherwise
 
@@ -41,7 +41,6 @@ from soundloc import book, maps, paper, taxonomy
 from soundloc.baselines import naive_errors
 from soundloc.cli import main as soundloc_cli
 from soundloc.data import load_inat, load_xcdc
-from soundloc.data.gold import write_predictions
 from soundloc.geo import haversine
 from soundloc.geolocate import RangeGeolocator, RangeLocConfig, gallery, pick_best, sweep
 from soundloc.metrics import summary_row
@@ -49,7 +48,7 @@ from soundloc.ranges import load_range_model
 from soundloc.species_sets import inat_lists, random_subsets
 
 ch = book.start("05", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA)
-GALLERY = GALLERY or ("land2" if SMALL else "land0.5")
+GALLERY = GALLERY or ("land2" if SMALL else "land1")
 DRAWS = DRAWS or (10 if SMALL else 100)
 xcdc, inat = load_xcdc(), load_inat()
 truth = xcdc[["lat", "lon"]].to_numpy()
@@ -114,13 +113,15 @@ true_tab.insert(1, "data", "real XCDC")
 ch.table(true_tab, "true_species", f"XCDC from its true species (real), parameters chosen on iNatSounds lists, gallery {GALLERY}")
 
 # %% [markdown]
-# The same numbers through the command line and the benchmark scorer (`soundloc species-locate`
-# then `soundloc eval`), which must agree with the table's first row.
+# The same through the command line: `soundloc species-locate --week-from-date` on the XCDC rows,
+# then the benchmark scorer `soundloc eval`, which must agree with the table's first row.
 
 # %%
 inp, outp = ch.out / "05_xcdc_species.csv", ch.out / "05_xcdc_pred.csv"
 xcdc.assign(species=xcdc.species.map(";".join))[["audio_id", "species", "date"]].to_csv(inp, index=False)
-write_predictions(pred_with_date.assign(audio_id=xcdc.audio_id.to_numpy())[["audio_id", "lat", "lon"]], outp)
+params = [f"{k}={v}" for k, v in best.items()]
+assert soundloc_cli(["species-locate", str(inp), "-o", str(outp), "--week-from-date", "--gallery", GALLERY, "--quiet",
+                     "--device", str(ch.device)] + [a for p in params for a in ("--param", p)]) == 0
 assert soundloc_cli(["eval", str(outp), "--dataset", "xcdc", "--json"]) == 0
 
 # %% [markdown]

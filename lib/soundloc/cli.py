@@ -72,6 +72,7 @@ def _cmd_species_locate(args) -> int:
             print(f"taxonomy: {r.name} -> {r.mapped_to} ({r.rule})", file=sys.stderr)
     cfg = PRESETS[args.preset]
     overrides = {k: v for k, v in (("decoder", args.decoder), ("prior_weight", 0.0 if args.no_prior else None)) if v is not None}
+    overrides.update(_params(args.param, cfg))
     loc = RangeGeolocator(model, gallery(args.gallery), cfg, gallery_name=args.gallery, device=args.device)
     if overrides:
         loc = loc.with_config(**overrides)
@@ -85,6 +86,24 @@ def _cmd_species_locate(args) -> int:
     write_predictions(out, args.output)
     print(f"{res.summary()}; wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _params(items: list[str], cfg) -> dict:
+    """["key=value", ...] -> typed overrides of a frozen config's fields (one-line errors)."""
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or key not in fields:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        kind = type(getattr(cfg, key))
+        try:
+            out[key] = (val.lower() in ("1", "true", "yes")) if kind is bool else kind(val)
+        except ValueError:
+            raise UsageError(f"--param {item!r}: {val!r} is not a valid {kind.__name__}") from None
+    return out
 
 
 def _existing(p: str) -> Path:
@@ -117,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--preset", default="lists", choices=["lists", "single"], help="parameter preset (see soundloc.geolocate.PRESETS)")
     sl.add_argument("--decoder", choices=["argmax", "geomedian", "mass_within"], help="override the preset's decoder")
     sl.add_argument("--no-prior", action="store_true", help="flat prior instead of GeoCLIP's photo density")
+    sl.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a RangeLocConfig field, e.g. absence_weight=0.5")
     sl.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     sl.add_argument("--quiet", action="store_true", help="no progress bar")
     sl.set_defaults(func=_cmd_species_locate)

@@ -26,6 +26,41 @@ def test_00_data(tmp_path):
     assert "leaflet" in (tmp_path / "00_inat_hexbin.html").read_text().lower()
 
 
+@pytest.mark.slow
+def test_02_species_oracles(tmp_path):
+    _run("02_species_oracles", tmp_path, N_EVAL=600, N_REF=3000)
+    o = pd.read_csv(tmp_path / "02_oracles.csv")
+    o = o[o.threshold == 0.1].set_index("method")
+    full, c50, k10 = (o.loc[m] for m in ("Oracle: full checklist", "Oracle: 50% corrupted", "Oracle: keep random 10"))
+    assert full["n"] == 600 and full["median_km"] < c50["median_km"] < k10["median_km"] < 2000  # less info, worse
+    assert full["region_%"] > 50 and full["paper median_km"] == 15
+    a = pd.read_csv(tmp_path / "02_annotated.csv")
+    a = a[a.subset == "all"].set_index("method")
+    assert a.loc["cross-fitted choice", "median_km"] < a.loc["paper-style: year-round ranges, flat prior, argmax", "median_km"]
+    assert a.loc["cross-fitted choice", "median_km"] < 2000 and (a["n"] == 600).all()
+    cov = pd.read_csv(tmp_path / "02_coverage.csv").set_index("supercategory")
+    assert cov.loc["Aves", "covered_%"] > 99 and cov.recordings.sum() == 49527
+    assert len(pd.read_csv(tmp_path / "02_crossfit_choice.csv")) == 2
+
+
+@pytest.mark.slow
+def test_05_xcdc(tmp_path):
+    _run("05_xcdc", tmp_path, N_VAL=120, DRAWS=3)
+    t = pd.read_csv(tmp_path / "05_true_species.csv").set_index("method")
+    withdate, naive = t.loc["Ranges: true species, with date"], t.loc["Naive: random iNatSounds test location"]
+    assert withdate["n"] == 576 and withdate["median_km"] < 700 and withdate["continent_%"] > 85
+    assert naive["median_km"] > 5000 and withdate["paper median_km"] == 449
+    k = pd.read_csv(tmp_path / "05_random_k.csv")
+    med = k[k.metric == "median_km"].set_index("k")["mean"]
+    assert med["1"] > med["5"] > med["all"]  # more species, smaller error
+    assert len(pd.read_csv(tmp_path / "05_choice_sweep.csv")) == 4
+    # the CLI + benchmark scorer path reproduces the table's first row
+    from soundloc.data.gold import load_gold, read_locations
+    from soundloc.metrics import evaluate
+    m = evaluate(read_locations(tmp_path / "05_xcdc_pred.csv"), load_gold("xcdc"))
+    assert m["median_error"] == pytest.approx(withdate["median_km"], abs=0.01)
+
+
 def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match="parameter SMALL='yes' should be bool"):
