@@ -164,7 +164,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path):
     b.wait()
     done = read_checkpoint(killed / "last.pt")["train"]["epoch"]
     assert 1 <= done < EPOCHS, f"the run was killed after epoch {done} of {EPOCHS}"
-    assert len(read_log(killed / "metrics.jsonl")) == done
+    # the log is rewritten right after each checkpoint: a kill in between leaves it at most one epoch behind
+    logged = len(read_log(killed / "metrics.jsonl")) if (killed / "metrics.jsonl").exists() else 0
+    assert done - 1 <= logged <= done
     assert _run(killed, True).wait(timeout=300) == 0
     assert a.wait(timeout=300) == 0
     ha, hb = read_log(full / "metrics.jsonl"), read_log(killed / "metrics.jsonl")

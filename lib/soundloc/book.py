@@ -24,18 +24,6 @@ class ParameterError(TypeError):
     """A notebook parameter has the wrong type or value."""
 
 
-def resolve_device(name: str = "auto"):
-    """"auto" | "cpu" | "cuda" | "cuda:N" -> torch.device (auto: CUDA when present, else CPU)."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(f"DEVICE={name!r} but no CUDA device is available")
-    return dev
-
-
 def check_types(params: dict, types: dict) -> None:
     """Raise ParameterError naming the first parameter whose value is not of its declared type."""
     for k, t in types.items():
@@ -85,4 +73,10 @@ def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | No
     torch.manual_seed(SEED)
     out = Path(OUT) if OUT else paths.figures_dir()
     out.mkdir(parents=True, exist_ok=True)
-    return Chapter(prefix, out, SMALL, SEED, resolve_device(DEVICE))
+    from .devices import resolve_device
+
+    try:
+        device = resolve_device(DEVICE)
+    except (ValueError, RuntimeError) as e:
+        raise ParameterError(f"parameter DEVICE={DEVICE!r}: {e}") from None
+    return Chapter(prefix, out, SMALL, SEED, device)

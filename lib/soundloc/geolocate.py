@@ -311,12 +311,13 @@ class RangeGeolocator:
         X = self.xyz[idx]  # (R, M, 3)
         w = p / p.sum(1, keepdim=True)
         if c.decoder == "geomedian":
-            y = torch.nn.functional.normalize((w[..., None] * X).sum(1), dim=1)  # spherical mean start
-            y = torch.where((w[..., None] * X).sum(1).norm(dim=1, keepdim=True) > 1e-3, y, X[:, 0])
-            for _ in range(100):  # Weiszfeld on the sphere: reweight by 1 / angular distance
-                ang = torch.arccos(torch.clamp((X * y[:, None]).sum(-1), -1.0, 1.0))
-                y_new = torch.nn.functional.normalize((w / ang.clamp_min(1e-4))[..., None].mul(X).sum(1), dim=1)
-                if torch.allclose(y_new, y, atol=1e-7):
+            X, w = X[:, :256], w[:, :256] / w[:, :256].sum(1, keepdim=True)  # the 256 most probable points
+            mean = (w[..., None] * X).sum(1)
+            y = torch.where(mean.norm(dim=1, keepdim=True) > 1e-3, torch.nn.functional.normalize(mean, dim=1), X[:, 0])
+            for _ in range(30):  # Weiszfeld on the sphere: reweight by 1 / angular distance
+                ang = torch.arccos(torch.clamp(torch.bmm(X, y[:, :, None])[..., 0], -1.0, 1.0))
+                y_new = torch.nn.functional.normalize(torch.bmm((w / ang.clamp_min(1e-4))[:, None], X)[:, 0], dim=1)
+                if torch.allclose(y_new, y, atol=1e-6):
                     break
                 y = y_new
             ll = to_latlon(y.cpu().double().numpy())

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import paths
+from .devices import resolve_device
 from .io import atomic_path
 
 __all__ = [
@@ -109,15 +110,6 @@ def _latlon(lat, lon) -> tuple[np.ndarray, np.ndarray]:
     if lat.size and np.abs(lat).max() > 90:
         raise ValueError(f"latitude outside [-90, 90]: {lat[np.abs(lat) > 90][0]} (lat/lon swapped?)")
     return lat, lon
-
-
-def _resolve_device(device) -> torch.device:
-    """None|'cpu' -> cpu, 'auto' -> cuda if available else cpu, else torch.device(device)."""
-    if device is None:
-        return torch.device("cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 # ---------------------------------------------------------------- interface
@@ -409,7 +401,7 @@ def load_birdnet_meta_torch(device=None, model_path=None, labels_path=None) -> B
         pre = f"hidden.{j}" if j < len(dense) - 1 else "head"
         sd[f"{pre}.weight"], sd[f"{pre}.bias"] = f32(w), f32(b)
     model.load_state_dict(sd, strict=True)
-    return model.eval().requires_grad_(False).to(_resolve_device(device))
+    return model.eval().requires_grad_(False).to(resolve_device(device, default="cpu"))
 
 
 # ---------------------------------------------------------------- SINR
@@ -519,7 +511,7 @@ def load_sinr(checkpoint_path, species_names: Sequence[str] | None = None, devic
         model.load_state_dict(sd, strict=True)
     except (RuntimeError, ValueError) as e:
         raise ValueError(f"{path}: does not fit a SINR {asdict(cfg)} network: {e}") from e
-    return model.eval().requires_grad_(False).to(_resolve_device(device))
+    return model.eval().requires_grad_(False).to(resolve_device(device, default="cpu"))
 
 
 # ---------------------------------------------------------------- factory

@@ -32,6 +32,7 @@ import torch
 
 from . import paths
 from .audio import AudioError, SkipReport, load_audio
+from .devices import resolve_device
 from .io import atomic_path
 
 
@@ -86,13 +87,6 @@ class SpecConfig:
 
 
 DEFAULT = SpecConfig()
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, or the GPU when one is available, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # --------------------------------------------------------------------------- the image

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from . import spectrogram as spec
-from .book import resolve_device
+from .devices import resolve_device
 from .io import atomic_path
 from .metrics import geo_metrics
 from .models import (CheckpointMismatch, GeoModel, Head, average_by_recording, check_config, read_checkpoint,
