@@ -142,3 +142,15 @@ def test_taxonomy_maps_documented_synonyms_only(birdnet):
     assert taxonomy.apply(m, t) == 3
     idx, unk = m.match(["Coloeus monedula", "Ranoidea caerulea"])
     assert m.species[idx[0]] == "Corvus monedula" and unk == ["Ranoidea caerulea"]
+
+
+def test_chunked_retrieval_equals_unchunked():
+    from soundloc.location import retrieve
+
+    g = torch.nn.functional.normalize(torch.randn(5000, 32), dim=1)
+    q = torch.randn(300, 32)
+    v1, i1 = retrieve(q, g, k=3, chunk=7)
+    v2, i2 = retrieve(q, g, k=3, chunk=100000)
+    full = torch.nn.functional.normalize(q, dim=1) @ g.T
+    assert torch.equal(i1, i2) and torch.equal(i1[:, 0], full.argmax(1))
+    torch.testing.assert_close(v1, v2)
