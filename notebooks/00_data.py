@@ -36,10 +36,12 @@ import numpy as np
 import pandas as pd
 
 from soundloc import book, maps, paper
+from soundloc.audio import load_audio
 from soundloc.baselines import naive_errors
-from soundloc.data import load_gold, load_inat, load_xcdc
+from soundloc.data import fetch, load_gold, load_inat, load_xcdc
 from soundloc.metrics import errors_km, summary_row
 from soundloc.reference import geoclip_coordinates
+from soundloc.spectrogram import compute_spectrogram
 
 ch = book.start("00", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, NAIVE_SEEDS=NAIVE_SEEDS,
                 types={"DATA": str, "NAIVE_SEEDS": int})
@@ -118,6 +120,25 @@ xcells = maps.hexbin(xcdc.lat.to_numpy(), xcdc.lon.to_numpy(), 2)
 ax = maps.plot_hexbin(xcells, "n", "XCDC recordings per H3 res-2 cell (real)", cmap="magma")
 ch.figure(ax.figure, "xcdc_hexbin")
 ch.map(maps.folium_hexbin(xcells, "n", "XCDC recordings per H3 cell (real)", cmap="plasma"), "xcdc_hexbin")
+
+# %% [markdown]
+# ## What the models hear: spectrograms
+# Two real recordings through the paper's exact spectrogram (22.05 kHz, Hann 512 / hop 128 /
+# FFT 1024, 128 HTK mel bands, dB clipped to [-100, 0] as uint8, high frequencies on top): the
+# Seattle soundscape (Xeno-canto XC563936) and a Jura forest clip at 05:15 on 22 May 2019.
+# Models see 512-frame windows (about 3 s) cut from these images.
+
+# %%
+clips = {"Seattle soundscape, XC563936 (real, first 12 s)": fetch("audio/XC563936_soundscape.mp3"),
+         "Jura forest, 2019-05-22 05:15 (real)": fetch("audio/jura_2019-05-22/S4A03895_20190522_051500.wav")}
+fig, axes = plt.subplots(len(clips), 1, figsize=(14, 6))
+for ax, (title, path) in zip(axes, clips.items()):
+    wave = load_audio(path)[: 12 * 22050]
+    img = compute_spectrogram(wave)
+    ax.imshow(img, aspect="auto", cmap="magma", extent=(0, len(wave) / 22050, 0, 128))
+    ax.set(title=f"{title}: {img.shape[0]} mel bands x {img.shape[1]} frames", xlabel="seconds", ylabel="mel band")
+fig.tight_layout()
+ch.figure(fig, "spectrograms")
 
 # %% [markdown]
 # ## The naive baseline

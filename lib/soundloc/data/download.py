@@ -83,8 +83,8 @@ class ResumableHTTP:
                             bar.update(len(block))
         except requests.RequestException as e:
             got = self.part.stat().st_size if self.part.exists() else 0
-            raise DownloadError(f"{url}: transfer failed after {got} bytes ({e}); "
-                                f"run again to resume from {self.part}") from e
+            raise DownloadError(f"{url}: transfer failed after {got} bytes ({e}); run again to resume from "
+                                f"{self.part}, or, offline, set SOUNDLOC_MIRROR to a folder holding the official files") from e
         shutil.copyfile(self.part, output_file)
         return None
 
