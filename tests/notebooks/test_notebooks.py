@@ -70,3 +70,26 @@ def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
 def test_every_chapter_is_tested():
     tested = {n[len("test_"):] for n in globals() if n.startswith("test_0")}
     assert set(CHAPTERS) <= tested, f"chapters without a notebook test: {set(CHAPTERS) - tested}"
+
+
+@pytest.mark.slow
+def test_01_baselines(tmp_path):
+    """Table 1 on SimSounds (SMALL, SEED 0): the issue's Done-when criteria on the written table."""
+    from soundloc.pipeline import LEARNED, NAIVE, PAPER_PREFIX, SIM_SUFFIX
+
+    _run("01_baselines", tmp_path)
+    t = pd.read_csv(tmp_path / "01_baselines.csv").set_index("method")
+    med, mean, reg = (t[c + SIM_SUFFIX] for c in ("median_km", "mean_km", "region_%"))
+    assert len(LEARNED) == 8 and set(LEARNED) <= set(t.index) and (t["n"] == 500).all()
+    assert (med[LEARNED] < med[NAIVE]).all(), med
+    assert med["Regression (Haversine)"] < med["Regression (Euclidean/MSE)"], med
+    assert mean["Regression (Haversine)"] < mean["Regression (Euclidean/MSE)"], mean
+    assert reg["Classification hierarchical 0-1-2"] > reg["Classification res 0"], reg
+    # the paper's numbers sit in their own columns, never in a simulated one
+    assert t.loc["Regression (Haversine)", PAPER_PREFIX + "median_km"] == 1602
+    assert pd.isna(t.loc["Classification res 1", PAPER_PREFIX + "median_km"])
+    assert not [c for c in t.columns if c.startswith("paper") and c.endswith(SIM_SUFFIX)]
+    assert pd.read_csv(tmp_path / "01_checks.csv")["holds"].head(3).all()
+    for name in ("error_cdf", "error_map", "sim_spectrograms"):
+        assert (tmp_path / f"01_{name}.png").stat().st_size > 10_000
+    assert "leaflet" in (tmp_path / "01_error_map.html").read_text().lower()
