@@ -154,44 +154,33 @@ class RangeGeolocator:
         return g
 
     # -- per-week pieces
-    def absence_total(self, week) -> np.ndarray:
-        """T_week(n) = sum over all species of log(1 - min(d p, cap)) -> (N,) (cached on disk)."""
-        c = self.config
-        key = (week, c.absence_cap, c.detectability)
+    def _weekly(self, kind: str, week, tag: str, per_chunk) -> np.ndarray:
+        """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic)."""
+        key = (kind, week, tag)
         if key not in self._absence:
-            tag = "yr" if week is None else f"w{int(week):02d}"
             digest = hashlib.sha1(np.ascontiguousarray(self.points).tobytes()).hexdigest()[:12]
-            path = paths.cache_dir("absence") / (f"{self.model.name}__{self.gallery_name}-{digest}__{tag}"
-                                                 f"__c{c.absence_cap:g}_d{c.detectability:g}.npy")
+            wtag = "yr" if week is None else f"w{int(week):02d}"
+            path = paths.cache_dir(kind) / f"{self.model.name}__{self.gallery_name}-{digest}__{wtag}{tag}.npy"
             v = np.load(path) if path.exists() else None
             if v is None or v.shape != (len(self.points),):
                 v = np.zeros(len(self.points))
                 for i in range(0, len(self.points), 4096):
-                    p = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week)
-                    v[i:i + 4096] = np.log1p(-np.minimum(c.detectability * p, c.absence_cap)).sum(1)
+                    v[i:i + 4096] = per_chunk(self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week))
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as f:
                         np.save(f, v)
             self._absence[key] = v
         return self._absence[key]
 
+    def absence_total(self, week) -> np.ndarray:
+        """T_week(n) = sum over all species of log(1 - min(d p, cap)) -> (N,) (cached on disk)."""
+        c = self.config
+        return self._weekly("absence", week, f"__c{c.absence_cap:g}_d{c.detectability:g}",
+                            lambda p: np.log1p(-np.minimum(c.detectability * p, c.absence_cap)).sum(1))
+
     def richness(self, week) -> np.ndarray:
         """R_week(n) = sum over all species of p -> (N,) expected species richness (cached on disk)."""
-        key = ("richness", week)
-        if key not in self._absence:
-            tag = "yr" if week is None else f"w{int(week):02d}"
-            digest = hashlib.sha1(np.ascontiguousarray(self.points).tobytes()).hexdigest()[:12]
-            path = paths.cache_dir("richness") / f"{self.model.name}__{self.gallery_name}-{digest}__{tag}.npy"
-            v = np.load(path) if path.exists() else None
-            if v is None or v.shape != (len(self.points),):
-                v = np.zeros(len(self.points))
-                for i in range(0, len(self.points), 4096):
-                    v[i:i + 4096] = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week).sum(1)
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, v)
-            self._absence[key] = v
-        return self._absence[key]
+        return self._weekly("richness", week, "", lambda p: p.sum(1))
 
     def _base(self, week) -> torch.Tensor:
         """Terms shared by every query of a week: lam T(n) + beta log prior(n) -> (N,)."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +9,14 @@ import torch
 
 from . import paths
 from .io import atomic_path
+from .reference import geoclip_file
 
 GEOCLIP_DIM = 512
 
 
 def geoclip_weights_path() -> Path:
     """Path of ``location_encoder_weights.pth`` inside the installed geoclip wheel."""
-    spec = importlib.util.find_spec("geoclip")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the geoclip package is not installed")
-    p = Path(spec.submodule_search_locations[0]) / "model" / "weights" / "location_encoder_weights.pth"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: GeoCLIP location-encoder weights missing from the wheel")
-    return p
+    return geoclip_file("model", "weights", "location_encoder_weights.pth")
 
 
 def build_geoclip_encoder() -> torch.nn.Module:

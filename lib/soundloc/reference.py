@@ -9,15 +9,20 @@ import numpy as np
 import pandas as pd
 
 
-def geoclip_gallery_path() -> Path:
-    """Path of GeoCLIP's bundled 100K photo coordinates (``LAT,LON`` CSV in the geoclip wheel)."""
+def geoclip_file(*parts: str) -> Path:
+    """A file shipped in the geoclip wheel, e.g. ("model", "weights", "location_encoder_weights.pth")."""
     spec = importlib.util.find_spec("geoclip")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("the geoclip package is not installed (pip install geoclip)")
-    p = Path(spec.submodule_search_locations[0]) / "model" / "gps_gallery" / "coordinates_100K.csv"
+    p = Path(spec.submodule_search_locations[0]).joinpath(*parts)
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: GeoCLIP's coordinate gallery is missing from the wheel")
+        raise FileNotFoundError(f"{p}: missing from the geoclip wheel")
     return p
+
+
+def geoclip_gallery_path() -> Path:
+    """Path of GeoCLIP's bundled 100K photo coordinates (``LAT,LON`` CSV in the geoclip wheel)."""
+    return geoclip_file("model", "gps_gallery", "coordinates_100K.csv")
 
 
 @lru_cache(maxsize=2)
