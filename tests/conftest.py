@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 MIRROR = Path(os.environ.get("SOUNDLOC_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 os.environ.setdefault("SOUNDLOC_MIRROR", str(MIRROR))
@@ -21,3 +22,12 @@ def figures_tmp(tmp_path, monkeypatch):
     out = tmp_path / "figures"
     monkeypatch.setenv("SOUNDLOC_FIGURES", str(out))
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: on 2 shared busy cores, 2 intra-op threads are 5-50x slower (OpenMP contention)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,13 +13,7 @@ from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, Ge
 SMALL = EncoderConfig("mobilenet_v3_small", input_size=64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On 2 shared busy cores, 2 intra-op threads are 5-50x slower than 1 (OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from soundloc.train import RecordingSet, Trainer, TrainConfig, lr_factor, read_l
 SIZE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """On 2 shared busy cores, 2 intra-op threads are 5-50x slower than 1 (OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -367,7 +367,20 @@ class H3Classes:
         return cls(int(d["res"]), tuple(d["cells"]))
 
 
-class H3Head(Head):
+class _LinearClassifier(Head):
+    """A linear layer ``fc`` to class logits; cross-entropy ignoring target -1; softmax scores."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.float(), target.to(out.device, torch.long), ignore_index=-1)
+
+    def scores(self, out: torch.Tensor) -> torch.Tensor:
+        return out.float().softmax(-1)
+
+
+class H3Head(_LinearClassifier):
     """Linear -> C logits over the training set's H3 cells; cross-entropy; predicts the best cell's centre.
 
     Targets are class indices from :meth:`H3Classes.encode`; -1 (a cell absent from training, e.g.
@@ -386,15 +399,6 @@ class H3Head(Head):
 
     def config(self) -> dict:
         return {"kind": self.kind, "in_dim": self.in_dim, "classes": self.classes.to_dict()}
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fc(z)
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out.float(), target.to(out.device, torch.long), ignore_index=-1)
-
-    def scores(self, out: torch.Tensor) -> torch.Tensor:
-        return out.float().softmax(-1)
 
     def predict_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
         return self.centers[scores.argmax(-1)]
@@ -517,7 +521,7 @@ class MultiResH3Head(Head):
 
 # --------------------------------------------------------------------------- species
 
-class SpeciesHead(Head):
+class SpeciesHead(_LinearClassifier):
     """Linear -> S logits over species; cross-entropy on species indices.
 
     ``predict_species(out)`` -> (B, S) probabilities (for "predicted species" geolocation through
@@ -540,15 +544,6 @@ class SpeciesHead(Head):
 
     def config(self) -> dict:
         return {"kind": self.kind, "in_dim": self.in_dim, "n_species": self.n_species, "species": self.species}
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.fc(z)
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out.float(), target.to(out.device, torch.long), ignore_index=-1)
-
-    def scores(self, out: torch.Tensor) -> torch.Tensor:
-        return out.float().softmax(-1)
 
     def predict_species(self, out: torch.Tensor) -> torch.Tensor:
         """Window outputs -> (B, S) species probabilities."""
