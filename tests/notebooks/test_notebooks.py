@@ -3,14 +3,8 @@ import pandas as pd
 import pytest
 
 from soundloc.book import ParameterError
-from soundloc.runner import chapters, run_notebook
 
-CHAPTERS = {p.stem: p for p in chapters()}
-
-
-def _run(stem, out, **params):
-    return run_notebook(CHAPTERS[stem], {"SMALL": True, "OUT": str(out), **params}, out_dir=out / "executed",
-                        timeout=900, progress=False)
+from nb_chapters import CHAPTERS, run_chapter as _run
 
 
 @pytest.mark.slow
@@ -68,7 +62,12 @@ def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
 
 
 def test_every_chapter_is_tested():
-    tested = {n[len("test_"):] for n in globals() if n.startswith("test_0")}
+    """Each chapter NN_name has a ``test_NN_name`` in some tests/notebooks/test_*.py."""
+    import re
+    from pathlib import Path
+
+    src = "\n".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
+    tested = set(re.findall(r"^def test_(\d\d_\w+)\(", src, flags=re.M))
     assert set(CHAPTERS) <= tested, f"chapters without a notebook test: {set(CHAPTERS) - tested}"
 
 
