@@ -471,11 +471,11 @@ class BaselineConfig:
 class BaselineResult:
     """Per-method test errors (km) and predictions, aligned with ``test`` rows."""
 
-    test: pd.DataFrame                       # the SimSounds test split
+    test: pd.DataFrame                       # the evaluated SimSounds split ("test" or "chorus")
     errors: dict[str, np.ndarray]            # method -> (N,) km
     preds: dict[str, np.ndarray]             # method -> (N, 2) lat/lon
     models: dict[str, ZooEntry]
-    species_top1: float                      # species classifier top-1 accuracy on the test split (focal species)
+    species_top1: float                      # species classifier top-1 accuracy on the evaluated split (focal species)
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds of this call
     range_sweep: pd.DataFrame | None = None  # range-geolocation settings tried on the validation split
@@ -571,10 +571,16 @@ def _range_locator(sim: SimData, cfg: BaselineConfig):
 
 
 def _range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float) -> dict[str, tuple]:
-    """Species-range queries of a split: annotated focal species, top-1 predicted, all predicted (weighted)."""
+    """Species-range queries of a split: annotated species, top-1 predicted, all predicted (weighted).
+
+    Annotated = the focal species, except on the long "chorus" split, where every species heard is
+    annotated (as in XCDC).
+    """
     names = np.asarray(sim.species, dtype=object)
     keep = [row >= min(min_weight, row.max()) for row in probs]
-    return {"annotated": ([[s] for s in sim.splits[split]["species"]], None),
+    df = sim.splits[split]
+    annotated = [list(a) for a in df["all_species"]] if split == "chorus" else [[s] for s in df["species"]]
+    return {"annotated": (annotated, None),
             "top1": ([[names[i]] for i in probs.argmax(1)], None),
             "all": ([list(names[k]) for k in keep], [list(row[k]) for row, k in zip(probs, keep)])}
 
@@ -614,8 +620,9 @@ RANGE_GRID = tuple({"prior_weight": p} for p in (0.0, 0.5, 1.0, 2.0))
 
 
 def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int = 0, progress: bool = True,
-                    min_weight: float = 1e-3, range_grid: Sequence[dict] = RANGE_GRID) -> BaselineResult:
-    """Train (or load from the zoo) and evaluate Table 1's baselines on the SimSounds test split.
+                    min_weight: float = 1e-3, range_grid: Sequence[dict] = RANGE_GRID,
+                    split: str = "test") -> BaselineResult:
+    """Train (or load from the zoo) and evaluate Table 1's baselines on a SimSounds split ("test" or "chorus").
 
     Naive: a random training location per test recording (``seed``). Learned: see
     :class:`BaselineConfig`. Species ranges: BirdNET's range model at each recording's week, for
@@ -626,17 +633,19 @@ def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int =
     """
     from .baselines import naive_errors
 
+    if split in ("train", "val"):
+        raise ValueError(f"baseline_errors evaluates on a held-out split ('test' or 'chorus'), not {split!r}")
     cfg = cfg or BaselineConfig.small(seed)
     t = {}
     t0 = time.time()
-    test = sim.test
-    true = sim.latlon("test")
+    test = sim.splits[split]
+    true = sim.latlon(split)
     backbone = train_backbone(sim, cfg, progress)
     t["species backbone"] = time.time() - t0
     emb = None
     if cfg.frozen:
         t0 = time.time()
-        emb = {s: split_embeddings(backbone, sim, s, progress) for s in ("train", "val", "test")}
+        emb = {s: split_embeddings(backbone, sim, s, progress) for s in ("train", "val", split)}
         t["window embeddings"] = time.time() - t0
     t0 = time.time()
     geo = train_geo_models(sim, backbone, cfg, progress, {k: emb[k] for k in ("train", "val")} if emb else None)
@@ -645,7 +654,7 @@ def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int =
     t0 = time.time()
     preds: dict[str, np.ndarray] = {}
     errors = {NAIVE: naive_errors(true, sim.latlon("train"), seed)}
-    scores = {k: recording_scores(e.model, sim, "test", emb["test"] if emb else None, progress) for k, e in geo.items()}
+    scores = {k: recording_scores(e.model, sim, split, emb[split] if emb else None, progress) for k, e in geo.items()}
     for k in ("mse", "haversine", "res0", "res1", "res2"):
         preds[METHODS[k]] = geo[k].model.head.predict_from_scores(scores[k]).cpu().numpy().astype(float)
     classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
@@ -654,15 +663,15 @@ def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int =
     t["geolocation eval"] = time.time() - t0
 
     t0 = time.time()
-    probs = {s: recording_scores(backbone.model, sim, s, emb[s] if emb else None, progress).numpy() for s in ("val", "test")}
-    acc = float(np.mean(probs["test"].argmax(1) == sim.species_index("test")))
+    probs = {s: recording_scores(backbone.model, sim, s, emb[s] if emb else None, progress).numpy() for s in ("val", split)}
+    acc = float(np.mean(probs[split].argmax(1) == sim.species_index(split)))
     loc = _range_locator(sim, cfg)
     _prewarm_ranges(loc, sim, np.concatenate([sim.val["week"], test["week"]]), progress)
     best, sweep = choose_range_config(loc, sim, probs["val"], list(range_grid), min_weight, progress)
     loc = loc.with_config(**best)
-    notes = [f"species classifier top-1 accuracy on the test split (focal species): {100 * acc:.1f} %",
+    notes = [f"species classifier top-1 accuracy on the {split} split (focal species): {100 * acc:.1f} %",
              f"species-range settings chosen on the validation split: {best}"]
-    for k, (species, weights) in _range_queries(sim, "test", probs["test"], min_weight).items():
+    for k, (species, weights) in _range_queries(sim, split, probs[split], min_weight).items():
         with torch_threads("cpu"):
             r = loc.locate(species, weights=weights, weeks=test["week"].to_numpy(), progress=progress)
         preds[METHODS[k]] = r.pred[["lat", "lon"]].to_numpy(float)

@@ -53,6 +53,12 @@ def test_05_xcdc(tmp_path):
     from soundloc.metrics import evaluate
     m = evaluate(read_locations(tmp_path / "05_xcdc_pred.csv"), load_gold("xcdc"))
     assert m["median_error"] == pytest.approx(withdate["median_km"], abs=0.01)
+    # models part (simulated chorus split): every row is labelled simulated, the paper's XCDC rows sit apart
+    c = pd.read_csv(tmp_path / "05_models_chorus.csv").set_index("method")
+    med = c["median_km (simulated)"]
+    assert (c["n"] == 20).all() and c.loc["Classification hierarchical 0-1-2", "paper (XCDC) median_km"] == 1116
+    assert med["Ranges: annotated species"] < med["Naive (random train location)"]
+    assert med["Ranges: annotated species"] < med["Ranges: predicted species all"]  # the detector's gap
 
 
 def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
