@@ -25,7 +25,8 @@ from .. import paths
 REGISTRY_CSV = Path(__file__).with_name("registry.csv")
 log = logging.getLogger("soundloc.data")
 pooch.get_logger().setLevel(logging.WARNING)  # we say where a file comes from ourselves
-GROUPS = ("inat", "xcdc", "audio", "jura")
+GROUPS = ("inat", "xcdc", "audio", "jura")  # the small files the book needs (fetch_all)
+LARGE_GROUPS = ("inat-audio", "xcdc-audio")  # user-downloaded recordings (133 GB / XCDC tarball): on request only
 
 
 class ChecksumError(ValueError):
@@ -41,7 +42,7 @@ class Entry:
     name: str  # path relative to the raw data folder and to the mirror, e.g. "xcdc/xcdc_gold.csv"
     url: str  # official download address
     known_hash: str  # "md5:..." or "sha256:..." as pooch expects
-    group: str  # one of GROUPS, to fetch a family at once
+    group: str  # one of GROUPS or LARGE_GROUPS, to fetch a family at once
 
 
 @lru_cache(maxsize=1)
@@ -105,16 +106,19 @@ class MirrorCopy:
 
 
 def fetch(name: str, *, url: str | None = None, dest: Path | None = None,
-          mirror: Path | None | bool = None, progressbar: bool = True) -> Path:
+          mirror: Path | None | bool = None, progressbar: bool = True, known_hash: str | None = None) -> Path:
     """Return the verified local path of registered file ``name``, downloading it if needed.
 
     ``url`` overrides the official address (tests use a loopback server); ``mirror=None``
-    reads ``SOUNDLOC_MIRROR``, ``False`` forces the network, a Path forces that mirror.
+    reads ``SOUNDLOC_MIRROR``, ``False`` forces the network, a Path forces that mirror;
+    ``known_hash`` overrides the registered checksum (tests serving a small stand-in file).
     """
     reg = registry()
     if name not in reg:
         raise KeyError(f"{name!r} is not in the download registry ({REGISTRY_CSV})")
     entry = reg[name]
+    if known_hash is not None:
+        entry = Entry(entry.name, entry.url, known_hash, entry.group)
     dest = Path(dest) if dest is not None else paths.raw_dir()
     target = dest / name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -137,13 +141,52 @@ def fetch(name: str, *, url: str | None = None, dest: Path | None = None,
 
 
 def fetch_group(group: str, **kw) -> list[Path]:
-    """Fetch every registered file of a group ("inat", "xcdc", "audio", "jura")."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}; choose from {GROUPS}")
+    """Fetch every registered file of a group (GROUPS, or LARGE_GROUPS: tens of GB, asked for by name)."""
+    if group not in GROUPS + LARGE_GROUPS:
+        raise ValueError(f"unknown group {group!r}; choose from {GROUPS + LARGE_GROUPS}")
     names = [n for n, e in registry().items() if e.group == group]
     return [fetch(n, **kw) for n in tqdm(names, desc=f"fetch {group}", disable=len(names) < 5)]
 
 
 def fetch_all(**kw) -> dict[str, list[Path]]:
-    """Fetch every registered file (the small real data the book needs)."""
+    """Fetch every small registered file (the real data the book needs; not LARGE_GROUPS)."""
     return {g: fetch_group(g, **kw) for g in GROUPS}
+
+
+def extract(archive: str | Path, dest: str | Path | None = None, progress: bool = True) -> Path:
+    """Unpack a .tar / .tar.gz once into ``dest`` (default: beside it, suffixes dropped) -> ``dest``.
+
+    Atomic: members go to a hidden temporary folder that is renamed when complete, so an
+    interrupted run never leaves a half-unpacked ``dest``; a rerun reuses a finished one. Members
+    with absolute paths, ``..`` or links out of the folder are refused (tarfile's "data" filter).
+    """
+    import tarfile
+    import tempfile
+
+    archive = Path(archive)
+    if dest is None:
+        name = archive.name
+        for suf in (".tar.gz", ".tgz", ".tar"):
+            if name.endswith(suf):
+                name = name[: -len(suf)]
+                break
+        dest = archive.with_name(name)
+    dest = Path(dest)
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            for m in tqdm(tar, desc=f"extract {archive.name}", unit=" files", disable=not progress, leave=False):
+                try:
+                    tar.extract(m, tmp, filter="data")
+                except tarfile.FilterError as e:
+                    raise DownloadError(f"{archive}: refusing unsafe member {m.name!r}: {e}") from e
+        tmp.rename(dest)
+    except tarfile.ReadError as e:
+        raise DownloadError(f"{archive}: not a readable tar archive ({e})") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
