@@ -60,6 +60,20 @@ def test_unknown_species_are_reported_and_fall_back():
     assert "no species the range model covers" in " ".join(r.notes)
 
 
+def test_genus_proxy_locates_an_uncovered_species_by_its_congeners():
+    # "Hyla nova" is not covered; its two covered congeners both live around (40, -100) only.
+    m = DiscModel({"Hyla a": ((40, -100), 1500), "Hyla b": ((40, -95), 1500), "Rana c": ((0, 30), 2000)})
+    off = _loc(m).locate([["Hyla nova"], ["Bufo nova"]], progress=False)
+    on = _loc(m, genus_proxy=True).locate([["Hyla nova"], ["Bufo nova"]], return_posterior=True, progress=False)
+    assert list(off.pred.fallback) == [True, True] and list(on.pred.fallback) == [False, True]  # no Bufo in the model
+    assert list(on.pred.n_proxy) == [1, 0] and on.unknown == {"Hyla nova": 1, "Bufo nova": 1}  # still reported
+    assert haversine(on.pred.lat[0], on.pred.lon[0], 40, -97.5) <= 1500
+    # the proxy map is the congeners' mean: 0.9 where both live, 0.45 where one does, 0.001 elsewhere
+    both = (haversine(G[:, 0], G[:, 1], 40, -100) <= 1500) & (haversine(G[:, 0], G[:, 1], 40, -95) <= 1500)
+    assert on.posterior[0][both].sum() > 0.6
+    assert "genus proxy" in " ".join(on.notes)
+
+
 def test_absence_of_a_common_species_lowers_a_place():
     # A everywhere in a big disc; B common only in its eastern part. Hearing A but not B -> west.
     m = DiscModel({"A": ((0, 15), 3000), "B": ((0, 30), 1200, 0.95)})

@@ -50,6 +50,7 @@ class RangeLocConfig:
     radius_km: float = 200.0  # radius of the mass_within decoder
     top_m: int = 1024  # posterior points kept for the decoders and top-k
     use_week: bool = True  # use the recording's week (False: year-round ranges)
+    genus_proxy: bool = False  # a species the model lacks counts as the mean range of its covered congeners
 
     def __post_init__(self):
         if self.decoder not in DECODERS:
@@ -144,14 +145,29 @@ class RangeGeolocator:
         self.xyz = torch.as_tensor(to_xyz(self.points[:, 0], self.points[:, 1]), dtype=torch.float32, device=self.device)
         self._absence: dict = {}
         self._pcache: dict = {}  # week -> (sorted species idx, (K, N) float16 probabilities)
+        self._genera: dict | None = None  # genus -> (virtual index, (M,) covered member indices)
 
     def with_config(self, **kw) -> "RangeGeolocator":
         """A copy with some config fields changed, sharing caches (prior recomputed if its bandwidth changed)."""
         cfg = replace(self.config, **kw)
         lp = self.log_prior if cfg.prior_bandwidth_km == self.config.prior_bandwidth_km else None
         g = RangeGeolocator(self.model, self.points, cfg, self.gallery_name, lp, self.device)
-        g._absence, g._pcache = self._absence, self._pcache
+        g._absence, g._pcache, g._genera = self._absence, self._pcache, self._genera
         return g
+
+    def genus_proxies(self, names) -> tuple[np.ndarray, list[str]]:
+        """Names the model lacks -> ((K,) virtual indices >= S of their genera's proxies, names without one)."""
+        if self._genera is None:
+            members: dict[str, list[int]] = {}
+            for i, s in enumerate(self.model.species):
+                members.setdefault(s.split()[0].lower(), []).append(i)
+            S = len(self.model.species)
+            self._genera = {g: (S + k, np.asarray(m, np.int64)) for k, (g, m) in enumerate(sorted(members.items()))}
+        idx, rest = [], []
+        for n in names:
+            g = self._genera.get(str(n).split()[0].lower()) if str(n).split() else None
+            (rest.append(n) if g is None else idx.append(g[0]))
+        return np.asarray(idx, np.int64), rest
 
     # -- per-week pieces
     def _weekly(self, kind: str, week, tag: str, per_chunk) -> np.ndarray:
@@ -208,13 +224,20 @@ class RangeGeolocator:
         wk = np.full(R, -1) if weeks is None or not self.config.use_week else np.asarray(
             [-1 if w is None or pd.isna(w) else int(w) for w in weeks])
         unknown: Counter = Counter()
-        idx_lists, w_lists = [], []
+        proxied: Counter = Counter()
+        idx_lists, w_lists, n_proxy = [], [], []
         for names, ws in zip(species, weights):
             idx, unk = self.model.match(names)
             unknown.update(unk)
             known = [w for n, w in zip(names, ws) if n not in set(unk)]
-            idx_lists.append(np.asarray(idx, np.int64))
+            pidx = np.zeros(0, np.int64)
+            if self.config.genus_proxy and unk:
+                pidx, rest = self.genus_proxies(unk)
+                proxied.update(n for n in unk if n not in set(rest))
+                known += [w for n, w in zip(names, ws) if n in set(unk) and n not in set(rest)]
+            idx_lists.append(np.concatenate([np.asarray(idx, np.int64), pidx]))
             w_lists.append(np.asarray(known, np.float32))
+            n_proxy.append(len(pidx))
         lat = np.full(R, np.nan)
         lon = np.full(R, np.nan)
         topk = np.zeros((R, top_k, 3)) if top_k else None
@@ -254,8 +277,11 @@ class RangeGeolocator:
         bar.close()
         n_known = np.array([len(i) for i in idx_lists])
         pred = pd.DataFrame({"lat": lat, "lon": lon, "n_species": [len(s) for s in species], "n_known": n_known,
-                             "fallback": n_known == 0, "week": wk})
+                             "n_proxy": n_proxy, "fallback": n_known == 0, "week": wk})
         res = LocateResult(pred, unknown, topk, post_all)
+        if proxied:
+            res.notes.append(f"{sum(proxied.values())} mentions of {len(proxied)} species the range model lacks were "
+                             "located through the mean range of their covered congeners (genus proxy)")
         if pred.fallback.any():
             what = ("their prediction is the location prior alone (GeoCLIP photo density)"
                     if self.log_prior is not None and self.config.prior_weight > 0 else "their posterior is flat over the gallery")
@@ -267,7 +293,17 @@ class RangeGeolocator:
         c = self.config
         if len(used) == 0:
             return torch.zeros((0, len(self.points)), device=self.device)
-        p = self.species_maps(used, week)  # (K, N) float32
+        S = len(self.model.species)
+        real = used < S
+        p = np.empty((len(used), len(self.points)), np.float32)
+        if real.any():
+            p[real] = self.species_maps(used[real], week)  # (K, N) float32
+        if (~real).any():  # genus proxies: the mean map of the genus's covered species
+            by_id = {v[0]: v[1] for v in self._genera.values()}
+            members = [by_id[int(v)] for v in used[~real]]
+            allm = np.unique(np.concatenate(members))
+            pm = self.species_maps(allm, week)
+            p[~real] = np.stack([pm[np.searchsorted(allm, m)].mean(0) for m in members])
         lt = np.log(np.maximum(p, c.presence_floor))
         if c.absence_weight > 0:
             lt -= c.absence_weight * np.log1p(-np.minimum(c.detectability * p, c.absence_cap))
