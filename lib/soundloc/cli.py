@@ -1,4 +1,4 @@
-"""The ``soundloc`` command line: ``soundloc eval`` (and more subcommands as chapters add them).
+"""The ``soundloc`` command line: ``locate``, ``check``, ``eval``, ``species-locate``.
 
 Bad input is one line on stderr naming the file and the problem, exit code 2.
 """
@@ -16,11 +16,46 @@ EXAMPLES = {
     "species-locate": ("input CSV: audio_id,species[,date] with species as scientific names separated by ';'\n"
                        "examples:\n  soundloc species-locate lists.csv -o preds.csv --week-from-date\n"
                        "  soundloc species-locate lists.csv -o preds.csv --gallery land0.5 --decoder geomedian"),
+    "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
+               "  soundloc locate recording.mp3 --date 2020-03-15 --top-k 10 --json\n"
+               "  soundloc locate clips/*.wav --date 2019-05-22 --aggregate --map where.html\n"
+               "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
+    "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
+              "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
+              "exit code 0 whatever the verdict; 2 for bad input"),
 }
 
 
 class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised as UsageError, exit code 2 from :func:`main`)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _device(value):
+    """--device argument: cpu, cuda[:N] or auto, checked here (a one-line error otherwise)."""
+    from .devices import resolve_device
+
+    try:
+        return str(resolve_device(value))
+    except (RuntimeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"{value!r}: {str(e).splitlines()[0]}") from None
+
+
+def _date(value):
+    """--date argument: 'YYYY-MM-DD' checked here so that the error names the option."""
+    from .locate import week_from_date
+
+    try:
+        week_from_date(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date YYYY-MM-DD") from None
+    return value
 
 
 def _cmd_eval(args) -> int:
@@ -88,6 +123,57 @@ def _cmd_species_locate(args) -> int:
     return 0
 
 
+def _cmd_locate(args) -> int:
+    from .locate import LocateOptions, aggregate, locate
+
+    for p in args.audio:
+        _audio_file(p)
+    if args.top_k < 1:
+        raise UsageError(f"--top-k {args.top_k}: must be >= 1")
+    opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device)
+    locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
+    agg = aggregate(locs, args.top_k) if args.aggregate and len(locs) > 1 else None
+    if args.map:
+        _write_maps(locs if agg is None else [agg], args.map)
+    if args.json:
+        print(json.dumps({"method": args.method, "gallery": args.gallery, "results": [l.to_dict() for l in locs],
+                          "aggregate": None if agg is None else agg.to_dict()}, default=float))
+        return 0
+    for l in locs + ([agg] if agg is not None else []):
+        wk = f"week {l.week}" if l.week else "no date"
+        print(f"{l.path} ({args.method}, {wk}): best location {l.lat:.2f}, {l.lon:.2f}")
+        for r in l.topk.itertuples():
+            print(f"  {r.rank:>2}. {r.lat:7.2f} {r.lon:8.2f}  p = {r.prob:.4f}")
+        if l.species is not None:
+            sp = ", ".join(f"{r.scientific_name} ({r.common_name}) {r.max_score:.2f}" for r in l.species.itertuples())
+            print(f"  species: {sp or 'none detected'}")
+        for n in l.notes:
+            print(f"  note: {n}")
+    return 0
+
+
+def _write_maps(locs, out: str) -> None:
+    from .maps import folium_posterior, save_map
+
+    base = Path(out)
+    for l in locs:
+        path = base if len(locs) == 1 else base.with_name(f"{base.stem}-{Path(l.path).stem}{base.suffix or '.html'}")
+        save_map(folium_posterior(l.points, l.posterior, f"{Path(l.path).name}: location posterior ({l.method})",
+                                  pred=(l.lat, l.lon)), path)
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _cmd_check(args) -> int:
+    from .forensics import CheckConfig, check
+    from .locate import LocateOptions
+
+    _audio_file(args.audio)
+    cfg = CheckConfig(range_threshold=args.range_threshold, min_score=args.min_score, hpd_level=args.hpd_level)
+    rep = check(args.audio, args.lat, args.lon, args.date, cfg, LocateOptions(gallery=args.gallery, device=args.device))
+    print(json.dumps(rep.to_dict(), default=float) if args.json else rep.text())
+    return 0
+
+
 def _params(items: list[str], cfg) -> dict:
     """["key=value", ...] -> typed overrides of a frozen config's fields (one-line errors)."""
     import dataclasses
@@ -113,11 +199,59 @@ def _existing(p: str) -> Path:
     return path
 
 
+def _audio_file(p: str) -> Path:
+    """An existing file whose header soundfile can read (checked before any model loads)."""
+    import soundfile as sf
+
+    path = _existing(p)
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types for non-audio
+        raise UsageError(f"{p}: not a readable audio file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if info.frames == 0:
+        raise UsageError(f"{p}: empty audio file (0 samples)")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
+    ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
     sub = ap.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
+    from .locate import available_methods
+
+    methods = available_methods()
+    lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"],
+                        formatter_class=fmt, description="Detect species with BirdNET and locate each recording with "
+                        "their ranges (or another registered method): best location, top-k with probabilities, species.")
+    lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3")
+    lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
+    lo.add_argument("--method", default="ranges", choices=sorted(methods),
+                    help="; ".join(f"{k}: {v}" for k, v in methods.items()))
+    lo.add_argument("--top-k", type=int, default=5, help="how many most probable places to list (default 5)")
+    lo.add_argument("--gallery", default="land1", help="candidate points: land1 (default), land2, land0.5, uniform1")
+    lo.add_argument("--min-conf", type=float, default=0.1, help="BirdNET score below which a species is ignored (0.1)")
+    lo.add_argument("--overlap", type=float, default=0.0, help="BirdNET window overlap in seconds (0-3)")
+    lo.add_argument("--aggregate", action="store_true", help="also report the mean posterior of all files (one site)")
+    lo.add_argument("--json", action="store_true", help="print one JSON object")
+    lo.add_argument("--map", metavar="OUT.html", help="write the posterior as a folium map")
+    lo.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
+    lo.set_defaults(func=_cmd_locate)
+    ck = sub.add_parser("check", help="does a recording match the place/date it claims?", epilog=EXAMPLES["check"],
+                        formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "
+                        "place and week, where the claim falls under the audio posterior, and a verdict "
+                        "(consistent / suspicious / inconsistent).")
+    ck.add_argument("audio", help="audio file")
+    ck.add_argument("--lat", type=float, required=True, help="claimed latitude (degrees)")
+    ck.add_argument("--lon", type=float, required=True, help="claimed longitude (degrees)")
+    ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
+    ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
+    ck.add_argument("--min-score", type=float, default=0.5, help="detection score for a species to count as evidence")
+    ck.add_argument("--hpd-level", type=float, default=0.95, help="credible region of the audio posterior")
+    ck.add_argument("--gallery", default="land1", help="candidate points (default land1)")
+    ck.add_argument("--json", action="store_true", help="print one JSON object")
+    ck.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
+    ck.set_defaults(func=_cmd_check)
     ev = sub.add_parser("eval", help="score a benchmark-format prediction CSV", epilog=EXAMPLES["eval"], formatter_class=fmt,
                         description="Score audio_id,latitude,longitude predictions exactly as the benchmark's evaluate_geo.py.")
     ev.add_argument("pred", help="prediction CSV (audio_id,latitude,longitude)")
@@ -144,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:  # argparse's complaint, already prefixed with the (sub)command
+        print(str(e).replace("\n", " "), file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (UsageError, DataError, FileNotFoundError, ValueError, KeyError) as e:

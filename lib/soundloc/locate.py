@@ -1,0 +1,262 @@
+"""Locate recordings: audio file(s) [+ date] -> posterior over a gallery, best point, top-k, species.
+
+Methods live in a small registry so that other modules can plug theirs in without this one
+importing them::
+
+    from soundloc.locate import register_method
+    register_method("agclip", my_fn, "AG-CLIP retrieval over the gallery")
+
+A method is ``fn(paths: list[str], weeks: list[int | None], opts: LocateOptions) -> list[MethodOutput]``
+(one per file). ``ranges`` (BirdNET detections -> species-range geolocation) is registered here.
+Modules named in ``PLUGIN_MODULES`` or exposing the ``soundloc.locate_methods`` entry point group are
+imported on first use of the registry (an import failure is reported, not fatal).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .geo import haversine
+
+PLUGIN_MODULES: list[str] = []  # e.g. "soundloc.agclip_locate": modules whose import registers a method
+
+
+@dataclass(frozen=True)
+class LocateOptions:
+    """Options shared by all methods (methods ignore what they do not use)."""
+
+    gallery: str = "land1"  # candidate points (soundloc.geolocate.gallery names)
+    preset: str = "lists"  # RangeLocConfig preset for the ranges method
+    min_conf: float = 0.1  # BirdNET detections below this max score are not used (birdnetlib's default)
+    overlap: float = 0.0  # BirdNET window overlap, s
+    sensitivity: float = 1.0  # BirdNET sensitivity (birdnetlib semantics)
+    device: str = "cpu"
+    progress: bool = False
+
+
+@dataclass
+class MethodOutput:
+    """What a method returns for one recording: a posterior over ``points`` and what it heard."""
+
+    points: np.ndarray  # (N, 2) gallery lat/lon, degrees
+    posterior: np.ndarray  # (N,) probabilities summing to 1
+    lat: float  # decoded best location, degrees
+    lon: float
+    species: pd.DataFrame | None = None  # detected species (scientific_name, common_name, max_score, ...)
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class Location:
+    """One file's answer: best location, top-k, detected species, posterior on the gallery."""
+
+    path: str
+    method: str
+    week: int | None
+    lat: float
+    lon: float
+    topk: pd.DataFrame  # rank, lat, lon, prob
+    species: pd.DataFrame | None
+    points: np.ndarray  # (N, 2)
+    posterior: np.ndarray  # (N,)
+    notes: list = field(default_factory=list)
+
+    def error_km(self, lat: float, lon: float) -> float:
+        """Great-circle distance (km) from the best location to (lat, lon)."""
+        return float(haversine(self.lat, self.lon, lat, lon))
+
+    def to_dict(self, n_species: int = 20) -> dict:
+        """JSON-ready summary (no posterior)."""
+        sp = [] if self.species is None else json.loads(self.species.head(n_species).to_json(orient="records"))
+        return {"path": self.path, "method": self.method, "week": self.week, "lat": self.lat, "lon": self.lon,
+                "top_k": self.topk.to_dict("records"), "species": sp, "notes": list(self.notes)}
+
+
+# ---------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class _Method:
+    fn: Callable
+    description: str
+
+
+_METHODS: dict[str, _Method] = {}
+_plugins_loaded = False
+PLUGIN_ERRORS: list[str] = []
+
+
+def register_method(name: str, fn: Callable, description: str = "") -> None:
+    """Register ``fn(paths, weeks, opts) -> list[MethodOutput]`` as locate method ``name``."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"method name {name!r} must be alphanumeric (with - or _)")
+    _METHODS[name] = _Method(fn, description)
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    mods = list(PLUGIN_MODULES)
+    for ep in entry_points(group="soundloc.locate_methods"):
+        mods.append(ep.value.split(":")[0])
+    for m in mods:
+        try:
+            importlib.import_module(m)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the CLI
+            PLUGIN_ERRORS.append(f"locate plugin {m!r} failed to import: {type(e).__name__}: {e}")
+
+
+def available_methods() -> dict[str, str]:
+    """Registered method names -> descriptions."""
+    _load_plugins()
+    return {k: v.description for k, v in sorted(_METHODS.items())}
+
+
+def get_method(name: str) -> Callable:
+    """Registered method by name; ValueError naming the registered ones otherwise."""
+    _load_plugins()
+    if name not in _METHODS:
+        raise ValueError(f"unknown locate method {name!r}; registered: {', '.join(sorted(_METHODS)) or 'none'}")
+    return _METHODS[name].fn
+
+
+# ---------------------------------------------------------------- dates
+def week_from_date(date) -> int | None:
+    """'YYYY-MM-DD' | date | None -> BirdNET week 1-48 | None; ValueError for a malformed date."""
+    if date is None or (isinstance(date, str) and not date.strip()):
+        return None
+    if isinstance(date, str):
+        try:
+            date = _dt.date.fromisoformat(date.strip())
+        except ValueError:
+            raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
+    return (date.month - 1) * 4 + min(4, (date.day - 1) // 7 + 1)
+
+
+# ---------------------------------------------------------------- the ranges method
+_GEOLOCATORS: dict = {}
+
+
+def range_geolocator(gallery_name: str = "land1", preset: str = "lists", device: str = "cpu"):
+    """A shared RangeGeolocator (BirdNET meta model, ``PRESETS[preset]``, gallery) per process."""
+    from .geolocate import PRESETS, RangeGeolocator, gallery
+    from .ranges import load_range_model
+
+    from .devices import resolve_device
+
+    device = str(resolve_device(device))
+    key = (gallery_name, preset, device)
+    if key not in _GEOLOCATORS:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; use one of {sorted(PRESETS)}")
+        model = load_range_model("birdnet", "torch", device=device)
+        _GEOLOCATORS[key] = RangeGeolocator(model, gallery(gallery_name), PRESETS[preset], gallery_name=gallery_name,
+                                            device=device)
+    return _GEOLOCATORS[key]
+
+
+def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[float]], weeks: Sequence,
+                   opts: LocateOptions = LocateOptions()) -> list[MethodOutput]:
+    """R weighted species lists + weeks -> R MethodOutputs from species-range geolocation."""
+    loc = range_geolocator(opts.gallery, opts.preset, opts.device)
+    res = loc.locate([list(s) for s in species], weights=[list(map(float, w)) for w in weights], weeks=list(weeks),
+                     return_posterior=True, progress=opts.progress)
+    out = []
+    for r in range(len(species)):
+        notes = list(res.notes) if res.pred.fallback.iloc[r] else []
+        out.append(MethodOutput(loc.points, res.posterior[r].astype(np.float64), float(res.pred.lat.iloc[r]),
+                                float(res.pred.lon.iloc[r]), None, notes))
+    return out
+
+
+def _ranges(paths: list[str], weeks: list, opts: LocateOptions) -> list[MethodOutput]:
+    """BirdNET detections (max score per species as its weight) -> species-range geolocation."""
+    from .detect import get_detector
+
+    det = get_detector()
+    sums = [det.detect(p, opts.overlap, opts.sensitivity).summary(opts.min_conf) for p in paths]
+    outs = locate_species([s.scientific_name.tolist() for s in sums], [s.max_score.tolist() for s in sums], weeks, opts)
+    for o, s in zip(outs, sums):
+        o.species = s
+        if s.empty:
+            o.notes.append(f"no species detected with score >= {opts.min_conf:g}: the posterior is the location prior")
+    return outs
+
+
+register_method("ranges", _ranges, "BirdNET detections (scores as weights) -> BirdNET species-range geolocation")
+
+
+# ---------------------------------------------------------------- API
+def topk_table(points: np.ndarray, posterior: np.ndarray, k: int) -> pd.DataFrame:
+    """(N, 2) points, (N,) posterior -> the k most probable points: rank, lat, lon, prob."""
+    k = max(0, min(int(k), len(posterior)))
+    idx = np.argsort(-posterior, kind="stable")[:k]
+    return pd.DataFrame({"rank": np.arange(1, k + 1), "lat": points[idx, 0], "lon": points[idx, 1],
+                         "prob": posterior[idx]})
+
+
+def locate(paths: str | Sequence[str], date=None, method: str = "ranges", top_k: int = 5,
+           opts: LocateOptions = LocateOptions()) -> list[Location]:
+    """Audio file(s) [+ date 'YYYY-MM-DD' or one per file] -> one Location per file.
+
+    AudioError (a ValueError naming the file) for an unusable file; ValueError for a bad date/method.
+    """
+    paths = [str(paths)] if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence) else [str(p) for p in paths]
+    dates = list(date) if isinstance(date, (list, tuple)) else [date] * len(paths)
+    if len(dates) != len(paths):
+        raise ValueError(f"{len(dates)} dates for {len(paths)} files")
+    weeks = [week_from_date(d) for d in dates]
+    fn = get_method(method)
+    outs = fn(paths, weeks, opts)
+    return [Location(p, method, w, o.lat, o.lon, topk_table(o.points, o.posterior, top_k), o.species, o.points,
+                     o.posterior, o.notes) for p, w, o in zip(paths, weeks, outs)]
+
+
+def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate") -> Location:
+    """Average the posteriors of Locations on the same gallery -> one Location (argmax of the mean)."""
+    if not locs:
+        raise ValueError("nothing to aggregate")
+    P = np.mean(np.stack([l.posterior for l in locs]), axis=0)
+    pts = locs[0].points
+    i = int(np.argmax(P))
+    weeks = {l.week for l in locs}
+    return Location(name, locs[0].method, weeks.pop() if len(weeks) == 1 else None, float(pts[i, 0]), float(pts[i, 1]),
+                    topk_table(pts, P, top_k), None, pts, P, [f"mean posterior of {len(locs)} recordings"])
+
+
+# ---------------------------------------------------------------- display
+def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=None, pred=None, ax=None,
+                   extent: tuple | None = None, top: int = 4000):
+    """(N, 2) gallery + (N,) posterior -> matplotlib axis: land, the ``top`` most probable points coloured by
+    probability (log scale), true (green star) and predicted (red x) places; ``extent`` = (lon0, lon1, lat0, lat1)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from .maps import land_background
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 5))
+    land_background(ax)
+    idx = np.argsort(-posterior)[:top][::-1]
+    p = np.maximum(posterior[idx], 1e-12)
+    sc = ax.scatter(points[idx, 1], points[idx, 0], c=p, s=6, cmap="magma_r", norm=LogNorm(max(p.min(), p.max() * 1e-4),
+                    p.max()), marker="s", linewidths=0, zorder=1)
+    ax.figure.colorbar(sc, ax=ax, shrink=0.7, label="posterior probability")
+    if true is not None:
+        ax.plot(true[1], true[0], "*", color="limegreen", mec="k", ms=14, zorder=3, label="true location")
+    if pred is not None:
+        ax.plot(pred[1], pred[0], "x", color="red", ms=10, mew=3, zorder=3, label="prediction")
+    if extent is not None:
+        ax.set_xlim(extent[0], extent[1]), ax.set_ylim(extent[2], extent[3])
+    if true is not None or pred is not None:
+        ax.legend(loc="lower left")
+    ax.set_title(title)
+    return ax

