@@ -105,7 +105,7 @@ sp = inat.drop_duplicates("species")
 taxonomy.apply(model, taxonomy.reconcile(model, list(sp.species), list(sp.common_name)))
 loc = RangeGeolocator(model, gallery(GALLERY), RangeLocConfig(), gallery_name=GALLERY, device=ch.device)
 q = real.assign(species=real.species.map(lambda s: [s]))
-agg.prewarm_range_maps(loc, list(q.species), real.week.to_numpy(), disk_cache=SMALL)
+loc.prewarm(list(q.species), real.week.to_numpy(), disk_cache=SMALL)
 grid = [dict(richness_weight=r, prior_bandwidth_km=h) for r in (0.0, 1.0) for h in (200.0, 400.0)]
 folds = spatial_folds(real.lat.to_numpy(), real.lon.to_numpy(), 2, 1, SEED)
 _, choice = cross_fit(loc, q, grid, folds, ["richness_weight", "prior_bandwidth_km"], progress=False)
@@ -209,11 +209,11 @@ geo = pipeline.train_geo_models(sim, backbone, cfg, False, {k: emb[k] for k in (
 score = {k: pipeline.recording_scores(e.model, sim, "test", emb.get("test"), progress=False) for k, e in geo.items()}
 classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
 probs = {s: pipeline.recording_scores(backbone.model, sim, s, emb.get(s), progress=False).numpy() for s in ("val", "test")}
-sloc = pipeline._range_locator(sim, cfg)
+sloc = pipeline.range_locator(sim, cfg)
 weeks = np.unique(np.concatenate([sim.val.week, sim.test.week]))
-agg.prewarm_range_maps(sloc, [list(sim.species)] * len(weeks), weeks, disk_cache=SIM_SMALL)
+sloc.prewarm([list(sim.species)] * len(weeks), weeks, disk_cache=SIM_SMALL)
 best, _ = pipeline.choose_range_config(sloc, sim, probs["val"], list(pipeline.RANGE_GRID))
-sp_all, w_all = pipeline._range_queries(sim, "test", probs["test"], 1e-3)["all"]
+sp_all, w_all = pipeline.range_queries(sim, "test", probs["test"], 1e-3)["all"]
 methods = {
     "Classification res 0": agg.PosteriorSource.from_matrix(score["res0"], classes[0].centers()),
     "Classification res 2": agg.PosteriorSource.from_matrix(score["res2"], classes[2].centers()),

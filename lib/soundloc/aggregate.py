@@ -177,41 +177,6 @@ class RangePosteriors:
                                np.argsort(self.weeks, kind="stable"), label)
 
 
-def prewarm_range_maps(loc, species, weeks, progress: bool = True, disk_cache: bool = False) -> None:
-    """Compute each week's range maps once for every species its queries name (R lists, (R,) weeks 1-48).
-
-    Later ``locate`` calls on any subset (cross-fitting folds, chunks, passes) then reuse them instead
-    of recomputing a growing union of species week by week. ``disk_cache``: also keep each week's
-    (K, N) float16 maps in ``data/cache/species_maps`` (keyed by model, gallery, week and species set),
-    so that a rerun on the same recordings skips the range model (its trunk runs once per point and
-    week, whatever the number of species).
-    """
-    import hashlib
-
-    from . import paths
-    from .io import atomic_path
-
-    per_week = pd.DataFrame({"w": np.asarray(weeks), "s": list(species)}).explode("s").dropna().groupby("w")["s"].unique()
-    gdig = hashlib.sha1(np.ascontiguousarray(loc.points, np.float64).tobytes()).hexdigest()[:12]
-    for w, names in tqdm(per_week.items(), total=len(per_week), desc="range maps per week", disable=not progress, leave=False):
-        idx = np.unique(loc.model.match(sorted(names))[0])
-        if not len(idx):
-            continue
-        wk = int(w) if loc.config.use_week and int(w) > 0 else None
-        if not disk_cache or wk in loc._pcache:
-            loc.species_maps(idx, wk)
-            continue
-        sdig = hashlib.sha1(idx.tobytes()).hexdigest()[:12]
-        path = paths.cache_dir("species_maps") / f"{loc.model.name}__{loc.gallery_name}-{gdig}__{'yr' if wk is None else f'w{wk:02d}'}__{sdig}.npy"
-        maps = np.load(path) if path.exists() else None
-        if maps is None or maps.shape != (len(idx), len(loc.points)):
-            maps = loc.species_maps(idx, wk).astype(np.float16)
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.save(f, maps)
-        loc._pcache[wk] = (idx, maps)  # the locator's per-week memo: (sorted species idx, (K, N) float16)
-
-
 # ---------------------------------------------------------------- streaming group sums
 def _slots(groupings: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Give every group with >= 2 members a global slot -> ({name: (R,) slot or -1}, (S,) member counts)."""

@@ -559,7 +559,7 @@ def train_geo_models(sim: SimData, backbone: ZooEntry, cfg: BaselineConfig, prog
     return out
 
 
-def _range_locator(sim: SimData, cfg: BaselineConfig):
+def range_locator(sim: SimData, cfg: BaselineConfig):
     from .geolocate import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
     from .ranges import load_range_model
 
@@ -570,7 +570,7 @@ def _range_locator(sim: SimData, cfg: BaselineConfig):
                            log_prior=prior)
 
 
-def _range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float) -> dict[str, tuple]:
+def range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float) -> dict[str, tuple]:
     """Species-range queries of a split: annotated species, top-1 predicted, all predicted (weighted).
 
     Annotated = the focal species, except on the long "chorus" split, where every species heard is
@@ -587,13 +587,9 @@ def _range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: floa
 
 def _prewarm_ranges(loc, sim: SimData, weeks, progress: bool = True) -> None:
     """Range maps of every species of the world for every week needed, in one pass per week."""
-    from tqdm.auto import tqdm
-
-    idx, unknown = loc.model.match(sim.species)
+    weeks = sorted(set(int(x) for x in weeks))
     with torch_threads("cpu"):
-        for w in tqdm(sorted(set(int(x) for x in weeks)), desc="range maps per week", leave=False,
-                      disable=not progress):
-            loc.species_maps(np.sort(idx), w if loc.config.use_week else None)
+        loc.prewarm([list(sim.species)] * len(weeks), weeks, progress=progress)
 
 
 def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence[dict], min_weight: float = 1e-3,
@@ -601,7 +597,7 @@ def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence
     """Pick the range-geolocation settings on the VALIDATION split ("predicted species all", median km)."""
     from .metrics import summary_row
 
-    species, weights = _range_queries(sim, "val", val_probs, min_weight)["all"]
+    species, weights = range_queries(sim, "val", val_probs, min_weight)["all"]
     true = sim.latlon("val")
     rows = []
     for kw in grid:
@@ -665,13 +661,13 @@ def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int =
     t0 = time.time()
     probs = {s: recording_scores(backbone.model, sim, s, emb[s] if emb else None, progress).numpy() for s in ("val", split)}
     acc = float(np.mean(probs[split].argmax(1) == sim.species_index(split)))
-    loc = _range_locator(sim, cfg)
+    loc = range_locator(sim, cfg)
     _prewarm_ranges(loc, sim, np.concatenate([sim.val["week"], test["week"]]), progress)
     best, sweep = choose_range_config(loc, sim, probs["val"], list(range_grid), min_weight, progress)
     loc = loc.with_config(**best)
     notes = [f"species classifier top-1 accuracy on the {split} split (focal species): {100 * acc:.1f} %",
              f"species-range settings chosen on the validation split: {best}"]
-    for k, (species, weights) in _range_queries(sim, split, probs[split], min_weight).items():
+    for k, (species, weights) in range_queries(sim, split, probs[split], min_weight).items():
         with torch_threads("cpu"):
             r = loc.locate(species, weights=weights, weeks=test["week"].to_numpy(), progress=progress)
         preds[METHODS[k]] = r.pred[["lat", "lon"]].to_numpy(float)
