@@ -586,6 +586,10 @@ def build_head(cfg: dict) -> Head:
                               cfg.get("parent", "center"))
     if kind == SpeciesHead.kind:
         return SpeciesHead(cfg["in_dim"], cfg["n_species"], cfg.get("species"))
+    if kind == "agclip":  # soundloc.agclip (imported here: it imports this module)
+        from .agclip import AGCLIPHead
+
+        return AGCLIPHead.from_config(cfg)
     raise ValueError(f"unknown head kind {kind!r}")
 
 

@@ -1,0 +1,220 @@
+"""AG-CLIP: loss, retrieval, pooling, galleries, fusion, calibration and checkpoints (small, synthetic)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from soundloc import agclip
+from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # 2 intra-op threads on 2 shared busy cores are much slower
+
+
+def _synthetic(n=96, d=32, k=4, seed=0):
+    """Embeddings whose cluster (k of them) determines the location (k well separated places)."""
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.arange(n) % k
+    centers = torch.randn(k, d, generator=g) * 3
+    z = centers[cls] + 0.3 * torch.randn(n, d, generator=g)
+    places = np.array([[48.0, 10.0], [40.0, -100.0], [-25.0, 135.0], [0.0, 20.0]])[:k]
+    ll = places[cls.numpy()] + np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 2))
+    return z, ll, cls
+
+
+@pytest.mark.parametrize("encoder", ["fourier", "sinr", "geoclip"])
+def test_loss_falls_on_a_small_synthetic_set(encoder):
+    torch.manual_seed(0)
+    z, ll, cls = _synthetic()
+    head = AGCLIPHead(AGCLIPConfig(in_dim=z.shape[1], n_species=5, location_encoder=encoder, loc_hidden=64))
+    # fake frozen "GeoCLIP" embeddings: a fixed random map of xyz (enough to test the loss plumbing)
+    emb = torch.nn.functional.normalize(torch.as_tensor(agclip._xyz(torch.as_tensor(ll)).float())
+                                        @ torch.randn(3, 512), dim=1) if encoder == "geoclip" else None
+    chk = torch.nn.functional.one_hot(cls, 5).float()
+    t = head.make_targets(ll, emb, chk)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    first = None
+    for step in range(80):
+        parts = head.loss_parts(head(z), t)
+        first = first if first is not None else {k: float(v.detach()) for k, v in parts.items()}
+        opt.zero_grad()
+        parts["total"].backward()
+        opt.step()
+    last = {k: float(v.detach()) for k, v in head.loss_parts(head(z), t).items()}
+    assert last["total"] < 0.7 * first["total"]
+    assert last["checklist"] < first["checklist"]
+    assert math.isfinite(last["contrastive"])
+
+
+def test_checklist_weight_zero_gives_pure_contrastive_and_bad_targets_are_clear():
+    z, ll, cls = _synthetic(n=16)
+    head = AGCLIPHead(AGCLIPConfig(in_dim=z.shape[1], n_species=3, checklist_weight=0.0, location_encoder="sinr"))
+    t = head.make_targets(ll, None, torch.zeros(16, 3))
+    p = head.loss_parts(head(z), t)
+    assert "checklist" not in p and torch.equal(p["total"], p["contrastive"])
+    with pytest.raises(ValueError, match="checklist has shape"):
+        head.make_targets(ll, None, torch.zeros(16, 4))
+    with pytest.raises(ValueError, match="loc_emb"):
+        AGCLIPHead(AGCLIPConfig(in_dim=8)).make_targets(ll)
+    with pytest.raises(ValueError, match="location_encoder"):
+        AGCLIPConfig(location_encoder="satclip")
+
+
+def test_duplicate_locations_count_as_positives():
+    """Two rows at the same place: the loss is the same whichever of them the embedding matches."""
+    head = AGCLIPHead(AGCLIPConfig(in_dim=4, location_encoder="sinr"))
+    ll = np.array([[10.0, 10.0], [10.0, 10.0], [-30.0, 100.0]])
+    t = head.make_targets(ll)
+    b = head.location_embed(torch.as_tensor(ll).float()).detach()
+    out_a = torch.cat([b[[0, 0, 2]], torch.zeros(3, 0)], 1)
+    out_b = torch.cat([b[[1, 1, 2]], torch.zeros(3, 0)], 1)
+    assert torch.allclose(head.loss(out_a, t), head.loss(out_b, t))
+
+
+def test_chunked_top1_equals_unchunked_top1():
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(300, 64, generator=g)
+    gal = torch.nn.functional.normalize(torch.randn(5000, 64, generator=g), dim=1)
+    ref_v, ref_i = (torch.nn.functional.normalize(q, dim=1) @ gal.T).topk(5, dim=1)
+    v, i = agclip.topk_chunked(q, gal, k=5, q_chunk=37, g_chunk=611)
+    assert torch.equal(i[:, 0], ref_i[:, 0])
+    assert torch.equal(i, ref_i) and torch.allclose(v, ref_v, atol=1e-6)
+    with pytest.raises(ValueError, match="must be"):
+        agclip.topk_chunked(q, gal[:, :10])
+
+
+def test_posterior_sums_to_one_and_argmax_matches_retrieval():
+    g = torch.Generator().manual_seed(2)
+    q, gal = torch.randn(20, 16, generator=g), torch.nn.functional.normalize(torch.randn(700, 16, generator=g), dim=1)
+    lp = agclip.log_posterior(q, gal, scale=14.0, q_chunk=7)
+    assert lp.shape == (20, 700)
+    assert torch.allclose(lp.exp().sum(1), torch.ones(20), atol=1e-5)
+    pts = np.random.default_rng(0).uniform([-80, -180], [80, 180], (700, 2))
+    assert (agclip.decode(q, gal, pts, 14.0, "argmax") == lp.argmax(1).numpy()).all()
+    m = agclip.decode(q, gal, pts, 14.0, "mass_within", radius_km=2000)
+    assert m.shape == (20,) and (m >= 0).all() and (m < 700).all()
+
+
+def test_mass_within_prefers_a_cluster_over_a_lone_peak():
+    """Gallery: a lone point with the single highest probability and a tight cluster with more mass."""
+    pts = np.array([[0.0, 0.0], [45.0, 10.0], [45.1, 10.0], [45.0, 10.1], [45.1, 10.1]])
+    lp = torch.log(torch.tensor([[0.28, 0.18, 0.18, 0.18, 0.18]]))
+    q, gal = torch.zeros(1, 2), torch.nn.functional.normalize(torch.ones(5, 2), dim=1)  # flat audio logits
+    assert agclip.decode(q, gal, pts, 0.0, "argmax", prior=lp)[0] == 0
+    assert agclip.decode(q, gal, pts, 0.0, "mass_within", radius_km=200, prior=lp)[0] in (1, 2, 3, 4)
+
+
+def test_calibration_area_and_coverage_by_hand():
+    post = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    area = np.array([1.0, 2.0, 3.0, 4.0])
+    a, cov = agclip.credible_sets(post, area, true_idx=[1, 0], levels=(0.5, 0.9))
+    # row 0: 50 % -> cells {0, 1} (0.7), area 3; 90 % -> {0, 1, 2} (0.9), area 6; true cell 1 inside both
+    # row 1: 50 % -> {3, 2} (0.7), area 7; 90 % -> {3, 2, 1} (0.9), area 9; true cell 0 inside neither
+    np.testing.assert_allclose(a, [[3.0, 6.0], [7.0, 9.0]])
+    assert cov.tolist() == [[True, True], [False, False]]
+    with pytest.raises(ValueError, match="do not fit"):
+        agclip.credible_sets(post, area[:3], [0, 0])
+
+
+def test_grid_cell_areas_sum_to_the_sphere():
+    from soundloc.geo import EARTH_RADIUS_KM, uniform_grid
+
+    pts = uniform_grid(2.0)
+    assert agclip.grid_cell_area_km2(pts, 2.0).sum() == pytest.approx(4 * math.pi * EARTH_RADIUS_KM ** 2, rel=1e-9)
+
+
+def test_fusion_weight_zero_equals_agclip_alone():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(10, 50, generator=g).log_softmax(1)
+    b = torch.randn(10, 50, generator=g).log_softmax(1)
+    assert torch.allclose(agclip.fuse(a, b, 0.0), a)
+    f = agclip.fuse(a, b, 1.0)
+    assert torch.allclose(f.exp().sum(1), torch.ones(10), atol=1e-5)
+    assert torch.allclose(f, (a + b).log_softmax(1))
+    q, gal = torch.randn(10, 8, generator=g), torch.nn.functional.normalize(torch.randn(50, 8, generator=g), dim=1)
+    pts = np.random.default_rng(1).uniform([-60, -180], [60, 180], (50, 2))
+    for dec in agclip.DECODERS:
+        assert (agclip.decode(q, gal, pts, 10.0, dec, prior=0.0 * b) == agclip.decode(q, gal, pts, 10.0, dec)).all()
+
+
+def test_pooling_average_max_kmeans_transformer():
+    g = torch.Generator().manual_seed(4)
+    feat = torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=1)
+    offsets = torch.tensor([0, 3, 4, 12])
+    avg = agclip.pool_windows(feat, offsets, "average")
+    np.testing.assert_allclose(avg[0].numpy(), torch.nn.functional.normalize(feat[:3].mean(0), dim=0).numpy(), atol=1e-6)
+    mx = agclip.pool_windows(feat, offsets, "max")
+    assert torch.allclose(mx[2], torch.nn.functional.normalize(feat[4:].amax(0), dim=0))
+    km = agclip.pool_windows(feat, offsets, "kmeans")
+    assert torch.allclose(km[1], feat[3])  # one window: its own cluster
+    # 8 windows: 6 near one direction, 2 near another -> the largest cluster's centroid
+    base = torch.zeros(8, 8)
+    base[:6, 0], base[6:, 1] = 1.0, 1.0
+    x = base + 0.01 * torch.randn(8, 8, generator=g)
+    c = agclip.pool_windows(x, torch.tensor([0, 8]), "kmeans", k=2)
+    assert c[0, 0] > 0.99
+    tgt = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=1)
+    pooler = agclip.train_pooler(feat, offsets, tgt, epochs=2, batch_size=3, progress=False, max_len=4, layers=1,
+                                 heads=2, hidden=16)
+    tr = agclip.pool_windows(feat, offsets, "transformer", pooler=pooler)
+    assert tr.shape == (3, 8) and torch.allclose(tr.norm(dim=1), torch.ones(3), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        agclip.pool_windows(feat, offsets, "median")
+
+
+def test_galleries():
+    train = np.array([[48.1, 11.5], [48.1, 11.5], [-33.9, 151.2]])
+    assert len(agclip.build_gallery("train", train)) == 2
+    assert len(agclip.build_gallery("uniform1")) == 64800
+    nb = agclip.build_gallery("train_neighbours", train, h3_res=2)
+    assert 0 < len(nb) < 200
+    assert np.abs(nb[:, 0] - 48).min() < 1 and np.abs(nb[:, 0] + 34).min() < 1
+    with pytest.raises(ValueError, match="training locations"):
+        agclip.build_gallery("train")
+    with pytest.raises(ValueError, match="unknown gallery"):
+        agclip.build_gallery("ocean")
+
+
+def test_checkpoint_round_trip_and_prediction(tmp_path):
+    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, load_model, save_model
+
+    torch.manual_seed(0)
+    enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))
+    for name in ("geoclip", "fourier"):
+        model = GeoModel(enc, AGCLIPHead(AGCLIPConfig(in_dim=enc.dim, n_species=7, location_encoder=name, adapter=16)))
+        path = save_model(model, tmp_path / f"{name}.pt")
+        back = load_model(path)
+        assert isinstance(back.head, AGCLIPHead) and back.head.cfg == model.head.cfg
+        x = torch.rand(2, 3, 32, 32)
+        model.eval()
+        assert torch.allclose(model(x), back(x))
+        pts = np.array([[0.0, 0.0], [50.0, 8.0], [-20.0, 130.0]])
+        if name == "geoclip":
+            gal = torch.nn.functional.normalize(torch.randn(3, 512), dim=1)
+            model.head.set_gallery(pts, gal)
+            back.head.set_gallery(pts, gal)
+        else:
+            model.head.set_gallery(pts)
+            back.head.set_gallery(pts)
+        assert torch.equal(model.head.predict(model(x)), back.head.predict(back(x)))
+    with pytest.raises(RuntimeError, match="no gallery"):
+        AGCLIPHead(AGCLIPConfig(in_dim=8)).predict(torch.zeros(1, 512))
+
+
+def test_trainer_fits_an_agclip_head_on_cached_embeddings(tmp_path):
+    """The head plugs into the existing trainer's freeze_encoder fast path (and its checkpoints)."""
+    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel
+    from soundloc.train import RecordingSet, Trainer, TrainConfig, synthetic_recordings
+
+    d = synthetic_recordings(n=24, frames=300, seed=0)
+    enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))
+    head = AGCLIPHead(AGCLIPConfig(in_dim=enc.dim, n_species=4, location_encoder="sinr", loc_hidden=32))
+    ll = np.stack([d["lat"], d["lon"]], 1)
+    t = head.make_targets(ll, None, torch.nn.functional.one_hot(torch.as_tensor(d["labels"]), 4))
+    head.set_gallery(ll)
+    recs = RecordingSet(d["images"], t, ll)
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e-2, warmup_epochs=0, optimizer="adamw", freeze_encoder=True,
+                      checkpoint_dir=str(tmp_path / "ck"), progress=False, eval_every=3)
+    hist = Trainer(GeoModel(enc, head), recs, recs, cfg).fit()
+    assert len(hist) == 3 and math.isfinite(hist[-1]["train_loss"]) and "val_median_error" in hist[-1]
+    assert (tmp_path / "ck" / "last.pt").is_file()
