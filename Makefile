@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 SOUNDLOC_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export SOUNDLOC_MIRROR
 PARAMS ?=
+BENCH_ARGS ?=
 
 .PHONY: book test data lab bench clean-figures help
 help:
@@ -15,6 +16,7 @@ help:
 	@echo "make test   - install, run pytest (unit tests + every notebook in SMALL mode)"
 	@echo "make lab    - JupyterLab with the py:percent chapters opening as notebooks"
 	@echo "make bench  - benchmark scripts (ratios measured in one run) -> figures/bench.md"
+	@echo "              (BENCH_ARGS=--skip-book leaves out the long per-chapter book timing)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,4 +37,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)

@@ -62,10 +62,29 @@ def is_land(lat, lon) -> np.ndarray:
     return globe.is_land(np.clip(lat, -89.999, 89.999), np.clip(lon, -179.999, 179.999))
 
 
-def land_grid(step_deg: float = 1.0) -> np.ndarray:
-    """Uniform grid points on land -> (N, 2) degrees (1 deg: about 20K, the paper's Table A1)."""
+def land_grid(step_deg: float = 1.0, bbox: tuple | None = None) -> np.ndarray:
+    """Uniform grid points on land -> (N, 2) degrees (1 deg: about 20K, the paper's Table A1).
+
+    ``bbox = (lat_min, lat_max, lon_min, lon_max)`` keeps the points inside it (lon_min > lon_max wraps
+    across the antimeridian). ValueError when no land point is left (an all-ocean area, or a step
+    larger than the area): an empty gallery would make every posterior undefined.
+    """
+    if not step_deg > 0:
+        raise ValueError(f"land_grid: step_deg must be > 0, got {step_deg!r}")
     g = uniform_grid(step_deg)
-    return g[is_land(g[:, 0], g[:, 1])]
+    if bbox is not None:
+        la0, la1, lo0, lo1 = map(float, bbox)
+        if not (-90 <= la0 <= la1 <= 90 and -180 <= lo0 <= 180 and -180 <= lo1 <= 180):
+            raise ValueError(f"land_grid: bbox {tuple(bbox)} must be (lat_min, lat_max, lon_min, lon_max) "
+                             "with -90 <= lat_min <= lat_max <= 90 and longitudes in [-180, 180]")
+        in_lon = ((g[:, 1] >= lo0) & (g[:, 1] <= lo1)) if lo0 <= lo1 else ((g[:, 1] >= lo0) | (g[:, 1] <= lo1))
+        g = g[(g[:, 0] >= la0) & (g[:, 0] <= la1) & in_lon]
+    land = g[is_land(g[:, 0], g[:, 1])]
+    if len(land) == 0:
+        why = f"all {len(g)} grid points are in the ocean" if len(g) else "the step is larger than the area"
+        raise ValueError(f"land_grid(step_deg={step_deg:g}" + (f", bbox={tuple(bbox)}" if bbox is not None else "")
+                         + f"): no land points ({why}); widen the area or use a finer step")
+    return land
 
 
 def cell_area_weights(points: np.ndarray) -> np.ndarray:

@@ -59,6 +59,11 @@ def _bad_rows(df: pd.DataFrame, id_col: str, lat: str, lon: str, date_col: str |
     return bad
 
 
+def _show(v) -> str:
+    """A cell value as the user wrote it: repr of the plain Python value (95, nan, 'north'), not np.int64(95)."""
+    return repr(v.item() if isinstance(v, np.generic) else v)
+
+
 def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", lon: str = "lon",
                date_col: str | None = None, on_invalid: str = "raise") -> tuple[pd.DataFrame, SkipReport]:
     """Validate ids, coordinates and dates; raise on the first bad row or skip and count."""
@@ -72,8 +77,8 @@ def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", 
             continue
         i = int(np.flatnonzero(mask)[0])
         row = df.iloc[i]
-        where = f"row {i + 1} ({id_col}={row[id_col]!r}, {lat}={row[lat]!r}, {lon}={row[lon]!r}" + (
-            f", {date_col}={row[date_col]!r})" if date_col and date_col in df else ")")
+        where = f"row {i + 1} ({id_col}={_show(row[id_col])}, {lat}={_show(row[lat])}, {lon}={_show(row[lon])}" + (
+            f", {date_col}={_show(row[date_col])})" if date_col and date_col in df else ")")
         if on_invalid == "raise":
             raise DataError(f"{source}: {where}: {reason}")
         report.reasons[reason] += int(mask.sum())

@@ -1,0 +1,175 @@
+"""Crash safety of the spectrogram cache (SPEC section 7; issue 7 item 2): SIGKILL a subprocess that is
+building ``soundloc.spectrogram.SpectrogramCache`` at random times and at the dangerous instants of its
+atomic writes, check after each kill that nothing partial is read as complete, rerun, and compare the
+cache with an uninterrupted build byte for byte.
+
+Training is covered by tests/test_train.py::test_resume_after_sigkill_matches_uninterrupted (SIGKILL
+mid-run, resume, same metrics log and weights).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundloc import spectrogram as S
+
+SHARD = 3
+
+# The child builds the cache; KILL_AT="<what>:<n>" makes it SIGKILL itself at the n-th such event:
+#   save:n     halfway through writing the n-th shard's data (a partial temporary file is left)
+#   replace:n  just before the n-th atomic rename (2 per shard: data, then its index)
+CHILD = textwrap.dedent("""
+    import json, os, signal, sys
+    import numpy as np
+    from soundloc import spectrogram as S
+
+    root, items_json = sys.argv[1], sys.argv[2]
+    items = [tuple(x) for x in json.loads(open(items_json).read())]
+    kill_at = os.environ.get("KILL_AT", "")
+    what, _, n = kill_at.partition(":")
+    count = {"save": 0, "replace": 0}
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if what == "save":
+        real_save = np.save
+        def save(f, arr, *a, **k):
+            count["save"] += 1
+            if count["save"] == int(n):
+                raw = arr.tobytes()
+                f.write(raw[: len(raw) // 2]); f.flush(); os.fsync(f.fileno())
+                die()
+            return real_save(f, arr, *a, **k)
+        S.np.save = save
+    elif what == "replace":
+        real_replace = os.replace
+        def replace(src, dst):
+            count["replace"] += 1
+            if count["replace"] == int(n):
+                die()
+            return real_replace(src, dst)
+        os.replace = replace
+    cache = S.SpectrogramCache(root, shard_size=%d, device="cpu")
+    print("building", flush=True)
+    report = cache.build(items, progress=False)
+    print("done", report, flush=True)
+""" % SHARD)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """25 recordings of different lengths (4-10 s) at 16 kHz (resampled on load), one unreadable, and the
+    uninterrupted cache built from them."""
+    d = tmp_path_factory.mktemp("crash")
+    rng = np.random.default_rng(7)
+    items = []
+    for i in range(24):
+        p = d / "audio" / f"r{i:02d}.wav"
+        p.parent.mkdir(exist_ok=True)
+        sf.write(p, (0.1 * rng.standard_normal(int(rng.uniform(4.0, 10.0) * 16000))).astype(np.float32), 16000)
+        items.append((f"r{i:02d}", str(p)))
+    bad = d / "audio" / "bad.wav"
+    bad.write_text("not audio")
+    items.insert(5, ("bad", str(bad)))
+    (d / "items.json").write_text(json.dumps(items))
+    ref = S.SpectrogramCache(d / "reference", shard_size=SHARD, device="cpu")
+    ref.build(items, progress=False)
+    return d, items, ref
+
+
+def _child(root: Path, items_json: Path, kill_at: str = "") -> subprocess.Popen:
+    env = {**os.environ, "KILL_AT": kill_at, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(items_json)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """The cache's shard files by name (leftover hidden temporaries are not part of the cache)."""
+    return {p.name: p.read_bytes() for p in sorted(root.glob("shard_*"))}
+
+
+def _check_consistent(root: Path, ref: S.SpectrogramCache, items) -> int:
+    """Whatever a fresh reader of a killed build's folder serves equals the reference; the rest is absent.
+
+    Returns how many recordings the killed build had finished."""
+    cache = S.SpectrogramCache(root, shard_size=SHARD, device="cpu")
+    served = cache.ids()
+    for a in served:
+        np.testing.assert_array_equal(cache.get(a), ref.get(a), err_msg=f"{a} served from {root} differs")
+    for a, _ in items:
+        if a not in served and a != "bad":
+            with pytest.raises((KeyError, S.CacheError)):
+                cache.get(a)
+    # a shard counts as done only with its index, and then its data file is exactly the reference's
+    for ip in root.glob("shard_*.json"):
+        dp = ip.with_suffix(".npy")
+        if cache._read_index(int(ip.stem.split("_")[1])) is not None:
+            assert dp.read_bytes() == (ref.root / dp.name).read_bytes()
+            assert ip.read_bytes() == (ref.root / ip.name).read_bytes()
+    return len(served)
+
+
+def _rerun_and_compare(root: Path, ref: S.SpectrogramCache, items) -> list[int]:
+    cache = S.SpectrogramCache(root, shard_size=SHARD, device="cpu")
+    report = cache.build(items, progress=False)
+    assert report.total == len(items) and dict(report.skipped) == {"unreadable": 1}
+    assert _files(root) == _files(ref.root)  # byte for byte: every shard's data and index
+    return cache.last_computed
+
+
+@pytest.mark.parametrize("kill_at", ["save:2", "replace:3", "replace:4"])
+def test_kill_at_the_atomic_write_steps(corpus, tmp_path, kill_at):
+    """SIGKILL mid-write of shard data, before its rename, between the data and the index rename."""
+    d, items, ref = corpus
+    root = tmp_path / "cache"
+    p = _child(root, d / "items.json", kill_at)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == -signal.SIGKILL, (out, err)
+    n_write = int(kill_at.split(":")[1])
+    done_shards = (n_write - 1) // 2 if kill_at.startswith("replace") else n_write - 1
+    assert len(list(root.glob("shard_*.json"))) == done_shards
+    if kill_at.startswith("save"):
+        assert list(root.glob(".shard_*.npy.*.tmp")), "the partial write should be left in a temporary file"
+    n_served = _check_consistent(root, ref, items)
+    assert n_served == sum(a != "bad" for a, _ in items[: done_shards * SHARD])
+    computed = _rerun_and_compare(root, ref, items)
+    assert computed == list(range(done_shards, -(-len(items) // SHARD)))  # finished shards are kept
+
+
+def test_kill_at_random_times_then_resume(corpus, tmp_path):
+    """Several SIGKILLs at random instants of successive runs in the same folder, then a full rerun."""
+    d, items, ref = corpus
+    root = tmp_path / "cache"
+    # measure one uninterrupted build in a child (imports excluded) to spread the kill times over it
+    p = _child(tmp_path / "timing", d / "items.json")
+    assert p.stdout.readline().strip() == "building"
+    t0 = time.perf_counter()
+    assert p.stdout.readline().startswith("done")
+    build_s = time.perf_counter() - t0
+    p.communicate(timeout=60)
+    assert p.returncode == 0
+    rng = np.random.default_rng(2024)
+    served = []
+    interrupted = 0
+    for frac in np.sort(rng.uniform(0.05, 0.6, size=3)):  # successive runs skip finished shards: kill earlier
+        p = _child(root, d / "items.json")
+        assert p.stdout.readline().strip() == "building"
+        time.sleep(frac * build_s)
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=60)
+        interrupted += "done" not in out
+        served.append(_check_consistent(root, ref, items))
+    assert interrupted >= 1, f"no kill landed inside a build of {build_s:.2f} s"
+    assert served == sorted(served)  # a rerun never loses finished work
+    _rerun_and_compare(root, ref, items)
