@@ -437,3 +437,12 @@ def test_gallery_with_no_land_points():
     assert len(g) > 50 and is_land(g[:, 0], g[:, 1]).all()
     assert ((g[:, 1] >= 170) | (g[:, 1] <= -160)).all() and (g[:, 1] > 0).any() and (g[:, 1] < 0).any()
     assert len(land_grid(1.0)) == len(gallery("land1"))
+
+
+def test_inat_file_that_is_not_json_names_the_file(tmp_path):
+    from soundloc.data import DataError, load_inat
+
+    bad = tmp_path / "test.json"
+    bad.write_text("this is not json")
+    with pytest.raises(DataError, match=r"test\.json: not a readable COCO JSON file"):
+        load_inat(bad)

@@ -24,14 +24,17 @@ AUDIO_KEYS = ("id", "file_name", "duration", "date", "latitude", "longitude")
 
 
 def _read_json(path: Path) -> dict:
-    if path.name.endswith((".tar.gz", ".tgz")):
-        with tarfile.open(path) as tf:
-            members = [m for m in tf.getmembers() if m.name.endswith(".json")]
-            if len(members) != 1:
-                raise DataError(f"{path}: expected one .json inside the tarball, found {[m.name for m in members]}")
-            return json.load(tf.extractfile(members[0]))
-    with open(path) as f:
-        return json.load(f)
+    try:
+        if path.name.endswith((".tar.gz", ".tgz")):
+            with tarfile.open(path) as tf:
+                members = [m for m in tf.getmembers() if m.name.endswith(".json")]
+                if len(members) != 1:
+                    raise DataError(f"{path}: expected one .json inside the tarball, found {[m.name for m in members]}")
+                return json.load(tf.extractfile(members[0]))
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError, tarfile.TarError, EOFError) as e:
+        raise DataError(f"{path}: not a readable COCO JSON file ({e})") from e
 
 
 def parse_coco(d: dict, source: str, split: str = "test", on_invalid: str = "raise") -> tuple[pd.DataFrame, SkipReport]:
