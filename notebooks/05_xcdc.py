@@ -20,8 +20,9 @@
 # with BirdNET's week-aware range model. All free parameters of the likelihood are chosen on a
 # different real data set (multi-species lists assembled from iNatSounds test recordings),
 # never on XCDC. The second part runs the models that listen (audio -> location) on long
-# recordings: SimSounds' simulated chorus split, which plays XCDC's role because XCDC's audio is
-# not available here (the models part is simulated and labelled so).
+# recordings: on XCDC's own audio when the user has it (`XCDC_AUDIO`: BirdNET detections -> species
+# ranges, real), and always on SimSounds' simulated chorus split, which plays XCDC's role where
+# XCDC's audio is absent (that part is simulated and labelled so).
 
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: 2 degree gallery, smaller parameter grid and fewer random draws
@@ -33,8 +34,11 @@ GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherw
 DRAWS = None  # random-subset draws per k; None = 10 in SMALL mode, 100 (the paper's) otherwise
 N_VAL = None  # validation lists used to choose parameters; None = 250 in SMALL mode, all otherwise
 WORLD_SEED = 0  # which SimSounds world the models part uses (shared with chapters 01, 03, 04)
+XCDC_AUDIO = None  # the user's XCDC audio: xcdc.tar.gz or its unpacked folder; None = data/raw/xcdc/xcdc.tar.gz if present
 
 # %%
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
@@ -171,6 +175,57 @@ for i in (0, len(xcdc) // 2):
 
 # %%
 ch.table(sweep(loc, xcdc, grid, progress=False), "posthoc_sweep", "Post-hoc: the grid scored on XCDC (real), NOT used for choosing")
+
+# %% [markdown]
+# ## XCDC audio: what BirdNET hears in a dawn chorus (real, when the audio is present)
+# With the XCDC release's audio (`xcdc.tar.gz`, about 6 GB, Zenodo record 15420487; set
+# `XCDC_AUDIO`, or put it at `data/raw/xcdc/xcdc.tar.gz`), each recording goes through BirdNET's
+# acoustic model (3 s windows; species with max score >= 0.1, birdnetlib's default) and the
+# detections, scores as weights, through the same species-range geolocation as `soundloc locate
+# --method ranges`, with the recording's week. That is the paper's "Ranges: predicted species all"
+# row with BirdNET as the species classifier. Beside it: how much of each annotated species list
+# BirdNET hears (recall) and how many of its detections are annotated (precision), names matched
+# through the range model's taxonomy. Detections are cached per file (`soundloc.detect`), so a
+# rerun is fast; unreadable files are counted, never dropped silently. Without the audio the
+# chapter says what it skipped and goes on.
+
+# %%
+from soundloc import paths
+from soundloc.data import xcdc_audio
+from soundloc.locate import LocateOptions, locate_annotated_audio
+
+xa_src = Path(XCDC_AUDIO) if XCDC_AUDIO else paths.raw_dir() / "xcdc" / "xcdc.tar.gz"
+if not xa_src.exists():
+    print(f"SKIPPED the XCDC audio branch (BirdNET detections -> ranges, detection recall/precision): no XCDC audio "
+          f"at {xa_src}. To run it, download xcdc.tar.gz (Zenodo record 15420487, about 6 GB; "
+          f"python -c \"import soundloc.data as d; d.fetch_group('xcdc-audio')\") to {paths.raw_dir() / 'xcdc'}, "
+          "or set XCDC_AUDIO to the tarball or its unpacked folder (python -m soundloc.runner 05 -p XCDC_AUDIO /path/xcdc.tar.gz).")
+else:
+    xa = xcdc_audio(xa_src, xcdc)
+    print(f"XCDC audio: {len(xa)} of {len(xcdc)} recordings have a file ({xa.attrs['skip_report']})")
+    per_rec, audio_skips = locate_annotated_audio(xa, LocateOptions(gallery=GALLERY, device=str(ch.device)),
+                                                  taxonomy_names=[s for lst in xcdc.species for s in lst])
+    print(f"BirdNET on the XCDC audio: {audio_skips}", *(f"  {r}: {e}" for r, e in audio_skips.examples.items()), sep="\n")
+    ch.table(per_rec, "audio_per_recording", "XCDC audio, BirdNET detections -> ranges, per recording (real)", floatfmt=".3f")
+    same = xcdc.audio_id.isin(per_rec.audio_id).to_numpy()
+    audio_rows = [summary_row("XCDC audio, BirdNET detections -> ranges (real)", per_rec.error_km.to_numpy()),
+                  summary_row("Ranges: true species, with date (same recordings)",
+                              haversine(pred_with_date.lat.to_numpy()[same], pred_with_date.lon.to_numpy()[same],
+                                        truth[same, 0], truth[same, 1]))]
+    audio_tab = paper.beside_paper(pd.DataFrame(audio_rows), paper.TABLE_A2, {
+        "XCDC audio, BirdNET detections -> ranges (real)": "Ranges: predicted species all",
+        "Ranges: true species, with date (same recordings)": "Ranges: true species"})
+    audio_tab.insert(1, "data", "real XCDC audio")
+    ch.table(audio_tab, "audio_ranges", f"XCDC audio, BirdNET detections -> ranges (real), {len(per_rec)} recordings, "
+             f"gallery {GALLERY}, beside the paper's Table A2")
+    det_tab = pd.DataFrame([{"data": "real XCDC audio", "recordings": len(per_rec),
+                             "annotated species (mean)": per_rec.n_annotated.mean(),
+                             "detected species (mean)": per_rec.n_detected.mean(),
+                             "recall_% (pooled)": 100 * per_rec.n_hit.sum() / max(1, per_rec.n_annotated.sum()),
+                             "recall_% (mean per recording)": 100 * per_rec.recall.mean(),
+                             "precision_% (mean per recording)": 100 * per_rec.precision.mean(),
+                             "no detection_%": 100 * (per_rec.n_detected == 0).mean()}])
+    ch.table(det_tab, "audio_detection", "XCDC audio: BirdNET detections (max score >= 0.1) vs the annotated species lists (real)")
 
 # %% [markdown]
 # ## Models on long recordings (simulated: SimSounds chorus split)

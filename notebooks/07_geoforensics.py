@@ -26,22 +26,29 @@
 #   percentile, and its distance to the best place.
 #
 # Verdict: *inconsistent* when two confident species are out of range, or one is and the claim
-# is outside the credible region; *suspicious* when one line objects; else *consistent*. These
-# thresholds are conventions fixed in advance, not tuned on the recordings below.
+# is outside the credible region; *suspicious* when one line objects; else *consistent*. For
+# BirdNET on real audio (part 1) these thresholds are conventions fixed in advance, not tuned on
+# the recording below; for the SimSounds classifier (part 2) they are chosen on the validation
+# split by a stated criterion and reported on the test split.
 #
 # Part 1 uses a **real** recording (Xeno-canto XC563936, Seattle, BirdNET detections); part 2 uses
 # **simulated** SimSounds recordings (the project's own species classifier as detector), some
 # spliced with calls of species that do not occur at the claimed place.
 
 # %% tags=["parameters"]
-SMALL = True  # CPU-sized run: 2 degree gallery, 12 simulated recordings
+SMALL = True  # CPU-sized run: 2 degree gallery, 150 validation + 60 test simulated recordings
 SEED = 0  # seed for the simulated draws (recordings, spliced species, false claims)
 DATA = "real+simulated"  # part 1 real audio (data mirror), part 2 SimSounds
 DEVICE = "auto"  # device for the range model and the SimSounds classifier
 OUT = None  # output folder; None = figures/
 GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherwise
 FALSE_CLAIM = [48.8566, 2.3522]  # a false claim for the Seattle recording: Paris, another continent
-N_SIM = None  # simulated test recordings; None = 12 in SMALL mode, 100 otherwise
+N_VAL = None  # simulated validation recordings that choose the thresholds; None = 150 in SMALL mode, 500 otherwise
+N_TEST = None  # simulated test recordings reported; None = 60 in SMALL mode, 500 otherwise
+MAX_FALSE_RATE = 0.05  # criterion: at most this share of clean validation recordings flagged, per line of evidence
+SCORE_GRID = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
+RANGE_GRID = [0.01, 0.03, 0.1]  # range-probability thresholds tried on validation
+READINGS = ["max", "mean"]  # how a clip's window scores are read: max or mean over its stride-256 windows
 N_SPLICE = 2  # out-of-range species spliced into each simulated recording
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 01, 03, 04, 05)
 CLIP_PATH = None  # local CLIP ViT-L/14 folder for the image side; None = $SOUNDLOC_CLIP or the HF cache
@@ -52,22 +59,24 @@ import folium
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from soundloc import book, maps, paths, pipeline
-from soundloc.audio import load_audio
 from soundloc.cli import main as soundloc_cli
-from soundloc.data.sim import SimConfig, splice
-from soundloc.forensics import (check, check_species, classifier_species, find_clip_weights, image_geolocate,
-                                out_of_range_candidates)
+from soundloc.data.sim import SimConfig
+from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_species_line, check, check_scores,
+                                check_species, confusion_table, find_clip_weights, image_geolocate, sim_cases,
+                                species_frame)
 from soundloc.geo import haversine
+from soundloc.io import save_table
 from soundloc.locate import LocateOptions, plot_posterior, locate_species
 from soundloc.spectrogram import SpecConfig
 
 ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, N_SPLICE=N_SPLICE,
-                WORLD_SEED=WORLD_SEED, types={"DATA": str, "N_SPLICE": int, "WORLD_SEED": int})
+                WORLD_SEED=WORLD_SEED, MAX_FALSE_RATE=MAX_FALSE_RATE,
+                types={"DATA": str, "N_SPLICE": int, "WORLD_SEED": int, "MAX_FALSE_RATE": float})
 GALLERY = GALLERY or ("land2" if SMALL else "land1")
-N_SIM = N_SIM or (12 if SMALL else 100)
+N_VAL = N_VAL or (150 if SMALL else 500)
+N_TEST = N_TEST or (60 if SMALL else 500)
 opts = LocateOptions(gallery=GALLERY, device=str(ch.device))
 AUDIO = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
 SEATTLE, SEATTLE_LL, SEATTLE_DATE = AUDIO / "XC563936_soundscape.mp3", (47.6766, -122.294), "2020-03-15"
@@ -111,12 +120,23 @@ ch.map(m, "seattle_claims")
 
 # %% [markdown]
 # ## Part 2 (simulated): SimSounds recordings, honest, spliced, and falsely claimed
-# For each of `N_SIM` SimSounds test recordings (its true place and week known), three cases:
-# the original claimed at its true place; the same recording with `N_SPLICE` calls of species
-# that are out of range there (`soundloc.data.sim.splice`, at the world's focal SNR) claimed at its
-# true place; and the original claimed at another test recording's place at least 5,000 km away.
-# The detector is the project's SimSounds species classifier (chapter 01's backbone, from the
-# model zoo); its window softmax scores play BirdNET's role. Everything here is **simulated**.
+# For SimSounds recordings (true place and week known) three cases: the original claimed at its
+# true place; the same recording with `N_SPLICE` calls of species that are out of range there
+# (range probability < 0.03 at the true place and week; `soundloc.data.sim.splice`, at the world's
+# focal SNR) claimed at its true place; and the original claimed at another recording's place at
+# least 5,000 km away. The detector is the project's SimSounds species classifier (chapter 01's
+# backbone, from the model zoo). Everything here is **simulated**.
+#
+# **The thresholds are chosen on validation, reported on test.** BirdNET's 0.5 "confident" cut
+# does not transfer to this classifier: its window softmax is shared by 100 species and a planted
+# call beside the focal one rarely reaches 0.5. So the species line's free parameters (the
+# detection score cut, the range-probability threshold, and how a clip's windows are read: max or
+# mean over the stride-256 windows) are chosen on `N_VAL` spliced **validation** recordings, built
+# exactly as the test ones, by one criterion fixed in advance: the largest planted-species recall
+# among the settings that flag an out-of-range species on at most `MAX_FALSE_RATE` of the unspliced
+# validation recordings at their true place. The posterior line's credible level is set on the same
+# clean validation recordings so that it objects on at most `MAX_FALSE_RATE` of them. The test
+# recordings (`N_TEST`, disjoint split) are touched only once, with the chosen settings.
 
 # %%
 sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
@@ -124,39 +144,83 @@ sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.l
 cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
 backbone = pipeline.train_backbone(sim, cfg, progress=False)
 rng = np.random.default_rng(SEED)
-test = sim.test.iloc[rng.choice(len(sim.test), min(N_SIM, len(sim.test)), replace=False)]
-ll = sim.latlon("test")
+pick = {s: getattr(sim, s).iloc[rng.choice(len(getattr(sim, s)), min(n, len(getattr(sim, s))), replace=False)]
+        for s, n in (("val", N_VAL), ("test", N_TEST))}
+val = sim_cases(sim, backbone.model, pick["val"], N_SPLICE, rng, opts, places=sim.latlon("val"))
 
 # %%
-rows = []
-for r in tqdm(test.itertuples(), total=len(test), desc="simulated checks"):
-    wave = load_audio(r.filepath, sr=sim.sim_cfg.sr)
-    planted = list(rng.choice(out_of_range_candidates(sim.species, r.lat, r.lon, int(r.week), opts=opts).scientific_name,
-                              N_SPLICE, replace=False))
-    far = ll[haversine(ll[:, 0], ll[:, 1], r.lat, r.lon) >= 5000]
-    claim = far[rng.integers(len(far))]
-    heard = classifier_species(backbone.model, wave, sim.spec_cfg, sim.species)
-    heard_spliced = classifier_species(backbone.model, splice(wave, planted, sim.sim_cfg, rng=rng), sim.spec_cfg, sim.species)
-    for case, sp, (la, lo) in (("original, true place", heard, (r.lat, r.lon)),
-                               ("spliced, true place", heard_spliced, (r.lat, r.lon)),
-                               ("original, false place (>= 5000 km)", heard, claim)):
-        rep = check_species(sp, la, lo, int(r.week), opts=opts)
-        rows.append({"audio_id": r.audio_id, "case": case, "focal": r.species, "planted": "; ".join(planted) if "spliced" in case else "",
-                     "verdict": rep.verdict, "out_of_range": "; ".join(rep.out_of_range.scientific_name),
-                     "planted_flagged": len(set(planted) & set(rep.out_of_range.scientific_name)) if "spliced" in case else np.nan,
-                     "hpd_mass": rep.hpd_mass, "km_to_best": rep.distance_km})
-cases = pd.DataFrame(rows)
-ch.table(cases, "sim_cases", f"Geo-forensics per simulated recording and case, {SIM}", floatfmt=".3f")
+grids = []
+for reading in READINGS:
+    best, grid = calibrate_species_line(val.clean[reading], val.spliced[reading], val.p_true, val.planted,
+                                        SCORE_GRID, RANGE_GRID, MAX_FALSE_RATE)
+    grids.append(grid.assign(reading=reading))
+grid = pd.concat(grids, ignore_index=True)
+ok = grid[grid.false_flag_rate <= MAX_FALSE_RATE]
+chosen = ok.sort_values(["planted_recall", "false_flag_rate", "min_score"], ascending=[False, True, False]).iloc[0]
+val_clean = check_scores(val.clean[chosen.reading], sim.species, val.recs.lat, val.recs.lon, val.recs.week, opts=opts)
+CONFIG = CheckConfig(range_threshold=float(chosen.range_threshold), min_score=float(chosen.min_score),
+                     hpd_level=calibrate_hpd_level(val_clean.hpd_mass, MAX_FALSE_RATE))
+READING = chosen.reading
+best_per_reading = ok.sort_values(["planted_recall", "false_flag_rate", "min_score"], ascending=[False, True, False]
+                                  ).groupby("reading", sort=False).head(1)
+ch.table(best_per_reading.assign(data=SIM), "sim_validation",
+         f"Validation ({len(val.recs)} recordings): best species-line setting per window reading at false-flag rate "
+         f"<= {MAX_FALSE_RATE:g}, {SIM}", floatfmt=".3f")
+save_table(grid.assign(data=SIM), ch.path("sim_validation_grid", ""), title=f"Validation grid of the species line, {SIM}",
+           floatfmt=".3f")  # the whole grid, saved (not printed)
+print(f"chosen on validation: reading = {READING} over windows, min_score = {CONFIG.min_score:g}, "
+      f"range_threshold = {CONFIG.range_threshold:g}, hpd_level = {CONFIG.hpd_level:.6f}")
+
+# %% [markdown]
+# ### Test split, chosen settings
+# Rows: the three cases. `flagged_%`: verdict suspicious or inconsistent; `species_line_%`: at least
+# one out-of-range species flagged; `planted caught`: planted species flagged out of range / planted;
+# `false OOR flags`: flagged species that were not planted (at the true place every such flag is a
+# false alarm; at the far claim, the recording's own species are correctly out of range there, so
+# that column is left empty). The last rows apply BirdNET's fixed conventions (score >= 0.5, p < 0.03)
+# to the same test recordings for comparison.
 
 # %%
-verdicts = (cases.groupby("case").verdict.value_counts().unstack(fill_value=0).reindex(columns=["consistent", "suspicious",
-            "inconsistent"], fill_value=0).reset_index())
-verdicts.insert(1, "data", SIM)
-verdicts["flagged_%"] = 100 * (verdicts.suspicious + verdicts.inconsistent) / verdicts[["consistent", "suspicious", "inconsistent"]].sum(axis=1)
-planted = cases.planted_flagged.dropna()
-print(f"planted species caught as out of range: {int(planted.sum())} of {N_SPLICE * len(planted)} "
-      f"({100 * planted.sum() / max(1, N_SPLICE * len(planted)):.0f} %)")
-ch.table(verdicts, "sim_verdicts", f"Verdicts on {len(test)} SimSounds test recordings per case, {SIM}")
+test = sim_cases(sim, backbone.model, pick["test"], N_SPLICE, rng, opts, places=sim.latlon("test"))
+r = test.recs
+runs = {"unspliced, true place": (test.clean[READING], r.lat, r.lon, None),
+        "spliced, true place": (test.spliced[READING], r.lat, r.lon, test.planted),
+        "unspliced, false place (>= 5000 km)": (test.clean[READING], test.claims[:, 0], test.claims[:, 1], None)}
+per = {c: check_scores(sc, sim.species, la, lo, r.week, CONFIG, opts, planted=pl) for c, (sc, la, lo, pl) in runs.items()}
+cases = pd.concat([d.assign(audio_id=r.audio_id, case=c, focal=r.species) for c, d in per.items()], ignore_index=True)
+ch.table(cases, "sim_cases", f"Geo-forensics per simulated test recording and case (settings chosen on validation), {SIM}",
+         floatfmt=".3f")
+
+table = confusion_table(per, SIM)
+conv, _ = calibrate_species_line(test.clean["max"], test.spliced["max"], test.p_true, test.planted, [0.5], [0.03], 1.0)
+table = pd.concat([table, pd.DataFrame([
+    {"case": "BirdNET conventions (0.5, 0.03, max): unspliced, true place", "data": SIM, "recordings": len(r),
+     "species_line_%": 100 * conv["false_flag_rate"]},
+    {"case": "BirdNET conventions (0.5, 0.03, max): spliced, true place", "data": SIM, "recordings": len(r),
+     "planted recall_%": 100 * conv["planted_recall"]}])], ignore_index=True)
+ch.table(table, "sim_verdicts", f"Test split ({len(r)} recordings per case): out-of-range detection with settings chosen on "
+         f"validation (reading {READING}, score >= {CONFIG.min_score:g}, p < {CONFIG.range_threshold:g}), {SIM}")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 4))
+for reading, g in grid[grid.range_threshold == CONFIG.range_threshold].groupby("reading"):
+    ax.plot(100 * g.false_flag_rate, 100 * g.planted_recall, "o-", ms=3, label=f"{reading} over windows")
+ax.axvline(100 * MAX_FALSE_RATE, color="grey", ls=":", label="criterion: false-flag rate bound")
+ax.plot(100 * chosen.false_flag_rate, 100 * chosen.planted_recall, "k*", ms=14, label="chosen")
+ax.set(xlabel="clean recordings flagged at their true place, %", ylabel="planted species flagged, %",
+       title=f"Validation, p < {CONFIG.range_threshold:g}, score cut varied: {SIM}")
+ax.legend(fontsize=8), ax.grid(alpha=0.3)
+ch.figure(fig, "sim_validation")
+
+# %% [markdown]
+# One spliced test recording in full (the chosen settings, the same scores as its row above):
+
+# %%
+ex = int(per["spliced, true place"].planted_caught.to_numpy().argmax())
+rep = check_species(species_frame(sim.species, test.spliced[READING][ex]), r.lat[ex], r.lon[ex], int(r.week[ex]),
+                    path=f"simulated {r.audio_id[ex]} + spliced {'; '.join(np.asarray(sim.species)[test.planted[ex]])}",
+                    config=CONFIG, opts=opts)
+print(rep.text())
 
 # %% [markdown]
 # ## Image / text side (CLIP)
@@ -178,8 +242,17 @@ else:
 # ## Reading
 # On the real recording the species line carries the decision: the confident BirdNET species are
 # North American and in range in Seattle in March, and out of range at the false claim on another
-# continent (with their nearest occurrence thousands of km away). The posterior line agrees. The
-# simulated part measures how often the same rules flag planted and false claims with a much
-# weaker detector (the small SimSounds classifier): read the verdict table's `flagged_%` for the
-# honest originals as the false-alarm rate and for the spliced / false-place cases as the
-# detection rate. A planted species the classifier does not hear confidently cannot be flagged.
+# continent (with their nearest occurrence thousands of km away). The posterior line agrees.
+#
+# The simulated part measures the same rules with a much weaker detector, with its free parameters
+# chosen on validation (criterion above) and read on the test split: the `unspliced, true place` row
+# is the false-alarm rate (close to what validation promised: at most `MAX_FALSE_RATE` per line of
+# evidence, so up to about twice that for the verdict), the spliced and false-place rows the
+# detection rates. Reading a clip by the max over its windows beats the mean on validation (a
+# short planted call is diluted by averaging), but the gain is small here because SMALL clips hold
+# only 2-3 windows. The limit is the detector, not the threshold: the 100-way window softmax
+# rarely gives a planted background call a high score (median about 0.02 on validation) while it
+# confuses some clean focal calls with out-of-range species, so at a 5 % false-flag rate only about
+# one planted species in ten is caught; lowering the cut buys recall only with many false flags
+# (see the validation curve). A multi-label (sigmoid) species head trained on the background
+# species too would be the fix on the detector side.

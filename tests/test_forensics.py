@@ -57,3 +57,102 @@ def test_bad_config():
         CheckConfig(range_threshold=0)
     with pytest.raises(ValueError):
         CheckConfig(min_out=0)
+
+
+# ---------------------------------------------------------------- thresholds chosen on validation
+def test_calibrate_species_line_criterion():
+    from soundloc.forensics import calibrate_species_line
+
+    rng = np.random.default_rng(0)
+    R, K = 40, 6
+    p = np.full((R, K), 0.5)
+    p[:, 4:] = 0.001  # species 4, 5 out of range everywhere
+    planted = np.zeros((R, K), bool)
+    planted[:, 4] = True
+    clean = rng.uniform(0, 0.2, (R, K))
+    clean[:4, 5] = 0.7  # 4 of 40 clean recordings (10 %) confuse a focal call with species 5 at 0.7
+    spliced = clean.copy()
+    spliced[:, 4] = np.linspace(0.05, 0.95, R)  # planted scores spread evenly
+    best, grid = calibrate_species_line(clean, spliced, p, planted, [0.3, 0.6, 0.8], [0.01, 0.03], max_false_rate=0.05)
+    assert len(grid) == 6 and set(grid.columns) >= {"min_score", "range_threshold", "false_flag_rate", "planted_recall"}
+    g = grid.set_index(["min_score", "range_threshold"])
+    assert g.loc[(0.6, 0.03), "false_flag_rate"] == pytest.approx(0.1) and g.loc[(0.8, 0.03), "false_flag_rate"] == 0
+    assert g.loc[(0.8, 0.03), "planted_recall"] == pytest.approx((spliced[:, 4] >= 0.8).mean())
+    # 0.3 and 0.6 flag the confused clean clips (10 % > 5 %): the criterion must pick 0.8
+    assert best["min_score"] == 0.8 and best["false_flag_rate"] <= 0.05
+    loose, _ = calibrate_species_line(clean, spliced, p, planted, [0.3, 0.6, 0.8], [0.03], max_false_rate=0.2)
+    assert loose["min_score"] == 0.3 and loose["planted_recall"] > best["planted_recall"]
+    with pytest.raises(ValueError, match="false-flag"):
+        calibrate_species_line(clean + 0.9, spliced, p, planted, [0.5], [0.03], max_false_rate=0.0)
+
+
+def test_calibrate_hpd_level_and_claim_credibility():
+    from soundloc.forensics import calibrate_hpd_level, claim_credibility, verdicts
+
+    lvl = calibrate_hpd_level(np.linspace(0.01, 1.0, 100), 0.05)
+    assert lvl == pytest.approx(0.96) and (np.linspace(0.01, 1.0, 100) > lvl).mean() <= 0.05
+    assert 0 < calibrate_hpd_level(np.ones(10), 0.05) < 1
+    pts = np.array([[0.0, 0.0], [0.0, 10.0], [0.0, 20.0]])
+    post = np.array([[0.6, 0.3, 0.1], [0.1, 0.3, 0.6]])
+    hpd, pct = claim_credibility(post, pts, [0.1, 0.1], [9.0, 9.0])  # claim snaps to the middle point
+    np.testing.assert_allclose(hpd, [0.9, 0.9]) and np.testing.assert_allclose(pct, [100 / 3, 100 / 3])
+    hpd, _ = claim_credibility(post, pts, [0.0, 0.0], [0.0, 0.0])
+    np.testing.assert_allclose(hpd, [0.6, 1.0])
+    v = verdicts(np.array([0, 1, 0, 1, 2]), np.array([False, False, True, True, False]), min_out=2)
+    assert list(v) == ["consistent", "suspicious", "suspicious", "inconsistent", "inconsistent"]
+
+
+def test_check_scores_matches_check_species(one_thread):
+    from soundloc.forensics import check_scores, species_frame
+
+    names = ["Gymnorhina tibicen", "Dacelo novaeguineae", "Turdus merula"]
+    scores = np.array([[0.9, 0.8, 0.01], [0.02, 0.1, 0.95]])
+    cfg = CheckConfig(min_score=0.5)
+    df = check_scores(scores, names, [50.0, 50.0], [10.0, 10.0], [20, 20], cfg, OPTS,
+                      planted=np.array([[True, False, False], [False, False, False]]))
+    assert list(df.n_flagged) == [2, 0] and list(df.planted_caught) == [1, 0] and list(df.other_flags) == [1, 0]
+    for i in range(2):
+        one = check_species(species_frame(names, scores[i]), 50.0, 10.0, week=20, config=cfg, opts=OPTS)
+        assert one.verdict == df.verdict[i] and len(one.out_of_range) == df.n_flagged[i]
+        assert one.hpd_mass == pytest.approx(df.hpd_mass[i]) and one.distance_km == pytest.approx(df.km_to_best[i])
+
+
+def test_classifier_scores_max_and_mean_over_windows():
+    """A fake classifier whose window scores are known: max/mean per clip, clips of different window counts."""
+    import torch
+
+    from soundloc import spectrogram as spec
+    from soundloc.forensics import classifier_scores, classifier_species
+
+    class Head(torch.nn.Module):
+        species = ["a", "b"]
+
+        def scores(self, out):
+            return torch.softmax(out, 1)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.head = Head()
+            self.encoder = type("E", (), {"cfg": type("C", (), {"input_size": 32})()})()
+
+        def forward(self, x):  # logit of "b" grows with the window's mean level
+            m = x.mean((1, 2, 3))
+            return torch.stack([torch.zeros_like(m), 10 * m], 1)
+
+    cfg = spec.SpecConfig(small=True)
+    rng = np.random.default_rng(0)
+    short = 0.01 * rng.standard_normal(int(3.5 * cfg.sr)).astype(np.float32)
+    long = 0.01 * rng.standard_normal(int(9 * cfg.sr)).astype(np.float32)
+    long[int(7 * cfg.sr):] += 0.5 * np.sin(np.arange(int(2 * cfg.sr)) * 0.3)  # a loud event at the end only
+    mx, mean = classifier_scores(Net(), [short, long], cfg)
+    assert mx.shape == mean.shape == (2, 2) and np.allclose(mx.sum(1) >= mean.sum(1) - 1e-6, True)
+    w = [spec.eval_windows(im, cfg) for im in spec.compute_spectrograms([short, long], cfg)]
+    x = spec.to_model_input(w[1], size=32, cfg=cfg)
+    s = torch.softmax(Net()(x), 1).numpy()
+    assert len(w[1]) > 1 and np.allclose(mx[1], s.max(0), atol=1e-5) and np.allclose(mean[1], s.mean(0), atol=1e-5)
+    assert mx[1, 1] > mean[1, 1]  # the event is diluted by the mean
+    one = classifier_species(Net(), long, cfg, ["a", "b"])
+    assert list(one.scientific_name) == ["b", "a"] or one.max_score.is_monotonic_decreasing
+    assert np.isclose(one.set_index("scientific_name").loc["b", "max_score"], mx[1, 1])

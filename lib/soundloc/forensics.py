@@ -17,7 +17,10 @@ is and the claim lies outside the ``hpd_level`` credible region; ``suspicious`` 
 the two lines objects; otherwise ``consistent``. The defaults are conventions fixed in advance, not
 tuned on the recordings the book reports: ``range_threshold=0.03`` is BirdNET's own location-filter
 threshold (birdnetlib ``LOCATION_FILTER_THRESHOLD``), ``min_score=0.5`` the usual "confident
-detection" cut for BirdNET scores, ``hpd_level=0.95`` a 95 % credible region.
+detection" cut for BirdNET scores, ``hpd_level=0.95`` a 95 % credible region. They are BirdNET
+conventions: for another detector (the SimSounds classifier) choose them on validation recordings with
+:func:`calibrate_species_line` and :func:`calibrate_hpd_level` (chapter 07 does), and evaluate with the
+batched :func:`check_scores`.
 """
 from __future__ import annotations
 
@@ -84,6 +87,13 @@ class CheckReport:
         return "\n".join(lines)
 
 
+def verdicts(n_out: np.ndarray, outside: np.ndarray, min_out: int = 2) -> np.ndarray:
+    """(R,) confident out-of-range counts + (R,) claim-outside-credible-region flags -> (R,) verdict strings."""
+    n_out, outside = np.asarray(n_out), np.asarray(outside, bool)
+    bad = (n_out >= min_out) | ((n_out >= 1) & outside)
+    return np.where(bad, "inconsistent", np.where((n_out >= 1) | outside, "suspicious", "consistent"))
+
+
 def _validate_claim(lat, lon) -> tuple[float, float]:
     lat, lon = float(lat), float(lon)
     if not (np.isfinite(lat) and np.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
@@ -122,9 +132,7 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     # (b) the audio posterior (all detections, weighted by score) vs the claim
     o = locate_species([list(species.scientific_name)], [list(species.max_score)], [week], opts)[0]
     post = o.posterior
-    c = int(d_all.argmin())
-    hpd = float(post[post >= post[c]].sum())
-    pct = float(100.0 * (post < post[c]).mean())
+    hpd, pct = (float(v[0]) for v in claim_credibility(post, pts, lat, lon))
     dist = float(haversine(o.lat, o.lon, lat, lon))
     # (c) verdict
     n_out = int(rows.out_of_range.sum())
@@ -143,12 +151,7 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     ev.append(f"the claim lies {'outside' if outside else 'inside'} the {100 * config.hpd_level:g} % credible region "
               f"of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
               f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
-    if n_out >= config.min_out or (n_out >= 1 and outside):
-        verdict = "inconsistent"
-    elif n_out >= 1 or outside:
-        verdict = "suspicious"
-    else:
-        verdict = "consistent"
+    verdict = str(verdicts(np.array([n_out]), np.array([outside]), config.min_out)[0])
     return CheckReport(path, (lat, lon), week, rows, hpd, pct, (o.lat, o.lon), dist, verdict, ev, config)
 
 
@@ -167,26 +170,216 @@ def check(audio, lat: float, lon: float, date=None, config: CheckConfig = CheckC
 
 
 # ---------------------------------------------------------------- other detectors and sides
-def classifier_species(model, wave: np.ndarray, spec_cfg, species_names, min_score: float = 0.0) -> pd.DataFrame:
-    """SimSounds species classifier (a GeoModel with a SpeciesHead) on one (T,) waveform at ``spec_cfg.sr`` ->
-    per species: scientific_name, max_score (max over stride-256 windows of the softmax), mean_score; sorted."""
+def classifier_scores(model, waves, spec_cfg, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """SimSounds species classifier (a GeoModel with a SpeciesHead) on R (T_r,) waveforms at ``spec_cfg.sr``
+    -> ((R, K) max over a clip's stride-256 windows, (R, K) mean over them) of the per-window softmax.
+
+    The max is the reading for short events (a planted call in one window); the mean dilutes it by the
+    number of windows. All windows of all clips run in batches of ``batch_size``.
+    """
     import torch
 
     from . import spectrogram as spec
+    from .pipeline import torch_threads
 
     net = getattr(model, "module", model)
     dev = next(net.parameters()).device
-    w = spec.eval_windows(spec.compute_spectrogram(np.asarray(wave, np.float32), spec_cfg), spec_cfg)
+    imgs = spec.compute_spectrograms([np.asarray(w, np.float32).reshape(-1) for w in waves], spec_cfg)
+    wins = [spec.eval_windows(im, spec_cfg) for im in imgs]
+    counts = np.array([len(w) for w in wins])
+    allw = np.concatenate(wins) if wins else np.zeros((0, 128, spec_cfg.window_frames), np.uint8)
+    out = []
     was = net.training
     net.eval()
     try:
-        with torch.no_grad():
-            s = net.head.scores(net(spec.to_model_input(w, size=net.encoder.cfg.input_size, cfg=spec_cfg,
-                                                        device=dev)).float()).cpu().numpy()  # (W, K)
+        with torch.no_grad(), torch_threads(dev):
+            for s in range(0, len(allw), batch_size):
+                x = spec.to_model_input(allw[s:s + batch_size], size=net.encoder.cfg.input_size, cfg=spec_cfg, device=dev)
+                out.append(net.head.scores(net(x).float()).cpu().numpy())
     finally:
         net.train(was)
-    df = pd.DataFrame({"scientific_name": list(species_names), "max_score": s.max(0), "mean_score": s.mean(0)})
+    k = len(net.head.species) if getattr(net.head, "species", None) else (out[0].shape[1] if out else 0)
+    sc = np.concatenate(out) if out else np.zeros((0, k), np.float32)  # (sum W, K)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    if not len(waves):
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.float32)
+    return np.maximum.reduceat(sc, starts, axis=0), np.add.reduceat(sc, starts, axis=0) / counts[:, None]
+
+
+def species_frame(names, max_score: np.ndarray, mean_score: np.ndarray | None = None,
+                  min_score: float = 0.0) -> pd.DataFrame:
+    """K species names + (K,) scores -> scientific_name, max_score[, mean_score] rows with max_score >= min_score,
+    sorted by max_score (the ``species`` input of :func:`check_species`)."""
+    df = pd.DataFrame({"scientific_name": list(names), "max_score": np.asarray(max_score, float)})
+    if mean_score is not None:
+        df["mean_score"] = np.asarray(mean_score, float)
     return df[df.max_score >= min_score].sort_values("max_score", ascending=False, ignore_index=True)
+
+
+def classifier_species(model, wave: np.ndarray, spec_cfg, species_names, min_score: float = 0.0) -> pd.DataFrame:
+    """SimSounds species classifier on one (T,) waveform at ``spec_cfg.sr`` -> per species: scientific_name,
+    max_score (max over stride-256 windows of the softmax), mean_score; sorted by max_score."""
+    mx, mean = classifier_scores(model, [wave], spec_cfg)
+    return species_frame(species_names, mx[0], mean[0], min_score)
+
+
+def claim_credibility(posterior: np.ndarray, points: np.ndarray, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    """(R, N) posteriors over (N, 2) gallery points + (R,) claimed lat/lon -> ((R,) hpd_mass, (R,) percentile).
+
+    The claim is snapped to its nearest gallery point; hpd_mass = posterior mass of all points at least as
+    probable as it (0 = the best point, 1 = the least probable), percentile = % of points less probable.
+    """
+    post = np.atleast_2d(np.asarray(posterior, np.float64))
+    lat, lon = np.atleast_1d(np.asarray(lat, float)), np.atleast_1d(np.asarray(lon, float))
+    c = haversine(points[None, :, 0], points[None, :, 1], lat[:, None], lon[:, None]).argmin(1)  # (R,)
+    pc = post[np.arange(len(post)), c][:, None]
+    return (post * (post >= pc)).sum(1), 100.0 * (post < pc).mean(1)
+
+
+def calibrate_species_line(clean: np.ndarray, spliced: np.ndarray, p_true: np.ndarray, planted: np.ndarray,
+                           score_grid, range_grid, max_false_rate: float = 0.05) -> tuple[dict, pd.DataFrame]:
+    """Choose the species line's (min_score, range_threshold) on validation recordings.
+
+    clean, spliced: (R, K) detection scores of R recordings unspliced / spliced with out-of-range calls;
+    p_true: (R, K) range probabilities of the K species at each recording's true place and week;
+    planted: (R, K) bool, the species spliced into each. A species is flagged when score >= min_score and
+    p < range_threshold. Criterion: the largest planted-species recall among the grid points whose
+    false-flag rate (share of clean recordings at their true place with any flag) is <= ``max_false_rate``;
+    ties go to the lower false-flag rate, then the higher min_score. -> (chosen row as dict, the whole grid).
+    """
+    s = np.asarray(score_grid, float)[:, None, None, None]  # (S, 1, 1, 1)
+    r = np.asarray(range_grid, float)[None, :, None, None]  # (1, G, 1, 1)
+    low = p_true[None, None] < r  # (1, G, R, K)
+    fc = (clean[None, None] >= s) & low  # (S, G, R, K)
+    fs = (spliced[None, None] >= s) & low
+    planted = np.asarray(planted, bool)
+    grid = pd.DataFrame({
+        "min_score": np.repeat(np.asarray(score_grid, float), len(range_grid)),
+        "range_threshold": np.tile(np.asarray(range_grid, float), len(score_grid)),
+        "false_flag_rate": fc.any(-1).mean(-1).ravel(),
+        "planted_recall": ((fs & planted).sum((-1, -2)) / max(1, planted.sum())).ravel(),
+        "other_flags_per_spliced": (fs & ~planted).sum((-1, -2)).ravel() / max(1, len(clean)),
+    })
+    ok = grid[grid.false_flag_rate <= max_false_rate]
+    if ok.empty:
+        raise ValueError(f"no grid point keeps the false-flag rate <= {max_false_rate:g}; extend score_grid upwards")
+    best = ok.sort_values(["planted_recall", "false_flag_rate", "min_score"], ascending=[False, True, False]).iloc[0]
+    return best.to_dict(), grid
+
+
+def calibrate_hpd_level(hpd_clean: np.ndarray, max_false_rate: float = 0.05) -> float:
+    """(R,) hpd_mass of clean validation recordings at their true place -> the credible level that the claim
+    falls outside of on at most ``max_false_rate`` of them (their (1 - rate) quantile, kept inside (0, 1))."""
+    q = float(np.quantile(np.asarray(hpd_clean, float), 1.0 - max_false_rate, method="higher"))
+    return float(np.clip(q, 1e-6, np.nextafter(1.0, 0.0)))
+
+
+def range_probs(names, lat, lon, weeks, opts: LocateOptions = LocateOptions()) -> np.ndarray:
+    """K species names + (R,) lat/lon degrees and weeks 1-48 -> (R, K) range probabilities (ValueError if not covered)."""
+    model = range_geolocator(opts.gallery, opts.preset, opts.device).model
+    idx, unknown = model.match(list(names))
+    if unknown:
+        raise ValueError(f"the range model does not cover {unknown[:5]}")
+    return model.prob(np.asarray(lat, float), np.asarray(lon, float), np.asarray(weeks).astype(int), species_idx=idx)
+
+
+@dataclass
+class SimCases:
+    """R SimSounds recordings read by the classifier unspliced and spliced with out-of-range calls (simulated)."""
+
+    recs: pd.DataFrame  # the R recordings (audio_id, species, lat, lon, week, ...)
+    clean: dict  # reading ("max" | "mean") -> (R, K) scores of the unspliced recordings
+    spliced: dict  # reading -> (R, K) scores of the spliced recordings
+    p_true: np.ndarray  # (R, K) range probabilities at the true place and week
+    planted: np.ndarray  # (R, K) bool, the species spliced in
+    claims: np.ndarray  # (R, 2) false claims >= 5,000 km from the true place
+
+
+def sim_cases(sim, model, recs: pd.DataFrame, n_splice: int, rng: np.random.Generator,
+              opts: LocateOptions = LocateOptions(), min_far_km: float = 5000.0,
+              places: np.ndarray | None = None) -> SimCases:
+    """SimData + its species classifier + R recordings of a split -> SimCases: ``n_splice`` out-of-range species
+    (p < 0.03 at the true place/week) spliced into each (``soundloc.data.sim.splice``), both versions scored
+    (max and mean over windows), and a false claim per recording among ``places`` ((M, 2) lat/lon; default the
+    recordings' own) >= ``min_far_km`` away."""
+    from .audio import load_audio
+    from .data.sim import splice
+
+    recs = recs.reset_index(drop=True)
+    names = np.asarray(sim.species, object)
+    p_true = range_probs(names, recs.lat, recs.lon, recs.week, opts)
+    planted = plant_out_of_range(p_true, n_splice, rng)
+    waves = [load_audio(f, sr=sim.sim_cfg.sr) for f in recs.filepath]
+    spl = [splice(w, list(names[m]), sim.sim_cfg, rng=rng) for w, m in zip(waves, planted)]
+    cmax, cmean = classifier_scores(model, waves, sim.spec_cfg)
+    smax, smean = classifier_scores(model, spl, sim.spec_cfg)
+    split_ll = np.asarray(places, float) if places is not None else np.column_stack([recs.lat, recs.lon]).astype(float)
+    claims = far_claims(split_ll, recs.lat.to_numpy(float), recs.lon.to_numpy(float), rng, min_far_km)
+    return SimCases(recs, {"max": cmax, "mean": cmean}, {"max": smax, "mean": smean}, p_true, planted, claims)
+
+
+def check_scores(scores: np.ndarray, names, lat, lon, weeks, config: CheckConfig = CheckConfig(),
+                 opts: LocateOptions = LocateOptions(), planted: np.ndarray | None = None) -> pd.DataFrame:
+    """Batched :func:`check_species` without the nearest-occurrence search, for evaluation.
+
+    scores: (R, K) detection scores of the K species ``names`` in R recordings; lat, lon, weeks: (R,) claims.
+    -> one row per recording: n_flagged, flagged (names), [n_planted, planted_caught, other_flags], hpd_mass,
+    percentile, km_to_best, verdict. The posterior uses every species with its score as weight, as check_species.
+    """
+    scores = np.asarray(scores, float)
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    weeks = np.asarray(weeks).astype(int)
+    p = range_probs(names, lat, lon, weeks, opts)  # (R, K)
+    flag = (scores >= config.min_score) & (p < config.range_threshold)
+    outs = locate_species([list(names)] * len(scores), list(scores), list(weeks), opts)
+    post = np.stack([o.posterior for o in outs])
+    hpd, pct = claim_credibility(post, outs[0].points, lat, lon) if len(outs) else (np.zeros(0), np.zeros(0))
+    best = np.array([(o.lat, o.lon) for o in outs]).reshape(-1, 2)
+    nm = np.asarray(list(names), object)
+    df = pd.DataFrame({"n_flagged": flag.sum(1), "flagged": ["; ".join(nm[f]) for f in flag]})
+    if planted is not None:
+        planted = np.asarray(planted, bool)
+        df["n_planted"] = planted.sum(1)
+        df["planted_caught"] = (flag & planted).sum(1)
+        df["other_flags"] = (flag & ~planted).sum(1)
+    df["hpd_mass"], df["percentile"] = hpd, pct
+    df["km_to_best"] = haversine(best[:, 0], best[:, 1], lat, lon)
+    df["verdict"] = verdicts(df.n_flagged.to_numpy(), hpd > config.hpd_level, config.min_out)
+    return df
+
+
+def confusion_table(per: dict, label: str) -> pd.DataFrame:
+    """{case name: check_scores frame} -> one row per case: recordings, flagged_% (verdict not consistent),
+    species_line_% (any species flagged), planted caught / recall (frames with planted columns), false OOR flags
+    (flags of non-planted species; empty for cases whose name says "false place", where they are correct), verdicts."""
+    rows = []
+    for case, d in per.items():
+        pl = "n_planted" in d
+        rows.append({"case": case, "data": label, "recordings": len(d), "flagged_%": 100 * (d.verdict != "consistent").mean(),
+                     "species_line_%": 100 * (d.n_flagged > 0).mean(),
+                     "planted caught": f"{int(d.planted_caught.sum())} / {int(d.n_planted.sum())}" if pl else "",
+                     "planted recall_%": 100 * d.planted_caught.sum() / max(1, d.n_planted.sum()) if pl else np.nan,
+                     "false OOR flags": np.nan if "false place" in case else int(d.other_flags.sum() if pl else d.n_flagged.sum()),
+                     **{v: int((d.verdict == v).sum()) for v in VERDICTS}})
+    return pd.DataFrame(rows)
+
+
+def plant_out_of_range(p_true: np.ndarray, n: int, rng: np.random.Generator, threshold: float = 0.03) -> np.ndarray:
+    """(R, K) range probabilities at each recording's true place/week -> (R, K) bool: ``n`` species drawn per
+    recording among those with p < ``threshold`` there (the ground truth "out of range", BirdNET's cut)."""
+    out = np.zeros(p_true.shape, bool)
+    for i, row in enumerate(p_true):
+        cand = np.flatnonzero(row < threshold)
+        out[i, rng.choice(cand, min(n, len(cand)), replace=False)] = True
+    return out
+
+
+def far_claims(latlon: np.ndarray, lat, lon, rng: np.random.Generator, min_km: float = 5000.0) -> np.ndarray:
+    """(M, 2) candidate places + (R,) true lat/lon -> (R, 2) claims drawn among candidates >= ``min_km`` away."""
+    lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
+    d = haversine(latlon[None, :, 0], latlon[None, :, 1], np.asarray(lat, float)[:, None], np.asarray(lon, float)[:, None])
+    pick = [rng.choice(np.flatnonzero(row >= min_km)) for row in d]
+    return latlon[pick]
 
 
 def out_of_range_candidates(names, lat: float, lon: float, week: int | None, threshold: float = 0.03,

@@ -260,3 +260,52 @@ def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=N
         ax.legend(loc="lower left")
     ax.set_title(title)
     return ax
+
+
+# ---------------------------------------------------------------- annotated recordings (XCDC audio)
+def _name_keys(model, names) -> list:
+    """Scientific names -> comparable keys: the range model's index (synonyms resolved) or the normalised name."""
+    from .ranges import normalize_name
+
+    return [int(i[0]) if len(i := model.match([n])[0]) else normalize_name(n) for n in names]
+
+
+def locate_annotated_audio(rows: pd.DataFrame, opts: LocateOptions = LocateOptions(), progress: bool = True,
+                           taxonomy_names: Sequence[str] = ()) -> tuple[pd.DataFrame, "object"]:
+    """Recordings with annotated species (audio_id, filepath, species: list, week, lat, lon; e.g.
+    ``soundloc.data.xcdc_audio``) -> BirdNET detections (cached per file) -> species-range geolocation.
+
+    Returns (one row per readable recording: audio_id, n_annotated, n_detected, n_hit, recall, precision,
+    pred_lat, pred_lon, error_km, detected; a SkipReport counting unreadable files by reason). Detections are
+    species with max score >= ``opts.min_conf``; they are compared with the annotations after resolving names
+    through the range model's taxonomy (``taxonomy_names`` extra names to reconcile, e.g. all annotated ones).
+    """
+    from . import taxonomy
+    from .detect import get_detector
+
+    rows = rows.reset_index(drop=True)
+    loc = range_geolocator(opts.gallery, opts.preset, opts.device)
+    names = sorted({s for lst in rows["species"] for s in lst} | set(taxonomy_names))
+    taxonomy.apply(loc.model, taxonomy.reconcile(loc.model, names))
+    dets, rep = get_detector().detect_many(list(rows["filepath"]), opts.overlap, opts.sensitivity, progress=progress)
+    ok = [i for i, d in enumerate(dets) if d is not None]
+    sums = [dets[i].summary(opts.min_conf) for i in ok]
+    r = rows.iloc[ok].reset_index(drop=True)
+    if not ok:
+        return pd.DataFrame(columns=["audio_id", "n_annotated", "n_detected", "n_hit", "recall", "precision", "pred_lat",
+                                     "pred_lon", "error_km", "detected"]), rep
+    outs = locate_species([s.scientific_name.tolist() for s in sums], [s.max_score.tolist() for s in sums],
+                          list(r["week"]), opts)
+    ann = [set(_name_keys(loc.model, lst)) for lst in r["species"]]
+    det = [_name_keys(loc.model, s.scientific_name) for s in sums]
+    n_hit = np.array([len(a & set(d)) for a, d in zip(ann, det)], int)
+    n_det_hit = np.array([sum(k in a for k in d) for a, d in zip(ann, det)], int)
+    n_ann, n_det = np.array([len(a) for a in ann], int), np.array([len(d) for d in det], int)
+    pred = np.array([(o.lat, o.lon) for o in outs], float).reshape(-1, 2)
+    out = pd.DataFrame({"audio_id": r["audio_id"].astype(str), "n_annotated": n_ann, "n_detected": n_det, "n_hit": n_hit,
+                        "recall": n_hit / np.maximum(n_ann, 1),
+                        "precision": np.where(n_det > 0, n_det_hit / np.maximum(n_det, 1), np.nan),
+                        "pred_lat": pred[:, 0], "pred_lon": pred[:, 1],
+                        "error_km": haversine(pred[:, 0], pred[:, 1], r["lat"].to_numpy(float), r["lon"].to_numpy(float)),
+                        "detected": ["; ".join(s.scientific_name) for s in sums]})
+    return out, rep

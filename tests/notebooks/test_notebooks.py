@@ -38,8 +38,12 @@ def test_02_species_oracles(tmp_path):
 
 
 @pytest.mark.slow
-def test_05_xcdc(tmp_path):
-    _run("05_xcdc", tmp_path, N_VAL=120, DRAWS=3)
+def test_05_xcdc(tmp_path, mirror):
+    from xcdc_fixture import check_audio_branch, xcdc_audio_fixture
+
+    # one run covers the real part, the models part and the XCDC-audio branch (on a fixture in the release's format)
+    nb = _run("05_xcdc", tmp_path, N_VAL=120, DRAWS=3, XCDC_AUDIO=str(xcdc_audio_fixture(tmp_path / "fx", mirror)))
+    check_audio_branch(tmp_path, nb)
     t = pd.read_csv(tmp_path / "05_true_species.csv").set_index("method")
     withdate, naive = t.loc["Ranges: true species, with date"], t.loc["Naive: random iNatSounds test location"]
     assert withdate["n"] == 576 and withdate["median_km"] < 700 and withdate["continent_%"] > 85
