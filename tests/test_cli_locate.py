@@ -108,3 +108,41 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0 and f"soundloc {cmd} " in capsys.readouterr().out.split("examples:")[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_agclip(tmp_path_factory):
+    """A random-weight AG-CLIP checkpoint (MobileNetV3-Small on 32 px inputs, GeoCLIP location space)."""
+    import torch
+
+    from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, save_model
+
+    torch.manual_seed(0)
+    enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))
+    return str(save_model(GeoModel(enc, AGCLIPHead(AGCLIPConfig(in_dim=enc.dim))), tmp_path_factory.mktemp("m") / "ag.pt"))
+
+
+def test_locate_agclip_and_fused_methods(seattle, tiny_agclip, capsys, one_thread):
+    assert {"ranges", "agclip", "fused"} <= set(L.available_methods())
+    assert main(["locate", seattle, "--method", "agclip", "--model", tiny_agclip, "--gallery", "land2", "--json"]) == 0
+    ag = _json(capsys)["results"][0]
+    assert ag["method"] == "agclip" and ag["species"] == [] and -90 <= ag["lat"] <= 90
+    assert ag["top_k"][0]["lat"] == ag["lat"] and "location prior weight 1" in ag["notes"][0]
+    # fused = AG-CLIP logits + w log p_ranges: with w large the range expert decides, so it lands where ranges do
+    args = [seattle, "--date", "2020-03-15", "--gallery", "land2", "--json"]
+    assert main(["locate", *args]) == 0
+    rg = _json(capsys)["results"][0]
+    assert main(["locate", *args, "--method", "fused", "--model", tiny_agclip, "--fusion-weight", "50"]) == 0
+    fu = _json(capsys)["results"][0]
+    assert (fu["lat"], fu["lon"]) == (rg["lat"], rg["lon"]) and fu["species"][0]["scientific_name"] == "Junco hyemalis"
+    locs = L.locate(seattle, "2020-03-15", "fused", opts=L.LocateOptions(gallery="land2", model=tiny_agclip,
+                                                                            fusion_weight=0.5))
+    assert locs[0].posterior.sum() == pytest.approx(1.0)
+
+
+def test_agclip_method_needs_a_model(seattle, tmp_path, capsys):
+    assert main(["locate", seattle, "--method", "agclip"]) == 2
+    assert "--method agclip needs --model CHECKPOINT" in capsys.readouterr().err
+    assert main(["locate", seattle, "--method", "fused", "--model", str(tmp_path / "nope.pt")]) == 2
+    assert "nope.pt" in capsys.readouterr().err

@@ -675,6 +675,8 @@ class AGCLIPRunConfig:
     checklist_seeds: tuple[int, ...] = (0, 1, 2)            # checklist on/off, seeds
     pooler_epochs: int = 50                                 # transformer pooler (A.6)
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)  # chosen on validation
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # weight of the log location prior, chosen on validation
+    prior_bandwidth_km: float = 200.0                       # vMF smoothing of the TRAINING locations (the prior)
     calibration_gallery: str = "land1"                      # a grid gallery (its cells have areas)
 
     def __post_init__(self):
@@ -713,6 +715,8 @@ class AGCLIPResult:
     fusion_sweep: pd.DataFrame | None = None                           # weights tried on validation
     fusion_weight: float | None = None
     calibration: pd.DataFrame | None = None
+    prior_sweep: pd.DataFrame | None = None                            # location-prior weights tried on validation
+    prior_weight: float | None = None                                  # the one chosen there
     examples: list[dict] = field(default_factory=list)                 # posterior maps to draw
     models: dict = field(default_factory=dict)                         # name -> ZooEntry
     notes: list[str] = field(default_factory=list)
@@ -834,9 +838,25 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
         e, off = wemb(head, split)
         return pool_windows(window_features(head, e), off, pooling, pooler=pooler)
 
-    def locate(head, split, gallery_name=cfg.gallery, decoder=cfg.decoder, q=None, prior=None):
+    log_priors: dict[str, torch.Tensor] = {}
+
+    def location_prior(gallery_name, n):
+        """(n, N) log prior over a gallery: beta x vMF density of the training locations (None if beta = 0)."""
+        if beta == 0:
+            return None
+        if gallery_name not in log_priors:
+            from .geolocate import vmf_log_density
+
+            pts = build_gallery(gallery_name, ll["train"], ll["val"], cfg.neighbour_res)
+            log_priors[gallery_name] = torch.as_tensor(vmf_log_density(pts, ll["train"], cfg.prior_bandwidth_km),
+                                                       dtype=torch.float32)
+        return beta * log_priors[gallery_name][None].expand(n, -1)
+
+    def locate(head, split, gallery_name=cfg.gallery, decoder=cfg.decoder, q=None, prior=None, with_prior=True):
         pts, g = gallery_for(head, gallery_name)
         q = feats(head, split) if q is None else q
+        lp = location_prior(gallery_name, len(q)) if with_prior else None
+        prior = lp if prior is None else (prior if lp is None else prior + lp)
         return pts[decode(q, g, pts, 1.0 / head.temperature, decoder, cfg.radius_km, prior=prior)]
 
     frozen = cfg.train.freeze_encoder  # False: every head fine-tunes its own copy of the encoder (paper, GPU)
@@ -846,12 +866,26 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
     with torch_threads(resolve_device(cfg.train.device)):
         t0 = time.time()
         main = train_head("agclip", base, seed0)
-        q_test = feats(main, "test")
+        q_test, q_val = feats(main, "test"), feats(main, "val")
+        beta = 0.0
         for dec in DECODERS:
             res.main[f"AG-CLIP ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = _km(
                 locate(main, "test", decoder=dec, q=q_test), ll["test"])
+        rows = []
+        for b in cfg.prior_weights:  # the location prior's weight, chosen on the validation split
+            beta = b
+            rows.append({"prior weight": b, **summary_row("AG-CLIP, validation", _km(locate(main, "val", q=q_val), ll["val"]))})
+        res.prior_sweep = pd.DataFrame(rows).drop(columns=["method"])
+        beta = float(res.prior_sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable")
+                     .iloc[0]["prior weight"])
+        res.prior_weight = beta
+        for dec in DECODERS:
+            res.main[f"AG-CLIP + location prior ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = _km(
+                locate(main, "test", decoder=dec, q=q_test), ll["test"])
         res.notes.append(f"AG-CLIP learned temperature {main.temperature:.4f}; gallery of the main rows and "
-                         f"ablations: {cfg.gallery}; decoder of the ablations: {cfg.decoder}")
+                         f"ablations: {cfg.gallery}; decoder of the ablations: {cfg.decoder}; location prior "
+                         f"(vMF {cfg.prior_bandwidth_km:g} km of the training locations) weight {beta:g}, chosen on "
+                         f"validation from {list(cfg.prior_weights)} and used by every ablation")
         res.seconds["main model"] = time.time() - t0
 
         if "encoders" in what:
@@ -893,14 +927,17 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
             for gname in cfg.galleries:
                 n = len(gallery_for(main, gname)[0])
                 for dec in DECODERS:
-                    d = _km(locate(main, "test", gname, dec, q=q_test), ll["test"])
-                    rows.append(summary_row(GALLERY_ROWS[gname], d, gallery=gname, points=n, decoder=dec))
+                    for wp in (False, True):
+                        d = _km(locate(main, "test", gname, dec, q=q_test, with_prior=wp), ll["test"])
+                        rows.append(summary_row(GALLERY_ROWS[gname], d, gallery=gname, points=n, decoder=dec,
+                                                prior=f"{beta:g}" if wp else "none"))
             res.galleries = pd.DataFrame(rows)
             res.seconds["galleries"] = time.time() - t0
 
         if "fusion" in what and species_probs is not None:
             t0 = time.time()
-            _fusion(res, main, sim, cfg, species_probs, gallery_for, feats, ll, progress)
+            _fusion(res, main, sim, cfg, species_probs, gallery_for, feats, ll, progress,
+                    location_prior(cfg.gallery, 1))
             res.seconds["fusion"] = time.time() - t0
 
         if "calibration" in what:
@@ -936,8 +973,11 @@ PAPER_GALLERY = {"uniform1": "Uniform 1 deg (65K)", "uniform0.5": "Uniform 0.5 d
 
 
 def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, species_probs: dict, gallery_for,
-            feats, ll, progress) -> None:
-    """AG-CLIP x species ranges of the top-1 predicted species (product of experts); weight chosen on val."""
+            feats, ll, progress, log_prior: torch.Tensor | None = None) -> None:
+    """AG-CLIP x species ranges of the top-1 predicted species (product of experts); weight chosen on val.
+
+    ``log_prior``: (1, N) location prior added to every expert's logits (None: none).
+    """
     from .geolocate import RangeGeolocator, RangeLocConfig
     from .metrics import summary_row
     from .ranges import load_range_model
@@ -955,16 +995,17 @@ def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, spec
 
     def run(split, w, only_ranges=False):
         q, lb = parts[split]
+        lp = 0.0 if log_prior is None else log_prior
         if only_ranges:  # the range expert alone: zero audio logits
-            return pts[decode(q, g, pts, 0.0, cfg.decoder, cfg.radius_km, prior=lb)]
-        return pts[decode(q, g, pts, scale, cfg.decoder, cfg.radius_km, prior=w * lb if w else None)]
+            return pts[decode(q, g, pts, 0.0, cfg.decoder, cfg.radius_km, prior=lb + lp)]
+        return pts[decode(q, g, pts, scale, cfg.decoder, cfg.radius_km, prior=w * lb + lp)]
 
     rows = [{"weight": w, **summary_row(f"fused, weight {w:g} (validation)", _km(run("val", w), ll["val"]))}
             for w in cfg.fusion_weights]
     sweep = pd.DataFrame(rows)
     best = float(sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable").iloc[0]["weight"])
     res.fusion = {"AG-CLIP": _km(run("test", 0.0), ll["test"]),
-                  "Ranges: predicted species top-1 (same gallery, no prior)": _km(run("test", 0, True), ll["test"]),
+                  "Ranges: predicted species top-1 (same gallery and location prior)": _km(run("test", 0, True), ll["test"]),
                   f"Fused: AG-CLIP x ranges^{best:g}": _km(run("test", best), ll["test"])}
     res.fusion_sweep, res.fusion_weight = sweep.drop(columns=["method"]), best
     res.notes.append(f"fusion weight {best:g} chosen on the validation split (lowest median) from {list(cfg.fusion_weights)}")
@@ -1024,3 +1065,92 @@ def hierarchical_baseline(sim, backbone, base_cfg, emb: dict, split: str = "test
     classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
     idx = hierarchical_decode(scores, classes=classes, mode="sum")
     return _km(classes[2].decode(idx.cpu().numpy()), sim.latlon(split))
+
+
+# --------------------------------------------------------------------------- `soundloc locate --method agclip|fused`
+
+def recording_features(model, paths: Sequence[str], device="cpu") -> torch.Tensor:
+    """Audio files -> (R, E) normalised AG-CLIP recording features (window features averaged)."""
+    from . import spectrogram as spec
+    from .audio import load_audio
+
+    dev = torch.device(device)
+    model = model.to(dev).eval()
+    cfg = spec.SpecConfig()
+    out = []
+    with torch.no_grad():
+        for p in paths:
+            win = spec.eval_windows(spec.compute_spectrogram(load_audio(p, sr=cfg.sr), cfg, dev), cfg)
+            x = spec.to_model_input(win, size=model.encoder.cfg.input_size, cfg=cfg, device=dev)
+            f = model.head.scores(model.head(model.encoder(x)))
+            out.append(F.normalize(f.mean(0, keepdim=True), dim=1).cpu())
+    return torch.cat(out)
+
+
+def _load_agclip(path: str):
+    from .models import load_model
+
+    model = load_model(path)
+    if not isinstance(model.head, AGCLIPHead) or not model.head.E:
+        raise ValueError(f"{path}: not an AG-CLIP checkpoint with a location decoder (head {type(model.head).__name__})")
+    return model
+
+
+def agclip_logits(paths, opts) -> tuple[np.ndarray, torch.Tensor]:
+    """Audio files -> gallery points (N, 2) and (R, N) AG-CLIP logits (scale x cosine, no prior)."""
+    from .geolocate import gallery
+    from .location import gallery_embeddings
+
+    model = _load_agclip(opts.model)
+    head = model.head
+    pts = gallery(opts.gallery)
+    g = (gallery_embeddings(pts, opts.gallery, encoder=load_location_encoder()) if head.loc_enc is None
+         else head.gallery_embeddings(pts))
+    q = recording_features(model, paths, opts.device)
+    return pts, (q @ F.normalize(g.float(), dim=1).T) / head.temperature
+
+
+def _outputs(pts: np.ndarray, logits: torch.Tensor, notes: list[str]):
+    from .locate import MethodOutput
+
+    post = torch.softmax(logits.double(), dim=1).numpy()
+    best = post.argmax(1)
+    return [MethodOutput(pts, post[r], float(pts[best[r], 0]), float(pts[best[r], 1]), None, list(notes))
+            for r in range(len(post))]
+
+
+def _locate_agclip(paths, weeks, opts):
+    """AG-CLIP retrieval over the gallery x a GeoCLIP photo-density location prior (weight opts.prior_weight)."""
+    from .geolocate import location_prior
+
+    pts, logits = agclip_logits(paths, opts)
+    if opts.prior_weight > 0:
+        logits = logits + opts.prior_weight * torch.as_tensor(location_prior(pts, 200.0, cache_key=opts.gallery),
+                                                              dtype=logits.dtype)[None]
+    return _outputs(pts, logits, [f"AG-CLIP model {opts.model}; location prior weight {opts.prior_weight:g}"])
+
+
+def _locate_fused(paths, weeks, opts):
+    """Product of experts: AG-CLIP posterior x (BirdNET detections -> species-range posterior)^w."""
+    from .locate import get_method
+
+    pts, logits = agclip_logits(paths, opts)
+    ranges = get_method("ranges")(paths, weeks, opts)
+    if ranges and not np.array_equal(ranges[0].points, pts):
+        raise ValueError("fused: the AG-CLIP and range posteriors are on different galleries")
+    lr = torch.as_tensor(np.log(np.maximum(np.stack([r.posterior for r in ranges]), 1e-30)), dtype=logits.dtype)
+    outs = _outputs(pts, logits + opts.fusion_weight * lr,
+                    [f"AG-CLIP model {opts.model} x species ranges^{opts.fusion_weight:g}"])
+    for o, r in zip(outs, ranges):
+        o.species, o.notes = r.species, o.notes + r.notes
+    return outs
+
+
+def _register_locate_methods() -> None:
+    from .locate import register_method
+
+    register_method("agclip", _locate_agclip, "AG-CLIP retrieval (needs --model) x GeoCLIP photo-density prior")
+    register_method("fused", _locate_fused, "AG-CLIP (needs --model) x BirdNET detections -> species ranges")
+
+
+_register_locate_methods()

@@ -19,6 +19,7 @@ EXAMPLES = {
     "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
                "  soundloc locate recording.mp3 --date 2020-03-15 --top-k 10 --json\n"
                "  soundloc locate clips/*.wav --date 2019-05-22 --aggregate --map where.html\n"
+               "  soundloc locate clip.wav --method fused --model data/cache/models/agclip-KEY/model.pt\n"
                "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
@@ -130,7 +131,13 @@ def _cmd_locate(args) -> int:
         _audio_file(p)
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be >= 1")
-    opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device)
+    if args.method in ("agclip", "fused") and not args.model:
+        raise UsageError(f"--method {args.method} needs --model CHECKPOINT (an AG-CLIP model.pt; chapter 03 trains "
+                         "one on SimSounds under data/cache/models/agclip-*/, which has never heard real audio)")
+    if args.model:
+        _existing(args.model)
+    opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
+                         model=args.model, fusion_weight=args.fusion_weight)
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
     agg = aggregate(locs, args.top_k) if args.aggregate and len(locs) > 1 else None
     if args.map:
@@ -236,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--json", action="store_true", help="print one JSON object")
     lo.add_argument("--map", metavar="OUT.html", help="write the posterior as a folium map")
     lo.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
+    lo.add_argument("--model", metavar="MODEL.pt", help="AG-CLIP checkpoint for --method agclip / fused")
+    lo.add_argument("--fusion-weight", type=float, default=1.0,
+                    help="fused: exponent w in p_agclip * p_ranges^w (default 1)")
     lo.set_defaults(func=_cmd_locate)
     ck = sub.add_parser("check", help="does a recording match the place/date it claims?", epilog=EXAMPLES["check"],
                         formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "

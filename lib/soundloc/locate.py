@@ -24,7 +24,7 @@ import pandas as pd
 
 from .geo import haversine
 
-PLUGIN_MODULES: list[str] = []  # e.g. "soundloc.agclip_locate": modules whose import registers a method
+PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class LocateOptions:
     sensitivity: float = 1.0  # BirdNET sensitivity (birdnetlib semantics)
     device: str = "cpu"
     progress: bool = False
+    model: str | None = None  # AG-CLIP checkpoint (model.pt) for the agclip and fused methods
+    prior_weight: float = 1.0  # agclip: weight of the GeoCLIP photo-density location prior (0 = none)
+    fusion_weight: float = 1.0  # fused: exponent w of the range posterior in p_agclip * p_ranges^w
 
 
 @dataclass
