@@ -111,6 +111,26 @@ def folium_posterior(points: np.ndarray, prob: np.ndarray, title: str, true=None
     return m
 
 
+def folium_layers(points: np.ndarray, layers: dict, title: str, colors=("#2b8cbe", "#d7301f", "#31a354"),
+                  top: int = 3000):
+    """(N, 2) lat/lon + {layer name: (N,) values >= 0} -> folium.Map, one toggled layer per map (LayerControl)."""
+    import folium
+
+    m = folium.Map(location=(20, 0), zoom_start=2, tiles="OpenStreetMap", world_copy_jump=True)
+    for k, (name, v) in enumerate(layers.items()):
+        v = np.asarray(v, float)
+        idx = np.argsort(v)[::-1][:top]
+        w = v[idx] / max(v[idx].max(), 1e-12)
+        layer = folium.FeatureGroup(name=name, show=k == 0)
+        for (la, lo), x in zip(points[idx], w):
+            folium.CircleMarker((float(la), float(lo)), radius=3, stroke=False, fill=True,
+                                fill_color=colors[k % len(colors)], fill_opacity=float(0.05 + 0.8 * x)).add_to(layer)
+        layer.add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    _title(m, title)
+    return m
+
+
 def _title(m, title: str):
     from branca.element import Element
 

@@ -20,10 +20,10 @@ def test_03_agclip(tmp_path):
     assert mass["region_%" + SIM_SUFFIX] > argmax["region_%" + SIM_SUFFIX]
     assert argmax[PAPER_PREFIX + "region_%"] == 17.2  # the paper's number sits in its own column, beside its method
     assert pd.isna(mass[PAPER_PREFIX + "region_%"])
-    # the location prior (weight chosen on validation) beats the hierarchical classifier on median and region
-    pmass = t.loc["AG-CLIP + location prior (posterior mass within 200 km)"]
+    # with the location prior (weight chosen on validation) too; it lowers the argmax median a lot
+    pmass, pargmax = (t.loc[f"AG-CLIP + location prior ({d})"] for d in ("posterior mass within 200 km", "argmax retrieval"))
     assert pmass["region_%" + SIM_SUFFIX] > hier["region_%" + SIM_SUFFIX]
-    assert pmass["median_km" + SIM_SUFFIX] < hier["median_km" + SIM_SUFFIX]
+    assert pargmax["median_km" + SIM_SUFFIX] < argmax["median_km" + SIM_SUFFIX]
     pv = pd.read_csv(tmp_path / "03_prior_val.csv")
     assert list(pv["prior weight"]) == [0.0, 0.5, 1.0, 2.0] and (pv["n"] == 500).all()
     # checklist loss reported with 3 seeds, on and off
