@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from soundloc import aggregate as agg
-from soundloc import book, paper, pipeline, taxonomy
+from soundloc import agclip, book, paper, pipeline, taxonomy
 from soundloc.data import load_inat
 from soundloc.data.sim import SimConfig
 from soundloc.geo import haversine
@@ -194,8 +194,9 @@ ch.map(agg.group_map(ranges.points, post, true[members], preds["No grouping"][me
 # combination (posterior = softmax of the summed log probabilities of a res-2 cell and its
 # ancestors, whose argmax is chapter 01's decoding), and the species classifier followed by
 # species ranges ("all species weighted by the classifier's probabilities", settings chosen on
-# the validation split as in chapter 01). Each method is one entry of `methods`: another method
-# (AG-CLIP) is added with one line giving its per-recording posterior and how to decode it. In
+# the validation split as in chapter 01), and chapter 03's AG-CLIP (its posterior over the training
+# locations, with the location prior). Each method is one entry of `methods`: its per-recording
+# posterior and how to decode it. In
 # SMALL mode the range posteriors use the land2 gallery (chapter 01: land1) to stay in the CPU budget.
 
 # %%
@@ -222,6 +223,13 @@ methods = {
     "Ranges: predicted species all": agg.RangePosteriors({0: sloc.with_config(**best)}, np.zeros(len(sim.test), int),
                                                         sp_all, sim.test.week, w_all).source(),
 }
+# chapter 03's AG-CLIP (zoo) over the training locations, with its location prior (weight chosen on validation)
+ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SIM_SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
+ag = agclip.run_agclip(sim, backbone, emb, ag_cfg, progress=False, what=())
+ag_pts = sim.latlon("train")
+methods["AG-CLIP"] = agg.PosteriorSource.from_matrix(agclip.gallery_posterior(
+    agclip.main_entry(ag).model.head, agclip.split_recording_features(ag, sim, "test"), ag_pts, ag.prior_weight, ag_pts),
+    ag_pts)
 print(f"species-range settings chosen on the SimSounds validation split: {best}")
 
 # %%

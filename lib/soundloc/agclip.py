@@ -1067,6 +1067,42 @@ def hierarchical_baseline(sim, backbone, base_cfg, emb: dict, split: str = "test
     return _km(classes[2].decode(idx.cpu().numpy()), sim.latlon(split))
 
 
+def main_entry(res: AGCLIPResult):
+    """The main AG-CLIP model's zoo entry of a :func:`run_agclip` result (first seed of "agclip")."""
+    return res.models[next(k for k in res.models if k.startswith("agclip (seed "))]
+
+
+def split_recording_features(res: AGCLIPResult, sim, split: str) -> torch.Tensor:
+    """(R, E) main-model recording features of a SimSounds split (its encoder's window embeddings, cached)."""
+    from .pipeline import split_embeddings
+
+    entry = main_entry(res)
+    return split_features(entry.model.head, split_embeddings(entry, sim, split, progress=False))
+
+
+def split_features(head: AGCLIPHead, emb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Cached (window embeddings, offsets) of a split -> (R, E) recording features (windows averaged)."""
+    return pool_windows(window_features(head, emb[0]), emb[1])
+
+
+def gallery_posterior(head: AGCLIPHead, feats: torch.Tensor, points: np.ndarray, prior_weight: float = 0.0,
+                      prior_points: np.ndarray | None = None, bandwidth_km: float = 200.0) -> torch.Tensor:
+    """(R, E) features over a small gallery (N, 2) -> (R, N) posterior softmax(cos / T + beta log prior).
+
+    The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations).
+    """
+    from .geolocate import vmf_log_density
+    from .location import embed_locations
+
+    g = head.gallery_embeddings(points) if head.loc_enc is not None else embed_locations(load_location_encoder(), points)
+    logits = (F.normalize(feats.float(), dim=1) @ F.normalize(g.float(), dim=1).T) / head.temperature
+    if prior_weight > 0:
+        if prior_points is None:
+            raise ValueError("gallery_posterior: prior_weight > 0 needs prior_points")
+        logits += prior_weight * torch.as_tensor(vmf_log_density(points, prior_points, bandwidth_km), dtype=torch.float32)
+    return torch.softmax(logits, dim=1)
+
+
 # --------------------------------------------------------------------------- `soundloc locate --method agclip|fused`
 
 def recording_features(model, paths: Sequence[str], device="cpu") -> torch.Tensor:

@@ -50,7 +50,7 @@ def test_04_aggregation(tmp_path):
 
     # models on SimSounds: every number labelled simulated, every method x grouping present
     sim = pd.read_csv(tmp_path / "04_sim_table4.csv")
-    assert set(sim.model) >= {"Classification hierarchical 0-1-2", "Ranges: predicted species all"}
+    assert set(sim.model) >= {"Classification hierarchical 0-1-2", "Ranges: predicted species all", "AG-CLIP"}
     assert len(sim) == 9 * sim.model.nunique()
     ours = [c for c in sim.columns if c not in ("model", "method", "n") and not c.startswith("paper")]
     assert ours and all(c.endswith("(simulated)") for c in ours)

@@ -63,6 +63,8 @@ def test_05_xcdc(tmp_path, mirror):
     assert (c["n"] == 20).all() and c.loc["Classification hierarchical 0-1-2", "paper (XCDC) median_km"] == 1116
     assert med["Ranges: annotated species"] < med["Naive (random train location)"]
     assert med["Ranges: annotated species"] < med["Ranges: predicted species all"]  # the detector's gap
+    assert c.loc["AG-CLIP (chorus-locations gallery)", "paper (XCDC) median_km"] == 912
+    assert med["AG-CLIP (chorus-locations gallery)"] < med["Naive (random train location)"]
 
 
 def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
