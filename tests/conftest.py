@@ -31,3 +31,33 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+XCDC_IDS, XCDC_BAD = ["894098", "322459", "561706"], "814146"  # real XCDC audio_ids (UK, Arizona, California); one bad
+
+
+@pytest.fixture(scope="session")
+def xcdc_release_tar(mirror, tmp_path_factory) -> Path:
+    """A small xcdc.tar.gz in the release's layout: xcdc/<audio_id>.wav for three real XCDC ids (9 s slices of the
+    real Seattle soundscape) and one file that is not audio (XCDC_BAD)."""
+    import io
+    import tarfile
+
+    import soundfile as sf
+
+    from soundloc.audio import load_audio
+
+    wave = load_audio(mirror / "audio" / "XC563936_soundscape.mp3", sr=48000)
+    members = {}
+    for k, i in enumerate(XCDC_IDS):
+        buf = io.BytesIO()
+        sf.write(buf, wave[k * 9 * 48000:(k + 1) * 9 * 48000], 48000, format="WAV", subtype="PCM_16")
+        members[f"xcdc/{i}.wav"] = buf.getvalue()
+    members[f"xcdc/{XCDC_BAD}.wav"] = b"RIFF not really a wave file" * 10
+    arc = tmp_path_factory.mktemp("xcdc") / "xcdc.tar.gz"
+    with tarfile.open(arc, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return arc

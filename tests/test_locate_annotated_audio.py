@@ -1,46 +1,23 @@
 """Chapter 05's XCDC-audio branch (soundloc.locate.locate_annotated_audio) on a fixture in the release's format:
 xcdc.tar.gz holding xcdc/<audio_id>.wav for real XCDC ids, with real audio (slices of the Seattle soundscape)."""
-import io
-import tarfile
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
-from soundloc.audio import load_audio
 from soundloc.data import load_xcdc, xcdc_audio
 from soundloc.geo import haversine
 from soundloc.locate import LocateOptions, locate_annotated_audio
 
-IDS = ["894098", "322459", "561706"]  # real XCDC audio_ids (UK, Arizona, California)
-BAD = "814146"  # a real id whose file is not audio
+from conftest import XCDC_BAD as BAD, XCDC_IDS as IDS
+
 OPTS = LocateOptions(gallery="land2")
 
 
-@pytest.fixture(scope="module")
-def fixture_tar(mirror, tmp_path_factory):
-    wave = load_audio(mirror / "audio" / "XC563936_soundscape.mp3", sr=48000)
-    root = tmp_path_factory.mktemp("xcdc")
-    arc = root / "xcdc.tar.gz"
-    with tarfile.open(arc, "w:gz") as tar:
-        members = {}
-        for k, i in enumerate(IDS):  # three 9 s slices of the 72 s recording
-            buf = io.BytesIO()
-            sf.write(buf, wave[k * 9 * 48000:(k + 1) * 9 * 48000], 48000, format="WAV", subtype="PCM_16")
-            members[f"xcdc/{i}.wav"] = buf.getvalue()
-        members[f"xcdc/{BAD}.wav"] = b"RIFF not really a wave file" * 10
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return arc
-
-
 @pytest.mark.slow
-def test_locate_annotated_audio_on_release_fixture(fixture_tar, one_thread):
+def test_locate_annotated_audio_on_release_fixture(xcdc_release_tar, one_thread):
     meta = load_xcdc()
-    rows = xcdc_audio(fixture_tar, meta)
+    rows = xcdc_audio(xcdc_release_tar, meta)
     assert sorted(rows.audio_id) == sorted(IDS + [BAD]) and rows.attrs["skip_report"].skipped == len(meta) - 4
     out, rep = locate_annotated_audio(rows, OPTS, progress=False)
     # the unreadable file is counted, not silently dropped

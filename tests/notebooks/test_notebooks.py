@@ -38,11 +38,11 @@ def test_02_species_oracles(tmp_path):
 
 
 @pytest.mark.slow
-def test_05_xcdc(tmp_path, mirror):
-    from xcdc_fixture import check_audio_branch, xcdc_audio_fixture
+def test_05_xcdc(tmp_path, xcdc_release_tar):
+    from xcdc_fixture import check_audio_branch
 
     # one run covers the real part, the models part and the XCDC-audio branch (on a fixture in the release's format)
-    nb = _run("05_xcdc", tmp_path, N_VAL=120, DRAWS=3, XCDC_AUDIO=str(xcdc_audio_fixture(tmp_path / "fx", mirror)))
+    nb = _run("05_xcdc", tmp_path, N_VAL=120, DRAWS=3, XCDC_AUDIO=str(xcdc_release_tar))
     check_audio_branch(tmp_path, nb)
     t = pd.read_csv(tmp_path / "05_true_species.csv").set_index("method")
     withdate, naive = t.loc["Ranges: true species, with date"], t.loc["Naive: random iNatSounds test location"]

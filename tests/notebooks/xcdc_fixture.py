@@ -1,38 +1,14 @@
-"""A fixture in the XCDC release's format (xcdc.tar.gz with xcdc/<audio_id>.wav for real XCDC ids, real audio:
-slices of the Seattle soundscape, plus one unreadable file) and the checks of chapter 05's audio branch on it."""
-import io
+"""The checks of chapter 05's audio branch on the ``xcdc_release_tar`` fixture (tests/conftest.py)."""
 import json
-import tarfile
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
-from soundloc.audio import load_audio
 from soundloc.data import load_xcdc
 from soundloc.geo import haversine
 
-IDS, BAD = ["894098", "322459", "561706"], "814146"
-
-
-def xcdc_audio_fixture(tmp_path, mirror):
-    """-> path of a small xcdc.tar.gz in the release's layout."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    wave = load_audio(mirror / "audio" / "XC563936_soundscape.mp3", sr=48000)
-    arc = tmp_path / "xcdc.tar.gz"
-    with tarfile.open(arc, "w:gz") as tar:
-        members = {}
-        for k, i in enumerate(IDS):
-            buf = io.BytesIO()
-            sf.write(buf, wave[k * 9 * 48000:(k + 1) * 9 * 48000], 48000, format="WAV", subtype="PCM_16")
-            members[f"xcdc/{i}.wav"] = buf.getvalue()
-        members[f"xcdc/{BAD}.wav"] = b"RIFF not really a wave file" * 10
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return arc
+from conftest import XCDC_IDS as IDS
 
 
 def check_audio_branch(out, nb):
