@@ -41,7 +41,6 @@ def xcdc_release_tar(mirror, tmp_path_factory) -> Path:
     """A small xcdc.tar.gz in the release's layout: xcdc/<audio_id>.wav for three real XCDC ids (9 s slices of the
     real Seattle soundscape) and one file that is not audio (XCDC_BAD)."""
     import io
-    import tarfile
 
     import soundfile as sf
 
@@ -54,10 +53,17 @@ def xcdc_release_tar(mirror, tmp_path_factory) -> Path:
         sf.write(buf, wave[k * 9 * 48000:(k + 1) * 9 * 48000], 48000, format="WAV", subtype="PCM_16")
         members[f"xcdc/{i}.wav"] = buf.getvalue()
     members[f"xcdc/{XCDC_BAD}.wav"] = b"RIFF not really a wave file" * 10
-    arc = tmp_path_factory.mktemp("xcdc") / "xcdc.tar.gz"
-    with tarfile.open(arc, "w:gz") as tar:
+    return write_tarball(tmp_path_factory.mktemp("xcdc") / "xcdc.tar.gz", members)
+
+
+def write_tarball(path: Path, members: dict) -> Path:
+    """Write {member name: bytes} into a .tar.gz at ``path`` -> ``path``."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return arc
+    return path

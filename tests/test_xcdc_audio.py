@@ -3,12 +3,13 @@ import functools
 import hashlib
 import http.server
 import io
-import tarfile
 import threading
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from conftest import write_tarball
 
 from soundloc.audio import load_audio
 from soundloc.data import DataError, load_xcdc, xcdc_audio
@@ -24,15 +25,6 @@ def _wav_bytes(seconds=1.0, sr=22050, f=2000.0):
     return buf.getvalue()
 
 
-def _tarball(path, members):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *a):
         pass
@@ -42,7 +34,7 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def served(tmp_path):
     root = tmp_path / "www"
     root.mkdir()
-    arc = _tarball(root / "xcdc.tar.gz", {f"xcdc/{i}.wav": _wav_bytes() for i in IDS} | {"xcdc/README.txt": b"hi"})
+    arc = write_tarball(root / "xcdc.tar.gz", {f"xcdc/{i}.wav": _wav_bytes() for i in IDS} | {"xcdc/README.txt": b"hi"})
     handler = functools.partial(_Quiet, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -74,7 +66,7 @@ def test_wrong_checksum_leaves_nothing(served, tmp_path):
 
 
 def test_unsafe_member_refused_and_nothing_unpacked(tmp_path):
-    arc = _tarball(tmp_path / "evil.tar.gz", {"../escape.wav": _wav_bytes()})
+    arc = write_tarball(tmp_path / "evil.tar.gz", {"../escape.wav": _wav_bytes()})
     with pytest.raises(dl.DownloadError, match="unsafe member '../escape.wav'"):
         dl.extract(arc, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path.parent / "escape.wav").exists()
