@@ -845,11 +845,8 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
         if beta == 0:
             return None
         if gallery_name not in log_priors:
-            from .geolocate import vmf_log_density
-
             pts = build_gallery(gallery_name, ll["train"], ll["val"], cfg.neighbour_res)
-            log_priors[gallery_name] = torch.as_tensor(vmf_log_density(pts, ll["train"], cfg.prior_bandwidth_km),
-                                                       dtype=torch.float32)
+            log_priors[gallery_name] = vmf_log_prior(pts, ll["train"], cfg.prior_bandwidth_km)
         return beta * log_priors[gallery_name][None].expand(n, -1)
 
     def locate(head, split, gallery_name=cfg.gallery, decoder=cfg.decoder, q=None, prior=None, with_prior=True):
@@ -1091,7 +1088,6 @@ def gallery_posterior(head: AGCLIPHead, feats: torch.Tensor, points: np.ndarray,
 
     The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations).
     """
-    from .geolocate import vmf_log_density
     from .location import embed_locations
 
     g = head.gallery_embeddings(points) if head.loc_enc is not None else embed_locations(load_location_encoder(), points)
@@ -1099,8 +1095,15 @@ def gallery_posterior(head: AGCLIPHead, feats: torch.Tensor, points: np.ndarray,
     if prior_weight > 0:
         if prior_points is None:
             raise ValueError("gallery_posterior: prior_weight > 0 needs prior_points")
-        logits += prior_weight * torch.as_tensor(vmf_log_density(points, prior_points, bandwidth_km), dtype=torch.float32)
+        logits += prior_weight * vmf_log_prior(points, prior_points, bandwidth_km)
     return torch.softmax(logits, dim=1)
+
+
+def vmf_log_prior(points: np.ndarray, prior_points: np.ndarray, bandwidth_km: float) -> torch.Tensor:
+    """Gallery (N, 2) lat/lon deg, prior points (M, 2) -> (N,) float32 log vMF density (``bandwidth_km``) of the prior points."""
+    from .geolocate import vmf_log_density
+
+    return torch.as_tensor(vmf_log_density(points, prior_points, bandwidth_km), dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- `soundloc locate --method agclip|fused`

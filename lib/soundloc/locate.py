@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from .data.validate import week48
 from .geo import haversine
 
 PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
@@ -141,7 +142,7 @@ def week_from_date(date) -> int | None:
             date = _dt.date.fromisoformat(date.strip())
         except ValueError:
             raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
-    return (date.month - 1) * 4 + min(4, (date.day - 1) // 7 + 1)
+    return int(week48(date.month, date.day))
 
 
 # ---------------------------------------------------------------- the ranges method

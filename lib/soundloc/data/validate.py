@@ -87,8 +87,12 @@ def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", 
     return df.loc[~drop].reset_index(drop=True), report
 
 
+def week48(month, day):
+    """BirdNET's week of year (1-48, four per month): month, day (scalars or arrays) -> ``(month-1)*4 + min(4, (day-1)//7 + 1)``."""
+    return (month - 1) * 4 + np.minimum(4, (day - 1) // 7 + 1)
+
+
 def week_of_year48(dates: pd.Series) -> pd.Series:
-    """BirdNET's week of year (1-48, four per month): ``(month-1)*4 + min(4, (day-1)//7 + 1)``."""
+    """(N,) dates -> (N,) BirdNET week 1-48 (:func:`week48`), <NA> where the date is missing."""
     d = pd.to_datetime(dates)
-    w = (d.dt.month - 1) * 4 + np.minimum(4, (d.dt.day - 1) // 7 + 1)
-    return w.astype("Int64")
+    return week48(d.dt.month, d.dt.day).astype("Int64")
