@@ -325,12 +325,11 @@ class RangeGeolocator:
 
         Later ``locate`` calls on any subset (cross-fitting folds, chunks, passes) then reuse them instead
         of recomputing a growing union of species week by week. ``disk_cache``: also keep each week's
-        (K, N) float16 maps in ``data/cache/species_maps`` (keyed by model, gallery, week and species set),
-        so that a rerun on the same recordings skips the range model (its trunk runs once per point and
-        week, whatever the number of species).
+        (K, N) float16 maps on disk (``ranges.range_map``'s species-subset cache, keyed by model, gallery,
+        week and species set), so that a rerun on the same recordings skips the range model (its trunk runs
+        once per point and week, whatever the number of species).
         """
         per_week = pd.DataFrame({"w": np.asarray(weeks), "s": list(species)}).explode("s").dropna().groupby("w")["s"].unique()
-        gdig = hashlib.sha1(np.ascontiguousarray(self.points, np.float64).tobytes()).hexdigest()[:12]
         for w, names in tqdm(per_week.items(), total=len(per_week), desc="range maps per week", disable=not progress, leave=False):
             idx = np.unique(self.model.match(sorted(names))[0])
             if not len(idx):
@@ -339,15 +338,8 @@ class RangeGeolocator:
             if not disk_cache or wk in self._pcache:
                 self.species_maps(idx, wk)
                 continue
-            sdig = hashlib.sha1(idx.tobytes()).hexdigest()[:12]
-            path = paths.cache_dir("species_maps") / f"{self.model.name}__{self.gallery_name}-{gdig}__{'yr' if wk is None else f'w{wk:02d}'}__{sdig}.npy"
-            maps = np.load(path) if path.exists() else None
-            if maps is None or maps.shape != (len(idx), len(self.points)):
-                maps = self.species_maps(idx, wk).astype(np.float16)
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, maps)
-            self._pcache[wk] = (idx, maps)
+            maps = range_map(self.model, self.points, wk, species_idx=idx, cache_key=self.gallery_name, subset_cache=True)
+            self._pcache[wk] = (idx, np.array(maps))
 
     # -- decoders
     def decode(self, post: torch.Tensor, top_k: int = 0):

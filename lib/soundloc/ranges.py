@@ -549,10 +549,12 @@ def _week_tag(week) -> str:
     return "wa" + hashlib.sha1(np.ascontiguousarray(w, np.int64).tobytes()).hexdigest()[:10]
 
 
-def range_cache_path(model: RangeModel, points: np.ndarray, week, cache_key: str) -> Path:
-    """Cache file for (model, gallery, week): data/cache/ranges/<model>__<key>-<hash>__<week>.npy."""
+def range_cache_path(model: RangeModel, points: np.ndarray, week, cache_key: str,
+                     species_idx: np.ndarray | None = None) -> Path:
+    """Cache file for (model, gallery, week[, species subset]): data/cache/ranges/<model>__<key>-<hash>__<week>[__<species hash>].npy."""
     safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(cache_key))
-    return paths.cache_dir("ranges") / f"{model.name}__{safe}-{_points_digest(points)}__{_week_tag(week)}.npy"
+    sub = "" if species_idx is None else "__s" + hashlib.sha1(np.asarray(species_idx, np.int64).tobytes()).hexdigest()[:12]
+    return paths.cache_dir("ranges") / f"{model.name}__{safe}-{_points_digest(points)}__{_week_tag(week)}{sub}.npy"
 
 
 def _open_cached(path: Path, shape: tuple[int, int]) -> np.memmap | None:
@@ -573,13 +575,14 @@ def _open_cached(path: Path, shape: tuple[int, int]) -> np.memmap | None:
 
 
 def range_map(model: RangeModel, points, week=None, species_idx=None, cache_key: str | None = None,
-              chunk: int = 8192) -> np.ndarray:
+              chunk: int = 8192, subset_cache: bool = False) -> np.ndarray:
     """(N, 2) lat/lon degrees gallery, week 1-48|(N,)|None -> (S_sel, N) probability, species-major.
 
     Without ``cache_key``: float32, computed for ``species_idx`` only. With ``cache_key`` (a gallery
     name such as 'land0.5'): all species are computed once into a float16 (S, N) ``.npy`` under
     ``data/cache/ranges`` (written atomically, shape/size verified on load, recomputed if bad) and
-    the result is float16 (a read-only memmap when ``species_idx`` is None).
+    the result is float16 (a read-only memmap when ``species_idx`` is None, or with ``subset_cache``).
+    ``subset_cache``: cache only the ``species_idx`` rows, (S_sel, N), in a file keyed by that subset too.
     """
     points = np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
@@ -595,16 +598,18 @@ def range_map(model: RangeModel, points, week=None, species_idx=None, cache_key:
         for i in range(0, n, chunk):
             out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), species_idx).T
         return out
-    path = range_cache_path(model, points, week, cache_key)
-    mm = _open_cached(path, (s, n))
+    sub = species_idx if (subset_cache and species_idx is not None) else None
+    path = range_cache_path(model, points, week, cache_key, sub)
+    shape = (s if sub is None else len(sub), n)
+    mm = _open_cached(path, shape)
     if mm is None:
         with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(s, n))
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
             for i in range(0, n, chunk):
-                out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i)).T
+                out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), sub).T
             out.flush()
             del out
-        mm = _open_cached(path, (s, n))
+        mm = _open_cached(path, shape)
         if mm is None:
             raise OSError(f"range cache {path} unreadable right after writing it")
-    return mm if species_idx is None else np.asarray(mm[species_idx])
+    return mm if (species_idx is None or sub is not None) else np.asarray(mm[species_idx])
