@@ -27,7 +27,7 @@ SMALL = True  # CPU-sized run (this chapter is small either way)
 SEED = 0  # seed for every random draw
 DATA = "real"  # this chapter reads only the real small files
 DEVICE = "auto"  # unused here; kept so every chapter takes the same parameters
-OUT = None  # output folder; None = figures/
+OUT = None  # output folder; None means figures/
 NAIVE_SEEDS = 3  # repetitions of the naive baseline (the paper reports 3 runs)
 
 # %%

@@ -30,10 +30,10 @@ SMALL = True  # CPU-sized: a random subset of recordings, fewer reference points
 SEED = 0  # seed for every random draw
 DATA = "real"  # this chapter reads the real iNatSounds test annotations
 DEVICE = "auto"  # range model device ("auto": GPU when present)
-OUT = None  # output folder; None = figures/
-N_EVAL = None  # iNatSounds test recordings used; None = 2,000 in SMALL mode, all 49,527 otherwise
-N_REF = None  # GeoCLIP reference points for the oracle maps; None = 8,000 in SMALL mode, all otherwise
-GALLERY = None  # range-geolocation gallery; None = "land2" in SMALL mode, "land1" otherwise
+OUT = None  # output folder; None means figures/
+N_EVAL = None  # iNatSounds test recordings used; None means 2,000 in SMALL mode, all 49,527 otherwise
+N_REF = None  # GeoCLIP reference points for the oracle maps; None means 8,000 in SMALL mode, all otherwise
+GALLERY = None  # range-geolocation gallery; None means "land2" in SMALL mode, "land1" otherwise
 
 # %%
 import matplotlib.pyplot as plt

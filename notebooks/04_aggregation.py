@@ -37,12 +37,12 @@ SMALL = True  # CPU-sized: whole H3 cells drawn until N_REAL recordings, gallery
 SEED = 0  # seed of the subset, the spatial folds and the SimSounds models
 DATA = "real"  # part 1 reads the real iNatSounds test annotations; part 2 always runs on SimSounds
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
-OUT = None  # output folder; None = figures/
+OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (the one chapter 01 trained its models on)
-N_REAL = None  # real recordings grouped; None = 3,000 (whole res-5 cells) in SMALL mode, all 49,527 otherwise
-GALLERY = None  # range-geolocation gallery; None = "land2" in SMALL mode, "land1" otherwise
+N_REAL = None  # real recordings grouped; None means 3,000 (whole res-5 cells) in SMALL mode, all 49,527 otherwise
+GALLERY = None  # range-geolocation gallery; None means "land2" in SMALL mode, "land1" otherwise
 SUM_BUDGET_GB = 1.5  # memory for the group sums held at once (more passes when smaller)
-SIM_SMALL = None  # size of the SimSounds part; None = SMALL (False needs chapter 01's full-mode, GPU-trained models)
+SIM_SMALL = None  # size of the SimSounds part; None means SMALL (False needs chapter 01's full-mode, GPU-trained models)
 
 # %%
 import dataclasses

@@ -29,12 +29,12 @@ SMALL = True  # CPU-sized run: 2 degree gallery, smaller parameter grid and fewe
 SEED = 0  # seed for every random draw
 DATA = "real"  # this chapter's part reads the real XCDC metadata
 DEVICE = "auto"  # range model device ("auto": GPU when present)
-OUT = None  # output folder; None = figures/
-GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherwise
-DRAWS = None  # random-subset draws per k; None = 10 in SMALL mode, 100 (the paper's) otherwise
-N_VAL = None  # validation lists used to choose parameters; None = 250 in SMALL mode, all otherwise
+OUT = None  # output folder; None means figures/
+GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
+DRAWS = None  # random-subset draws per k; None means 10 in SMALL mode, 100 (the paper's) otherwise
+N_VAL = None  # validation lists used to choose parameters; None means 250 in SMALL mode, all otherwise
 WORLD_SEED = 0  # which SimSounds world the models part uses (shared with chapters 01, 03, 04)
-XCDC_AUDIO = None  # the user's XCDC audio: xcdc.tar.gz or its unpacked folder; None = data/raw/xcdc/xcdc.tar.gz if present
+XCDC_AUDIO = None  # the user's XCDC audio: xcdc.tar.gz or its unpacked folder; None means data/raw/xcdc/xcdc.tar.gz if present
 
 # %%
 from pathlib import Path

@@ -31,10 +31,10 @@ SMALL = True  # CPU-sized run: the small world, 2 degree land gallery
 SEED = 0  # seed of chapter 03's AG-CLIP model (and of the control's species shuffle)
 DATA = "sim"  # this chapter runs on SimSounds
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
-OUT = None  # output folder; None = figures/
+OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 01 and 03-05)
-SPECIES = None  # species to draw (list of scientific names); None = the 3 with the most recordings
-GALLERY = None  # land gallery; None = "land2" in SMALL mode, "land1" otherwise
+SPECIES = None  # species to draw (list of scientific names); None means the 3 with the most recordings
+GALLERY = None  # land gallery; None means "land2" in SMALL mode, "land1" otherwise
 MIN_RECORDINGS = 10  # species with fewer recordings are left out of the agreement table
 
 # %%

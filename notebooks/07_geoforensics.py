@@ -40,18 +40,18 @@ SMALL = True  # CPU-sized run: 2 degree gallery, 150 validation + 60 test simula
 SEED = 0  # seed for the simulated draws (recordings, spliced species, false claims)
 DATA = "real+simulated"  # part 1 real audio (data mirror), part 2 SimSounds
 DEVICE = "auto"  # device for the range model and the SimSounds classifier
-OUT = None  # output folder; None = figures/
-GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherwise
+OUT = None  # output folder; None means figures/
+GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
 FALSE_CLAIM = [48.8566, 2.3522]  # a false claim for the Seattle recording: Paris, another continent
-N_VAL = None  # simulated validation recordings that choose the thresholds; None = 150 in SMALL mode, 500 otherwise
-N_TEST = None  # simulated test recordings reported; None = 60 in SMALL mode, 500 otherwise
+N_VAL = None  # simulated validation recordings that choose the thresholds; None means 150 in SMALL mode, 500 otherwise
+N_TEST = None  # simulated test recordings reported; None means 60 in SMALL mode, 500 otherwise
 MAX_FALSE_RATE = 0.05  # criterion: at most this share of clean validation recordings flagged, per line of evidence
 SCORE_GRID = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 RANGE_GRID = [0.01, 0.03, 0.1]  # range-probability thresholds tried on validation
 READINGS = ["max", "mean"]  # how a clip's window scores are read: max or mean over its stride-256 windows
 N_SPLICE = 2  # out-of-range species spliced into each simulated recording
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 01, 03, 04, 05)
-CLIP_PATH = None  # local CLIP ViT-L/14 folder for the image side; None = $SOUNDLOC_CLIP or the HF cache
+CLIP_PATH = None  # local CLIP ViT-L/14 folder for the image side; None means $SOUNDLOC_CLIP or the HF cache
 IMAGE = None  # an image that claims the same place (used only with CLIP weights)
 
 # %%

@@ -36,9 +36,9 @@ SMALL = True  # CPU-sized run: 2 degree gallery and every second Jura clip (ever
 SEED = 0  # seed (nothing here is random; kept for the book's interface)
 DATA = "real"  # this chapter reads only the real recordings of the data mirror
 DEVICE = "auto"  # range-model device ("auto": GPU when present)
-OUT = None  # output folder; None = figures/
-GALLERY = None  # candidate points; None = "land2" in SMALL mode, "land1" otherwise
-JURA_STEP = None  # use every JURA_STEP-th Jura clip; None = 2 in SMALL mode, 1 (all) otherwise
+OUT = None  # output folder; None means figures/
+GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
+JURA_STEP = None  # use every JURA_STEP-th Jura clip; None means 2 in SMALL mode, 1 (all) otherwise
 MIN_CONF = 0.1  # BirdNET score below which a detection is ignored (birdnetlib's default)
 OVERLAP = 0.0  # BirdNET window overlap, s
 DAWN = [4, 8]  # dawn-chorus hours [start, end) in the file names' clock, fixed before looking at results
