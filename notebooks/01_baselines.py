@@ -32,13 +32,22 @@
 # - **species ranges**: a species classifier followed by BirdNET's range model at the
 #   recording's week, with the top-1 predicted species, or all species weighted by the
 #   classifier's probabilities. The annotated (true focal) species is shown as a reference.
+#
+# **On real iNatSounds audio.** With the audio downloaded and unpacked (README, "Full-size data
+# and GPUs"), `python -m soundloc.runner 01 -p DATA inat -p INAT_ROOT /path/to/inatsounds` trains
+# and evaluates the same baselines on it (`INAT_ROOT` holds `train/val/test.json` or `.json.tar.gz`
+# and the audio they name; default `data/raw/inatsounds-audio`). SMALL mode takes a seeded subset
+# of 3,000 / 500 / 500 recordings (`INAT_MAX` overrides; `-p SMALL False` uses all of them, on a
+# GPU). Those outputs are labelled *real*, named `01_inat_*`, and sit beside the SimSounds ones.
 
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: frozen backbone + heads; False: the paper's recipe (fine-tune everything, GPU)
 SEED = 0  # seed of every model's training and of the naive draws
-DATA = "sim"  # this chapter runs on SimSounds
+DATA = "sim"  # "sim": SimSounds (simulated); "inat": real iNatSounds audio from INAT_ROOT
+INAT_ROOT = None  # with DATA "inat": folder with <split>.json(.tar.gz) + audio; None means data/raw/inatsounds-audio
+INAT_MAX = None  # with DATA "inat": recordings per split (seeded subset); None means 3,000/500/500 in SMALL mode, all otherwise
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
-OUT = None  # output folder; None = figures/
+OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 03-07)
 MAP_RES = 2  # H3 resolution of the error map (the paper's Fig. 3 uses 2)
 
@@ -48,30 +57,37 @@ import numpy as np
 import pandas as pd
 
 from soundloc import book, maps, pipeline
-from soundloc.data.sim import SimConfig
-from soundloc.spectrogram import SpecConfig
+from soundloc.data import DataError
 
-ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WORLD_SEED=WORLD_SEED,
-                MAP_RES=MAP_RES, types={"DATA": str, "WORLD_SEED": int, "MAP_RES": int})
-if DATA != "sim":
-    raise book.ParameterError(f"chapter 01 runs on SimSounds (DATA='sim'); got DATA={DATA!r}")
-SIM = book.SIM_LABEL
+ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
+                INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, MAP_RES=MAP_RES,
+                types={"DATA": str, "INAT_ROOT": (str, type(None)), "INAT_MAX": (int, type(None)), "WORLD_SEED": int,
+                       "MAP_RES": int})
+if DATA not in ("sim", "inat"):
+    raise book.ParameterError(f"parameter DATA={DATA!r}: use 'sim' (SimSounds, simulated) "
+                              "or 'inat' (iNatSounds audio, real)")
 
 # %% [markdown]
 # ## The simulated world
 # Built once (about a minute on 2 CPU cores) and shared by every SimSounds chapter, together
 # with one spectrogram cache per split. SMALL mode uses the small world (100 species, 3-6 s
-# clips) and 112-pixel model inputs; otherwise the large world and 224-pixel inputs.
+# clips) and 112-pixel model inputs; otherwise the large world and 224-pixel inputs. With
+# `DATA="inat"` the same cell reads the real iNatSounds audio instead (a subset in SMALL mode).
 
 # %%
-sim_cfg = SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED)
-sim = pipeline.prepare_sim(sim_cfg, SpecConfig(small=SMALL))
-ch.table(sim.card(), "sim_card", f"SimSounds splits — {SIM}: recordings, species, durations")
+try:
+    sim = pipeline.chapter_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)
+except DataError as e:
+    raise book.ParameterError(f"DATA={DATA!r}: {e}") from None
+SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
+P = "" if sim.simulated else "inat_"  # real-data outputs are named 01_inat_*, beside the SimSounds ones
+ch.table(sim.card(), "sim_card" if sim.simulated else "inat_card",
+         f"{NAME} splits — {SIM}: recordings, species, durations")
 
 # %%
 fig = pipeline.spectrogram_figure(sim, "train", n=4, seed=ch.seed,
-                                  title=f"SimSounds training clips — {SIM}: focal species and week")
-ch.figure(fig, "sim_spectrograms")
+                                  title=f"{NAME} training clips — {SIM}: focal species and week")
+ch.figure(fig, "sim_spectrograms" if sim.simulated else "inat_spectrograms")
 
 # %%
 counts = sim.train.species.value_counts()
@@ -79,7 +95,7 @@ fig, ax = plt.subplots(figsize=(10, 3.2))
 ax.bar(range(len(counts)), counts.to_numpy(), width=0.9)
 ax.set(yscale="log", xlabel="focal species (rank)", ylabel="training recordings",
        title=f"Training recordings per focal species, {SIM}")
-ch.figure(fig, "sim_species_counts")
+ch.figure(fig, "sim_species_counts" if sim.simulated else "inat_species_counts")
 
 # %% [markdown]
 # ## Training the baselines
@@ -106,22 +122,23 @@ ch.figure(fig, "sim_species_counts")
 cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
 res = pipeline.baseline_errors(sim, cfg, seed=SEED)
 print(*res.notes, sep="\n")
-ch.table(res.models_table(), "models", f"Models of this chapter — {SIM}: trained now or loaded from the zoo",
+ch.table(res.models_table(), P + "models", f"Models of this chapter — {SIM}: trained now or loaded from the zoo",
          floatfmt=".3g")
-ch.table(res.range_sweep.drop(columns=["method"]), "range_settings_val",
+ch.table(res.range_sweep.drop(columns=["method"]), P + "range_settings_val",
          f"Species-range settings tried on the validation split, {SIM}; the lowest median wins")
 pd.Series(res.seconds, name="seconds").round(1)
 
 # %% [markdown]
 # ## Table 1 on SimSounds
-# Our numbers (columns marked *simulated*) beside the paper's Table 1 on iNatSounds (columns
-# marked *paper (iNatSounds)*). The paper has no res-1 row; its "annotated species" row uses
-# SINR ranges, ours BirdNET's. Accuracies are percentages of the test split within 1 km
-# (street), 25 km (city), 200 km (region), 750 km (country) and 2,500 km (continent).
+# Our numbers (columns marked *simulated*; *real* with `DATA="inat"`) beside the paper's Table 1
+# on iNatSounds (columns marked *paper (iNatSounds)*). The paper has no res-1 row; its
+# "annotated species" row uses SINR ranges, ours BirdNET's. Accuracies are percentages of the
+# test split within 1 km (street), 25 km (city), 200 km (region), 750 km (country) and 2,500 km
+# (continent).
 
 # %%
-table = pipeline.simulated_beside_paper(res.table())
-ch.table(table, "baselines", f"Geolocation baselines on the SimSounds test split, {SIM}, "
+table = pipeline.simulated_beside_paper(res.table(), suffix=S)
+ch.table(table, P + "baselines", f"Geolocation baselines on the {NAME} test split, {SIM}, "
          "beside the paper's Table 1 (iNatSounds)")
 
 # %% [markdown]
@@ -130,8 +147,8 @@ ch.table(table, "baselines", f"Geolocation baselines on the SimSounds test split
 # the table's accuracies are points on these curves.
 
 # %%
-ax = pipeline.error_cdf_figure(res.errors, f"Geolocation error CDF, SimSounds test split, {SIM}")
-ch.figure(ax.figure, "error_cdf")
+ax = pipeline.error_cdf_figure(res.errors, f"Geolocation error CDF, {NAME} test split, {SIM}")
+ch.figure(ax.figure, P + "error_cdf")
 
 # %% [markdown]
 # ## Where the best method works
@@ -140,13 +157,13 @@ ch.figure(ax.figure, "error_cdf")
 # noisy; the interactive map's tooltips give each cell's median.
 
 # %%
-learned = table.set_index("method").loc[pipeline.LEARNED, "median_km" + pipeline.SIM_SUFFIX]
+learned = table.set_index("method").loc[pipeline.LEARNED, "median_km" + S]
 best = learned.idxmin()
 cells = maps.hexbin(sim.test.lat.to_numpy(), sim.test.lon.to_numpy(), MAP_RES, res.errors[best], agg="median")
-title = f"Median error (km) of '{best}' per H3 res-{MAP_RES} cell, SimSounds test, {SIM}"
+title = f"Median error (km) of '{best}' per H3 res-{MAP_RES} cell, {NAME} test, {SIM}"
 ax = maps.plot_hexbin(cells, "value", title, label="median error (km)")
-ch.figure(ax.figure, "error_map")
-ch.map(maps.folium_hexbin(cells.rename(columns={"value": "median_km"}), "median_km", title), "error_map")
+ch.figure(ax.figure, P + "error_map")
+ch.map(maps.folium_hexbin(cells.rename(columns={"value": "median_km"}), "median_km", title), P + "error_map")
 print(f"best learned method: {best}; {len(cells)} cells, {int((cells.n >= 5).sum())} with >= 5 recordings")
 
 # %% [markdown]
@@ -155,7 +172,7 @@ print(f"best learned method: {best}; {len(cells)} cells, {int((cells.n >= 5).sum
 
 # %%
 t = table.set_index("method")
-med, reg = t["median_km" + pipeline.SIM_SUFFIX], t["region_%" + pipeline.SIM_SUFFIX]
+med, reg = t["median_km" + S], t["region_%" + S]
 checks = pd.DataFrame([
     ("every learned method beats the naive median", bool((med[pipeline.LEARNED] < med[pipeline.NAIVE]).all())),
     ("haversine regression beats MSE regression (median)",
@@ -164,8 +181,8 @@ checks = pd.DataFrame([
      bool(reg["Classification hierarchical 0-1-2"] > reg["Classification res 0"])),
     ("hierarchical: region accuracy within 1 point of res 2 (or better), continent within 2 points of res 0",
      bool(reg["Classification hierarchical 0-1-2"] >= reg["Classification res 2"] - 1
-          and t.loc["Classification hierarchical 0-1-2", "continent_%" + pipeline.SIM_SUFFIX]
-          >= t.loc["Classification res 0", "continent_%" + pipeline.SIM_SUFFIX] - 2)),
+          and t.loc["Classification hierarchical 0-1-2", "continent_%" + S]
+          >= t.loc["Classification res 0", "continent_%" + S] - 2)),
     ("classification beats regression (best median of each)",
      bool(med.filter(like="Classification").min() < med.filter(like="Regression").min())),
     ("species ranges beat classification at region accuracy (best of each)",
@@ -173,26 +190,27 @@ checks = pd.DataFrame([
     ("annotated species beats predicted species (median)",
      bool(med["Ranges: annotated species"] < med.filter(like="Ranges: predicted").min())),
 ], columns=["statement", "holds"])
-ch.table(checks, "checks", f"Statements of the reading, checked on this run, {SIM}")
+ch.table(checks, P + "checks", f"Statements of the reading, checked on this run, {SIM}")
 
 # %% [markdown]
-# **Reading.** On SimSounds every model that listens does far better than guessing a random
-# training location, and much of the paper's Table 1 reappears. Regression is the weakest
-# family, and the haversine loss beats the squared error on coordinates: it optimises the
-# distance that is scored and behaves like a median, while MSE regresses towards the mean of
-# the plausible places, a point that may lie between them. H3 classification
-# beats regression. The finest cells alone suffer from having only a few training clips per
-# class, the coarsest from cell centres too far apart to ever be within 200 km; the
+# **Reading** (of the default SimSounds run; with `DATA="inat"` the checks table says which of
+# these statements hold on the real audio). On SimSounds every model that listens does far
+# better than guessing a random training location, and much of the paper's Table 1 reappears.
+# Regression is the weakest family, and the haversine loss beats the squared error on
+# coordinates: it optimises the distance that is scored and behaves like a median, while MSE
+# regresses towards the mean of the plausible places, a point that may lie between them. H3
+# classification beats regression. The finest cells alone suffer from having only a few training
+# clips per class, the coarsest from cell centres too far apart to ever be within 200 km; the
 # hierarchical decoding keeps roughly the region accuracy of the fine cells and the continent
-# accuracy of the coarse ones, as in the paper, although its median error is not always the
-# best of the classifiers here. Species ranges reach the best region-level accuracy of the
-# learned methods, and that is expected rather than a finding: SimSounds draws each
-# recording's species from the very BirdNET range maps we geolocate with, so the range model
-# is exact for this world, whereas the paper's SINR maps are an independent, imperfect model
-# of reality. The gap between the annotated and the predicted species is the cost of a
-# species classifier trained for a few CPU minutes; weighting all species by the classifier's
-# probabilities is not reliably better than its top-1 species here. Most errors are larger
-# than the paper's: the SMALL backbone is small, briefly trained and frozen, with only a few
-# thousand training clips, and its quality varies from seed to seed. What carries over to the
-# paper is the ordering of the methods, not the kilometres; the statements above are checked
-# on this run's numbers in the "checks" table.
+# accuracy of the coarse ones, as in the paper, although its median error is not always the best
+# of the classifiers here. Species ranges reach the best region-level accuracy of the learned
+# methods, and that is expected rather than a finding: SimSounds draws each recording's species
+# from the very BirdNET range maps we geolocate with, so the range model is exact for this
+# world, whereas the paper's SINR maps are an independent, imperfect model of reality. The gap
+# between the annotated and the predicted species is the cost of a species classifier trained
+# for a few CPU minutes; weighting all species by the classifier's probabilities is not reliably
+# better than its top-1 species here. Most errors are larger than the paper's: the SMALL
+# backbone is small, briefly trained and frozen, with only a few thousand training clips, and
+# its quality varies from seed to seed. What carries over to the paper is the ordering of the
+# methods, not the kilometres; the statements above are checked on this run's numbers in the
+# "checks" table.

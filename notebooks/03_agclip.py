@@ -29,13 +29,23 @@
 # *simulated*: a test bed for the pipeline and for comparing methods with each other, never a
 # reproduction of the paper's iNatSounds numbers (shown beside ours, in separate columns, for
 # orientation only).
+#
+# **On real iNatSounds audio.** With the audio downloaded and unpacked (README, "Full-size data
+# and GPUs"), `python -m soundloc.runner 03 -p DATA inat -p INAT_ROOT /path/to/inatsounds` trains
+# and evaluates everything below on it (`INAT_ROOT` holds `train/val/test.json` or `.json.tar.gz`
+# and the audio they name; default `data/raw/inatsounds-audio`). SMALL mode takes a seeded subset
+# of 3,000 / 500 / 500 recordings (`INAT_MAX` overrides; `-p SMALL False` uses all of them, on a
+# GPU); run chapter 01 with the same parameters first to share its backbone. Those outputs are
+# labelled *real*, named `03_inat_*`, and sit beside the SimSounds ones.
 
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized: AG-CLIP heads on the frozen chapter-01 backbone; False: the paper's recipe (GPU)
 SEED = 0  # seed of the main model (the checklist ablation adds seeds SEED+1, SEED+2)
-DATA = "sim"  # this chapter runs on SimSounds
+DATA = "sim"  # "sim": SimSounds (simulated); "inat": real iNatSounds audio from INAT_ROOT
+INAT_ROOT = None  # with DATA "inat": folder with <split>.json(.tar.gz) + audio; None means data/raw/inatsounds-audio
+INAT_MAX = None  # with DATA "inat": recordings per split (seeded subset); None means 3,000/500/500 in SMALL mode, all otherwise
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
-OUT = None  # output folder; None = figures/
+OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 01 and 04-07)
 N_MAPS = 3  # example posterior maps (10th, 50th and 90th percentile of the error)
 
@@ -45,15 +55,16 @@ import dataclasses
 import pandas as pd
 
 from soundloc import agclip, book, maps, paper, pipeline
-from soundloc.data.sim import SimConfig
+from soundloc.data import DataError
 from soundloc.metrics import summary_table
-from soundloc.spectrogram import SpecConfig
 
-ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WORLD_SEED=WORLD_SEED,
-                N_MAPS=N_MAPS, types={"DATA": str, "WORLD_SEED": int, "N_MAPS": int})
-if DATA != "sim":
-    raise book.ParameterError(f"chapter 03 runs on SimSounds (DATA='sim'); got DATA={DATA!r}")
-SIM, S = book.SIM_LABEL, pipeline.SIM_SUFFIX
+ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
+                INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, N_MAPS=N_MAPS,
+                types={"DATA": str, "INAT_ROOT": (str, type(None)), "INAT_MAX": (int, type(None)), "WORLD_SEED": int,
+                       "N_MAPS": int})
+if DATA not in ("sim", "inat"):
+    raise book.ParameterError(f"parameter DATA={DATA!r}: use 'sim' (SimSounds, simulated) "
+                              "or 'inat' (iNatSounds audio, real)")
 
 # %% [markdown]
 # ## The world and the audio encoder
@@ -63,10 +74,16 @@ SIM, S = book.SIM_LABEL, pipeline.SIM_SUFFIX
 # head is trained on the cached embeddings. Because a frozen encoder cannot be shaped by the
 # checklist loss (the two decoders would be separate branches), the SMALL head puts one shared
 # trainable layer (256 units) between the frozen embedding and both decoders, standing in for the
-# fine-tuned encoder of the paper; `SMALL=False` fine-tunes everything as in A.5.
+# fine-tuned encoder of the paper; `SMALL=False` fine-tunes everything as in A.5. With
+# `DATA="inat"` the same cells read the real iNatSounds audio (and chapter 01's backbone on it).
 
 # %%
-sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL))
+try:
+    sim = pipeline.chapter_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)
+except DataError as e:
+    raise book.ParameterError(f"DATA={DATA!r}: {e}") from None
+SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
+P = "" if sim.simulated else "inat_"  # real-data outputs are named 03_inat_*, beside the SimSounds ones
 base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
 backbone = pipeline.train_backbone(sim, base_cfg)
 emb = {s: pipeline.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
@@ -105,25 +122,29 @@ run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIP
 run_cfg = dataclasses.replace(run_cfg, checklist_seeds=(SEED, SEED + 1, SEED + 2))
 res = agclip.run_agclip(sim, backbone, emb, run_cfg, species_probs=species_probs)
 print(*res.notes, sep="\n")
-ch.table(res.models_table(), "models", f"AG-CLIP heads of this chapter — {SIM}: trained now or loaded from the zoo",
+ch.table(res.models_table(), P + "models",
+         f"AG-CLIP heads of this chapter — {SIM}: trained now or loaded from the zoo",
          floatfmt=".3g")
-ch.table(res.prior_sweep, "prior_val", f"Location-prior weight tried on the validation split, {SIM}; lowest median wins",
+ch.table(res.prior_sweep, P + "prior_val",
+         f"Location-prior weight tried on the validation split, {SIM}; lowest median wins",
          floatfmt=".2f")
 pd.Series(res.seconds, name="seconds").round(1)
 
 # %% [markdown]
 # ## Table 1: AG-CLIP beside the hierarchical classifier
 # The chapter-01 baseline that AG-CLIP has to beat, "Classification hierarchical 0-1-2", is
-# loaded from the zoo and evaluated on the same test split. Columns marked *simulated* are ours;
-# the paper's iNatSounds numbers are in the columns marked *paper (iNatSounds)*, beside the row
-# that does what the paper did (argmax retrieval, no location prior).
+# loaded from the zoo and evaluated on the same test split. Columns marked *simulated* (*real* with
+# `DATA="inat"`) are ours; the paper's iNatSounds numbers are in the columns marked
+# *paper (iNatSounds)*, beside the row that does what the paper did (argmax retrieval, no
+# location prior).
 
 # %%
 HIER = "Classification hierarchical 0-1-2"
 main_errors = {HIER: agclip.hierarchical_baseline(sim, backbone, base_cfg, emb), **res.main}
 ARGMAX, MASS, P_ARGMAX, P_MASS = list(res.main)  # without / with the location prior
-t1 = pipeline.simulated_beside_paper(summary_table(main_errors), paper.TABLE1, {HIER: HIER, ARGMAX: "AG-CLIP"})
-ch.table(t1, "table1", f"AG-CLIP vs the hierarchical classifier on the SimSounds test split, {SIM}, "
+t1 = pipeline.simulated_beside_paper(summary_table(main_errors), paper.TABLE1, {HIER: HIER, ARGMAX: "AG-CLIP"},
+                                     suffix=S)
+ch.table(t1, P + "table1", f"AG-CLIP vs the hierarchical classifier on the {NAME} test split, {SIM}, "
          "beside the paper's Table 1 (iNatSounds)")
 
 # %% [markdown]
@@ -142,8 +163,8 @@ enc_names = {"geoclip": "Location: GeoCLIP + checklist", "fourier": "Location: l
 pool_names = {"average": "Pooling: Average", "max": "Pooling: Max Pool", "kmeans": "Pooling: Cluster",
               "transformer": "Pooling: Transformer"}
 abl = {**{enc_names[k]: v for k, v in res.encoders.items()}, **{pool_names[k]: v for k, v in res.pooling.items()}}
-t2 = pipeline.simulated_beside_paper(summary_table(abl), paper.TABLE2)
-ch.table(t2, "table2", f"AG-CLIP ablations on the SimSounds test split ({run_cfg.decoder} decoding, "
+t2 = pipeline.simulated_beside_paper(summary_table(abl), paper.TABLE2, suffix=S)
+ch.table(t2, P + "table2", f"AG-CLIP ablations on the {NAME} test split ({run_cfg.decoder} decoding, "
          f"{run_cfg.gallery} gallery), {SIM}, beside the paper's Table 2 (iNatSounds)")
 
 # %% [markdown]
@@ -154,13 +175,14 @@ ch.table(t2, "table2", f"AG-CLIP ablations on the SimSounds test split ({run_cfg
 
 # %%
 ck = res.checklist
-ch.table(ck.drop(columns=["checklist"]), "checklist_seeds", f"Checklist loss on/off per seed, SimSounds test, {SIM}")
+ch.table(ck.drop(columns=["checklist"]), P + "checklist_seeds", f"Checklist loss on/off per seed, {NAME} test, {SIM}")
 ck_summary = ck.groupby("method", sort=False)[["median_km", "city_%", "region_%", "country_%", "continent_%"]].agg(
     ["mean", "std"])
 ck_summary.columns = [f"{a} {b}{S}" for a, b in ck_summary.columns]
 ck_summary = ck_summary.reset_index()
-ch.table(ck_summary, "checklist", f"Checklist loss on/off: mean and std over seeds {list(run_cfg.checklist_seeds)}, "
-         f"SimSounds test, {SIM}")
+ch.table(ck_summary, P + "checklist",
+         f"Checklist loss on/off: mean and std over seeds {list(run_cfg.checklist_seeds)}, "
+         f"{NAME} test, {SIM}")
 
 # %% [markdown]
 # ## Table A1: galleries
@@ -178,8 +200,9 @@ ga["method"] = ga["method"] + " (" + ga["decoder"] + ", prior " + ga["prior"] + 
 ga["points"] = ga["points"].map("{:,}".format)  # a count, not a simulated measurement
 mapping = {m: agclip.PAPER_GALLERY[g] for m, g, d, pr in zip(ga["method"], ga["gallery"], ga["decoder"], ga["prior"])
            if d == "argmax" and pr == "none"}
-ta1 = pipeline.simulated_beside_paper(ga.drop(columns=["gallery", "decoder", "prior"]), paper.TABLE_A1, mapping)
-ch.table(ta1, "tableA1", f"AG-CLIP with different galleries on the SimSounds test split, {SIM}, "
+ta1 = pipeline.simulated_beside_paper(ga.drop(columns=["gallery", "decoder", "prior"]), paper.TABLE_A1, mapping,
+                                      suffix=S)
+ch.table(ta1, P + "tableA1", f"AG-CLIP with different galleries on the {NAME} test split, {SIM}, "
          "beside the paper's Table A1 (iNatSounds)")
 
 # %% [markdown]
@@ -191,11 +214,12 @@ ch.table(ta1, "tableA1", f"AG-CLIP with different galleries on the SimSounds tes
 # on the validation split; the test split is reported. Both parts alone are shown beside the fusion.
 
 # %%
-ch.table(res.fusion_sweep, "fusion_val", f"Fusion weight w tried on the validation split, {SIM}; lowest median wins",
+ch.table(res.fusion_sweep, P + "fusion_val",
+         f"Fusion weight w tried on the validation split, {SIM}; lowest median wins",
          floatfmt=".2f")
 tf = summary_table(res.fusion)
-ch.table(tf, "fusion", f"AG-CLIP fused with species ranges (w = {res.fusion_weight:g}, chosen on validation), "
-         f"SimSounds test, {SIM}")
+ch.table(tf, P + "fusion", f"AG-CLIP fused with species ranges (w = {res.fusion_weight:g}, chosen on validation), "
+         f"{NAME} test, {SIM}")
 
 # %% [markdown]
 # ## Beyond the paper: is the posterior calibrated?
@@ -207,7 +231,7 @@ ch.table(tf, "fusion", f"AG-CLIP fused with species ranges (w = {res.fusion_weig
 # multiples of the learned one), reported on test.
 
 # %%
-ch.table(res.calibration, "calibration", f"AG-CLIP credible sets on the land 1-degree gallery, SimSounds test, {SIM}",
+ch.table(res.calibration, P + "calibration", f"AG-CLIP credible sets on the land 1-degree gallery, {NAME} test, {SIM}",
          floatfmt=",.1f")
 
 # %% [markdown]
@@ -219,7 +243,8 @@ ch.table(res.calibration, "calibration", f"AG-CLIP credible sets on the land 1-d
 # %%
 for k, ex in enumerate(res.examples[:N_MAPS]):
     title = (f"AG-CLIP posterior, {ex['species']} ({ex['audio_id'][:8]}), error {ex['error_km']:,.0f} km — {SIM}")
-    ch.map(maps.folium_posterior(ex["points"], ex["prob"], title, true=ex["true"], pred=ex["pred"]), f"posterior_{k}")
+    ch.map(maps.folium_posterior(ex["points"], ex["prob"], title, true=ex["true"], pred=ex["pred"]),
+           f"{P}posterior_{k}")
     print(title)
 
 # %% [markdown]
@@ -260,28 +285,30 @@ checks = pd.DataFrame([
     ("the temperature fitted on validation brings the 90 % coverage closer to 90 %",
      bool(abs(cov90["fitted on validation"] - 90) < abs(cov90["learned"] - 90))),
 ], columns=["statement", "holds"])
-ch.table(checks, "checks", f"Statements of the reading, checked on this run, {SIM}")
+ch.table(checks, P + "checks", f"Statements of the reading, checked on this run, {SIM}")
 
 # %% [markdown]
-# **Reading.** On SimSounds, AG-CLIP is only as good as what its audio encoder hears. The SMALL
-# backbone is a small species classifier, frozen, so AG-CLIP's posterior is essentially "where
-# does this species occur, weighted by where recordings are made": broad and multi-modal, and its
-# single most similar gallery point (the paper's argmax) is a poor summary of it. Decoding the
-# same posterior by its mass within 200 km is what makes AG-CLIP better than the hierarchical
-# classifier at the region scale here (the checks table says which comparisons hold on this run);
-# with the paper's fine-tuned encoder and 137K training recordings the posteriors are sharper and
-# argmax retrieval works. The checklist loss's effect is small compared with the spread over
-# seeds, as in the paper (+0.2 points at region level there). The galleries tell the clearest
-# story: a location decoder trained on the GeoCLIP embeddings of only 3,000 places generalises
-# poorly to grid points it never saw, so the uniform and land grids are far worse than the
-# training locations, a much larger gap than the paper's Table A1 (137K training places) shows;
-# galleries that follow the data (training, validation locations) are the right choice for a
-# small training set. A prior over where recordings are made (from the training locations, its
-# weight chosen on validation) repairs most of that: the grid galleries stop favouring places
-# no recording comes from, and it improves the training-location gallery as well. Fusing with the ranges of the top-1 predicted species does not help here:
-# the fusion weight chosen on validation is reported above, and the frozen backbone's embedding
-# already carries the species, so the range posterior mostly repeats what AG-CLIP knows.
-# Calibration says how far the posterior's probabilities can be trusted: the learned
-# contrastive temperature is tuned to separate a batch's locations, not to give calibrated
-# probabilities over a 20K-cell grid, and the table shows how far a temperature fitted on
-# validation moves the coverage towards the nominal 50 % and 90 %.
+# **Reading** (of the default SimSounds run; with `DATA="inat"` the checks table says which of
+# these statements hold on the real audio). On SimSounds, AG-CLIP is only as good as what its
+# audio encoder hears. The SMALL backbone is a small species classifier, frozen, so AG-CLIP's
+# posterior is essentially "where does this species occur, weighted by where recordings are made":
+# broad and multi-modal, and its single most similar gallery point (the paper's argmax) is a poor
+# summary of it. Decoding the same posterior by its mass within 200 km is what makes AG-CLIP
+# better than the hierarchical classifier at the region scale here (the checks table says which
+# comparisons hold on this run); with the paper's fine-tuned encoder and 137K training recordings
+# the posteriors are sharper and argmax retrieval works. The checklist loss's effect is small
+# compared with the spread over seeds, as in the paper (+0.2 points at region level there). The
+# galleries tell the clearest story: a location decoder trained on the GeoCLIP embeddings of only
+# 3,000 places generalises poorly to grid points it never saw, so the uniform and land grids are
+# far worse than the training locations, a much larger gap than the paper's Table A1 (137K
+# training places) shows; galleries that follow the data (training, validation locations) are the
+# right choice for a small training set. A prior over where recordings are made (from the training
+# locations, its weight chosen on validation) repairs most of that: the grid galleries stop
+# favouring places no recording comes from, and it improves the training-location gallery as well.
+# Fusing with the ranges of the top-1 predicted species does not help here: the fusion weight
+# chosen on validation is reported above, and the frozen backbone's embedding already carries the
+# species, so the range posterior mostly repeats what AG-CLIP knows. Calibration says how far the
+# posterior's probabilities can be trusted: the learned contrastive temperature is tuned to
+# separate a batch's locations, not to give calibrated probabilities over a 20K-cell grid, and the
+# table shows how far a temperature fitted on validation moves the coverage towards the nominal 50
+# % and 90 %.

@@ -3,7 +3,8 @@
 - :func:`prepare_sim` -> :class:`SimData`: the SimSounds world (built once, shared) with one
   :class:`~soundloc.spectrogram.SpectrogramCache` per split, keyed by the world and the image
   config, its train / val / test / chorus tables, image accessors and ready-made
-  :class:`~soundloc.train.RecordingSet` s for any head.
+  :class:`~soundloc.train.RecordingSet` s for any head. :func:`prepare_inat` gives the same object
+  for real iNatSounds audio (any folder in its layout; chapters 01 and 03 with ``DATA="inat"``).
 - A trained-model cache ("zoo"): :func:`train_or_load` trains a model once and saves it under
   ``paths.cache_dir("models", "<name>-<key>")``, the key hashing everything that determines the
   weights (model config and initial weights -- so a backbone it starts from is part of it --,
@@ -53,11 +54,11 @@ from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, 
 from .train import RecordingSet, Trainer, TrainConfig
 
 __all__ = [
-    "SimData", "prepare_sim", "ZooError", "ZooEntry", "zoo_key", "train_or_load", "torch_threads",
-    "window_embeddings", "split_embeddings", "head_scores", "BaselineConfig", "BaselineResult",
-    "baseline_errors", "METHODS", "LEARNED", "NAIVE", "error_cdf_figure", "spectrogram_figure",
-    "simulated_beside_paper", "train_backbone", "train_geo_models", "choose_range_config",
-    "mean_location_regression",
+    "SimData", "prepare_sim", "prepare_inat", "chapter_data", "inat_audio_root", "INAT_HOWTO", "ZooError",
+    "ZooEntry", "zoo_key", "train_or_load", "torch_threads", "window_embeddings", "split_embeddings",
+    "head_scores", "BaselineConfig", "BaselineResult", "baseline_errors", "METHODS", "LEARNED", "NAIVE",
+    "error_cdf_figure", "spectrogram_figure", "simulated_beside_paper", "SIM_SUFFIX", "REAL_SUFFIX",
+    "REAL_LABEL", "train_backbone", "train_geo_models", "choose_range_config", "mean_location_regression",
 ]
 
 ZOO_VERSION = 1
@@ -92,16 +93,41 @@ def _digest(obj) -> str:
 
 @dataclass
 class SimData:
-    """A built SimSounds world with a spectrogram cache per split (see :func:`prepare_sim`)."""
+    """Recordings with a spectrogram cache per split: a SimSounds world (:func:`prepare_sim`) or real
+    iNatSounds audio (:func:`prepare_inat`, ``source="inatsounds"``, ``sim_cfg=None``, no chorus split)."""
 
-    sim_cfg: simlib.SimConfig
+    sim_cfg: simlib.SimConfig | None            # the world's config; None for iNatSounds
     spec_cfg: spec.SpecConfig
-    root: Path                                  # the world's folder (iNatSounds layout)
-    splits: dict[str, pd.DataFrame]             # split -> recordings (load_simsounds columns), cached ones only
+    root: Path                                  # the data folder (iNatSounds layout)
+    splits: dict[str, pd.DataFrame]             # split -> recordings (load_inat columns + filepath), cached ones only
     caches: dict[str, spec.SpectrogramCache]    # split -> its spectrogram cache
-    species: list[str]                          # the world's species, class index = position (category id)
-    key: str                                    # data key: world config + generator version + image config
+    species: list[str]                          # species names, class index = position (category id order)
+    key: str                                    # data key: world config / json digests + image config
     skipped: dict[str, SkipReport] = field(default_factory=dict)  # split -> recordings without an image
+    source: str = "simsounds"                   # "simsounds" (simulated) | "inatsounds" (real)
+    category_ids: tuple[int, ...] | None = None  # class index -> the dataset's category id (None: 0..S-1)
+
+    @property
+    def simulated(self) -> bool:
+        """True for SimSounds: every number computed on it must be labelled simulated."""
+        return self.source == "simsounds"
+
+    @property
+    def label(self) -> str:
+        """What titles say about the data: ``book.SIM_LABEL`` or :data:`REAL_LABEL`."""
+        from .book import SIM_LABEL
+
+        return SIM_LABEL if self.simulated else REAL_LABEL
+
+    @property
+    def suffix(self) -> str:
+        """Suffix of our numeric columns beside the paper's: :data:`SIM_SUFFIX` or :data:`REAL_SUFFIX`."""
+        return SIM_SUFFIX if self.simulated else REAL_SUFFIX
+
+    @property
+    def name(self) -> str:
+        """Dataset name for titles: "SimSounds" or "iNatSounds"."""
+        return "SimSounds" if self.simulated else "iNatSounds"
 
     # -- tables
     @property
@@ -126,7 +152,10 @@ class SimData:
 
     def species_index(self, split: str) -> np.ndarray:
         """(N,) focal-species class index (into ``species``) of a split's recordings."""
-        return self.splits[split]["category_id"].to_numpy(np.int64)
+        cid = self.splits[split]["category_id"].to_numpy(np.int64)
+        if self.category_ids is None:
+            return cid
+        return np.searchsorted(np.asarray(self.category_ids, np.int64), cid)  # category_ids is sorted
 
     # -- images
     def image(self, split: str, audio_id: str) -> np.ndarray:
@@ -148,9 +177,11 @@ class SimData:
         """Dataset card: recordings, species, species per recording, durations, per split."""
         rows = []
         for s, df in self.splits.items():
-            n_sp = df["all_species"].map(len)
+            # iNatSounds annotates one species per recording; SimSounds knows every species heard
+            heard = df["all_species"] if "all_species" in df else df["species"].map(lambda x: [x])
+            n_sp = heard.map(len)
             rows.append({"split": s, "recordings": len(df), "focal species": df["species"].nunique(),
-                         "species heard (any)": len({x for a in df["all_species"] for x in a}),
+                         "species heard (any)": len({x for a in heard for x in a}),
                          "species / recording (mean)": n_sp.mean(), "(max)": int(n_sp.max()),
                          "duration s (median)": df["duration"].median(), "total hours": df["duration"].sum() / 3600,
                          "without image": self.skipped[s].n_skipped if s in self.skipped else 0})
@@ -192,6 +223,140 @@ def prepare_sim(sim_cfg: simlib.SimConfig | None = None, spec_cfg: spec.SpecConf
     if [c["id"] for c in cats] != list(range(len(cats))):
         raise ValueError(f"{root}/train.json: category ids are not 0..{len(cats) - 1}")
     return SimData(sim_cfg, spec_cfg, Path(root), tables, caches, [c["name"] for c in cats], key, skipped)
+
+
+# --------------------------------------------------------------------------- real iNatSounds audio + caches
+
+INAT_SPLITS = ("train", "val", "test")
+INAT_HOWTO = ("download it with python -c \"from soundloc.data import fetch_group; fetch_group('inat-audio')\" "
+              "(133 GB, into data/raw/inatsounds/; test.json.tar.gz comes with 'make data'), then mkdir -p "
+              "data/raw/inatsounds-audio and, for s in train val test: tar -xzf data/raw/inatsounds/$s.tar.gz -C data/raw/inatsounds-audio (it unpacks $s/<category>/"
+              "<recording>.wav) and cp data/raw/inatsounds/$s.json.tar.gz data/raw/inatsounds-audio/")
+
+
+def inat_audio_root() -> Path:
+    """Default folder of the iNatSounds audio: ``data/raw/inatsounds-audio`` (``<split>.json`` + audio)."""
+    return paths.data_dir() / "raw" / "inatsounds-audio"
+
+
+def _inat_json(root: Path, split: str) -> Path:
+    """``root/<split>.json`` or ``root/<split>.json.tar.gz``; DataError naming the file when neither exists."""
+    from .data.validate import DataError
+
+    for name in (f"{split}.json", f"{split}.json.tar.gz"):
+        if (root / name).is_file():
+            return root / name
+    raise DataError(f"{root / (split + '.json')}: missing (no {split}.json or {split}.json.tar.gz "
+                    "in the iNatSounds folder)")
+
+
+def _subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` rows, a seeded random subset kept in table order (all rows when ``n`` is None)."""
+    if n is None or len(df) <= n:
+        return df
+    keep = np.sort(np.random.default_rng(seed).choice(len(df), int(n), replace=False))
+    return df.iloc[keep].reset_index(drop=True)
+
+
+def prepare_inat(root=None, spec_cfg: spec.SpecConfig | None = None, splits: Sequence[str] = INAT_SPLITS,
+                 progress: bool = True, device=None, max_per_split: int | dict | None = None,
+                 subset_seed: int = 0) -> SimData:
+    """Real iNatSounds audio in its release layout -> SimData (``source="inatsounds"``) with a cache per split.
+
+    ``root`` (default :func:`inat_audio_root`) holds ``<split>.json`` (or ``.json.tar.gz``, COCO-style, read by
+    :func:`soundloc.data.inat.load_inat`) and the audio at ``root/<file_name>``. Species: the categories of
+    the recordings kept (all splits), in category-id order, class index = position (ids need not be
+    contiguous: ``SimData.category_ids`` maps back). ``max_per_split`` (int, or {split: int}) keeps a
+    seeded random subset of each split (``subset_seed``), for CPU-sized runs. Caches live under
+    ``paths.cache_dir("spectrograms", "inatsounds-<key>", split)``, the key hashing the json contents, the
+    subset and the image config. Recordings whose audio file is missing, or that give no image (unreadable,
+    too short), are dropped and counted in ``SimData.skipped`` (printed when ``progress``); a split with
+    none of its audio present is a DataError naming an expected file.
+    """
+    from .data.inat import load_inat
+    from .data.validate import DataError
+
+    spec_cfg = spec_cfg or spec.SpecConfig(small=True)
+    root = Path(root).expanduser() if root is not None else inat_audio_root()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (the iNatSounds audio folder)")
+    files = {s: _inat_json(root, s) for s in splits}  # every missing json reported before any work
+    limit = {s: (max_per_split.get(s) if isinstance(max_per_split, dict) else max_per_split) for s in splits}
+    digests = {}
+    for s, f in files.items():
+        h = hashlib.sha1()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        digests[s] = h.hexdigest()
+    key = _digest({"inat": digests, "subset": {s: limit[s] for s in splits}, "subset_seed": subset_seed,
+                   "image": spec_cfg.image_key()})
+    base = paths.cache_dir("spectrograms", f"inatsounds-{key}")
+    raw, invalid = {}, {}
+    for s, f in files.items():  # the parsed table is cached (parquet) only for large files, where parsing is slow
+        df = load_inat(f, split=s, on_invalid="skip", cache=f.stat().st_size > (1 << 20))
+        raw[s] = _subset(df, limit[s], subset_seed)
+        # rows with bad ids / coordinates / dates, counted when the whole file is used (0 when read from cache)
+        invalid[s] = df.attrs["skip_report"].skipped if len(raw[s]) == len(df) else 0
+    cats = (pd.concat([raw[s][["category_id", "species"]] for s in splits]).dropna(subset=["category_id"])
+            .astype({"category_id": np.int64}).drop_duplicates().sort_values("category_id", kind="stable"))
+    if cats["category_id"].duplicated().any():
+        bad = cats.loc[cats["category_id"].duplicated(keep=False)].head(2)
+        raise DataError(f"{root}: category id {bad['category_id'].iloc[0]} has two names across the split files: "
+                        f"{list(bad['species'])}")
+    if cats.empty:
+        raise DataError(f"{files[splits[0]]}: no annotated recordings")
+    ids = tuple(int(i) for i in cats["category_id"])
+    tables, caches, skipped = {}, {}, {}
+    for s in splits:
+        df = raw[s]
+        df = df[df["category_id"].notna()].reset_index(drop=True)  # unannotated recordings cannot be trained on
+        df["category_id"] = df["category_id"].astype(np.int64)
+        df["filepath"] = [str(root / p) for p in df["path"]]
+        present = np.fromiter((os.path.isfile(p) for p in df["filepath"]), bool, len(df))
+        if len(df) and not present.any():
+            raise DataError(f"{df['filepath'].iloc[0]}: missing, as is every audio file of {files[s].name} "
+                            f"({len(df)} recordings); the audio is not under {root}")
+        cache = spec.SpectrogramCache(base / s, spec_cfg, device=device)
+        rep = cache.build(zip(df["audio_id"][present], df["filepath"][present]), progress=progress)
+        rep.total += int((~present).sum())
+        for a, p in zip(df["audio_id"][~present], df["filepath"][~present]):  # not cached: may appear later
+            rep.add("missing", f"{a}: missing: {p}: no such file")
+        for reason, n in (("unannotated", len(raw[s]) - len(df)), ("invalid row", invalid[s])):
+            if n:
+                rep.total += n
+                rep.skipped[reason] += n
+        keep = df["audio_id"].isin(set(cache.ids())).to_numpy()
+        if progress and rep.n_skipped:
+            print(f"iNatSounds {s}: {rep.n_skipped} of {rep.total} recordings are left out ({rep})")
+        tables[s], caches[s], skipped[s] = df[keep].reset_index(drop=True), cache, rep
+    return SimData(None, spec_cfg, root, tables, caches, list(cats["species"]), key, skipped,
+                   source="inatsounds", category_ids=ids)
+
+
+def chapter_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None,
+                 progress: bool = True, device=None) -> SimData:
+    """A chapter's ``DATA`` parameter -> SimData: "sim" = the SimSounds world (small or large preset, ``world_seed``);
+    "inat" = real iNatSounds audio at ``inat_root`` (default :func:`inat_audio_root`), at most ``inat_max``
+    recordings per split (None: the small world's split sizes when ``small``, else all).
+
+    ValueError for another ``data``; DataError naming what is missing, and how to get it, when the audio is absent.
+    """
+    from .data.validate import DataError
+
+    small_cfg = simlib.SimConfig.small(world_seed)
+    spec_cfg = spec.SpecConfig(small=small)
+    if data == "sim":
+        return prepare_sim(small_cfg if small else simlib.SimConfig.large(world_seed), spec_cfg, progress=progress,
+                           device=device)
+    if data != "inat":
+        raise ValueError(f"DATA={data!r}: use 'sim' (SimSounds, simulated) or 'inat' (iNatSounds audio, real)")
+    cap = inat_max if inat_max is not None else (
+        {s: small_cfg.split_size(s) for s in INAT_SPLITS} if small else None)
+    try:
+        return prepare_inat(inat_root, spec_cfg, progress=progress, device=device, max_per_split=cap)
+    except (DataError, FileNotFoundError) as e:
+        raise DataError(f"{e}; to get the iNatSounds audio, {INAT_HOWTO}") from e
 
 
 # --------------------------------------------------------------------------- the model zoo
@@ -683,22 +848,25 @@ def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int =
 # --------------------------------------------------------------------------- tables
 
 SIM_SUFFIX = " (simulated)"
+REAL_SUFFIX = " (real)"  # our numbers on real data (iNatSounds audio), beside the paper's
+REAL_LABEL = "real (iNatSounds)"  # titles of results on real iNatSounds audio (book.SIM_LABEL's counterpart)
 PAPER_PREFIX = "paper (iNatSounds) "
 
 
 def simulated_beside_paper(ours: pd.DataFrame, table: dict | None = None, mapping: dict | None = None,
-                           paper_prefix: str = PAPER_PREFIX) -> pd.DataFrame:
-    """A summary table of SimSounds results with the paper's numbers in separate, labelled columns.
+                           paper_prefix: str = PAPER_PREFIX, suffix: str = SIM_SUFFIX) -> pd.DataFrame:
+    """A summary table of our results with the paper's numbers in separate, labelled columns.
 
-    Our numeric columns are renamed ``"<col> (simulated)"``; the paper's (default: Table 1, rows
-    matched by method name unless ``mapping`` says otherwise) are added as ``"paper (iNatSounds) <col>"``.
-    Rows the paper does not have get blanks. SimSounds numbers never share a column with the paper's.
+    Our numeric columns are renamed ``"<col><suffix>"`` (`` (simulated)`` for SimSounds, :data:`REAL_SUFFIX`
+    for real audio); the paper's (default: Table 1, rows matched by method name unless ``mapping`` says
+    otherwise) are added as ``"paper (iNatSounds) <col>"``. Rows the paper does not have get blanks. Our
+    numbers never share a column with the paper's.
     """
     from . import paper
 
     table = paper.TABLE1 if table is None else table
     mapping = {m: m for m in ours["method"] if m in table} if mapping is None else mapping
-    out = ours.rename(columns={c: c + SIM_SUFFIX for c in ours.columns
+    out = ours.rename(columns={c: c + suffix for c in ours.columns
                                if c not in ("method", "n") and pd.api.types.is_numeric_dtype(ours[c])})
     both = paper.beside_paper(out, table, mapping)
     return both.rename(columns={f"paper {c}": paper_prefix + c for c in paper.COLS})
@@ -740,8 +908,8 @@ def spectrogram_figure(sim: SimData, split: str = "train", n: int = 4, seed: int
         img = sim.image(split, r["audio_id"])
         secs = img.shape[1] * sim.spec_cfg.hop / sim.spec_cfg.sr
         ax.imshow(img, aspect="auto", cmap="magma", extent=(0, secs, 0, sim.spec_cfg.n_mels))
-        bg = len(r["all_species"]) - 1
-        ax.set_title(f"{r['species']}\n(+{bg} background) week {r['week']}", fontsize=9)
+        bg = f"(+{len(r['all_species']) - 1} background) " if "all_species" in r else ""
+        ax.set_title(f"{r['species']}\n{bg}week {r['week']}", fontsize=9)
         ax.set_xlabel("seconds")
         ax.set_ylabel("mel band (low to high)")
     fig.suptitle(title)
