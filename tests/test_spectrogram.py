@@ -267,3 +267,47 @@ def test_config_validation_and_workers_agree():
     two = S.spectrogram_torch(x, device="cpu", workers=2, chunk=64)
     assert torch.equal(one, two)
     assert torch.get_num_threads() == threads       # the CPU path restores the torch thread count
+
+
+# --------------------------------------------------------------------------- CPU fast-path helpers
+
+def test_cpu_fast_path_helpers_match_plain_torch():
+    rng = np.random.default_rng(5)
+    spec = torch.complex(torch.tensor(rng.standard_normal((37, 513)), dtype=torch.float32),
+                         torch.tensor(rng.standard_normal((37, 513)), dtype=torch.float32))
+    mag = np.empty((37, 513), np.float32)
+    S._magnitude_np(spec, mag)
+    np.testing.assert_allclose(mag, spec.abs().numpy(), rtol=2e-7, atol=0)
+    # levels: numpy in-place formula == torch in-place formula (float32 rounding only), incl. both clip ends
+    m = (10.0 ** rng.uniform(-3, 6, (128, 300))).astype(np.float32)
+    m[0, :3] = [0.0, 1e5, 1e9]
+    lv_np = S._scaled_levels_np_(m.copy())
+    lv_t = S._scaled_to_levels_(torch.tensor(m)).numpy()
+    np.testing.assert_allclose(lv_np, lv_t, rtol=0, atol=1e-4)
+    assert lv_np.min() == 0.0 and 255.0 <= lv_np.max() < 256.0      # float32 log10(1e5) may round above 5
+    assert lv_np.astype(np.uint8).max() == 255
+    np.testing.assert_allclose(lv_np, 51.0 * np.log10(np.clip(m.astype(np.float64), 1.0, 1e5)), atol=1e-4)
+    # chunk pieces tile the frame sequence, one piece per recording touched
+    F = 7
+    for g0, n in [(0, 7), (3, 10), (5, 20), (14, 3)]:
+        pieces = S._chunk_pieces(g0, n, F)
+        got = [b * F + f + i for b, f, k, m in pieces for i in range(m)]
+        assert got == list(range(g0, g0 + n))
+        assert [k for _, _, k, _ in pieces] == list(np.cumsum([0] + [m for *_, m in pieces])[:-1])
+
+
+def test_chunked_matches_literal_definition_across_chunk_sizes():
+    """The chunked CPU path (chunks spanning recordings, a short last chunk) == the literal float64 formula."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((3, 9000)) * np.linspace(0.001, 0.5, 9000)).astype(np.float32)
+    cfg = S.SpecConfig()
+    win = S.hann_window(cfg)
+    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), 512, axis=1)[:, ::128]
+    mag = 2.0 * np.abs(np.fft.rfft(frames * win, n=1024, axis=-1)) / win.sum()          # (3, F, 513)
+    mel = mag @ S.mel_matrix(cfg).astype(np.float64)                                       # (3, F, 128)
+    db = np.clip(20.0 * np.log10(np.maximum(1e-10, mel)), -100.0, 0.0)
+    literal = ((db + 100.0) * 2.55).astype(np.uint8).transpose(0, 2, 1)[:, ::-1]
+    for chunk, workers in [(512, 2), (100, 1), (64, 2), (1000, 2)]:
+        got = S.spectrogram_torch(x, device="cpu", chunk=chunk, workers=workers).numpy()
+        within, worst = _parity(literal, got)
+        assert within >= 0.999 and worst <= 1, (chunk, workers, within, worst)
