@@ -60,6 +60,21 @@ def test_checklist_weight_zero_gives_pure_contrastive_and_bad_targets_are_clear(
         AGCLIPConfig(location_encoder="satclip")
 
 
+def test_bce_with_logits_equals_torch_in_value_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(64, 300, generator=g) * 6, torch.tensor([[-100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0] * 40 + [0.0] * 20])])
+    y = (torch.rand(x.shape, generator=g) < 0.3).float()
+    a, b = x.clone().double().requires_grad_(), x.clone().requires_grad_()
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(a, y.double())
+    ours = agclip.bce_with_logits(b, y)
+    (3.0 * ref).backward()
+    (3.0 * ours).backward()
+    assert float(ours) == pytest.approx(float(ref), rel=1e-6)
+    assert torch.allclose(b.grad.double(), a.grad, atol=1e-9)
+    with pytest.raises(ValueError, match="logits"):
+        agclip.bce_with_logits(b, y[:, :3])
+
+
 def test_duplicate_locations_count_as_positives():
     """Two rows at the same place: the loss is the same whichever of them the embedding matches."""
     head = AGCLIPHead(AGCLIPConfig(in_dim=4, location_encoder="sinr"))
@@ -173,6 +188,12 @@ def test_galleries():
         agclip.build_gallery("train")
     with pytest.raises(ValueError, match="unknown gallery"):
         agclip.build_gallery("ocean")
+    # the sub-grid galleries are rows of their grid (chapter 03 slices their embeddings instead of embedding again)
+    for name, (parent, step) in agclip.SUBGRID_OF.items():
+        sub, grid = agclip.build_gallery(name, train), agclip.build_gallery(parent)
+        assert np.array_equal(grid[agclip.grid_rows(sub, step)], sub)
+    with pytest.raises(ValueError, match="not on the 1 deg"):
+        agclip.grid_rows(np.array([[48.1, 11.5]]), 1.0)
 
 
 def test_checkpoint_round_trip_and_prediction(tmp_path):
