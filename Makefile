@@ -9,11 +9,13 @@ SOUNDLOC_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export SOUNDLOC_MIRROR
 PARAMS ?=
 BENCH_ARGS ?=
+# Parallel pytest workers (pytest-xdist, work stealing); 0 runs everything in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: book test data lab bench clean-figures help
 help:
 	@echo "make book   - install, fetch the small real data, run every chapter (SMALL defaults) -> figures/"
-	@echo "make test   - install, run pytest (unit tests + every notebook in SMALL mode)"
+	@echo "make test   - install, run pytest (unit tests + every notebook in SMALL mode; TEST_WORKERS=2 processes)"
 	@echo "make lab    - JupyterLab with the py:percent chapters opening as notebooks"
 	@echo "make bench  - benchmark scripts (ratios measured in one run) -> figures/bench.md"
 	@echo "              (BENCH_ARGS=--skip-book leaves out the long per-chapter book timing)"
@@ -31,7 +33,7 @@ book: data
 	$(BIN)/python -m soundloc.runner $(PARAMS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -7,6 +7,11 @@ import torch
 MIRROR = Path(os.environ.get("SOUNDLOC_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 os.environ.setdefault("SOUNDLOC_MIRROR", str(MIRROR))
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel test workers (make test: pytest-xdist) share the cores: one OpenMP thread per worker and per
+    # notebook kernel it starts (inherited), else their spin-waiting threads slow each other several-fold.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

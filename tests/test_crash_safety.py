@@ -173,3 +173,26 @@ def test_kill_at_random_times_then_resume(corpus, tmp_path):
     assert interrupted >= 1, f"no kill landed inside a build of {build_s:.2f} s"
     assert served == sorted(served)  # a rerun never loses finished work
     _rerun_and_compare(root, ref, items)
+
+
+def test_file_lock_makes_a_second_process_wait(tmp_path):
+    """Two processes building one cache: the second blocks on ``io.file_lock`` until the first is done."""
+    lock, log = tmp_path / "cache.lock", tmp_path / "log.txt"
+    child = textwrap.dedent(f"""
+        import time
+        from soundloc.io import file_lock
+        with file_lock({str(lock)!r}):
+            open({str(log)!r}, "a").write("child in\\n")
+            time.sleep(1.5)
+            open({str(log)!r}, "a").write("child out\\n")
+    """)
+    p = subprocess.Popen([sys.executable, "-c", child])
+    t0 = time.time()
+    while not log.exists() and time.time() - t0 < 60:  # the child holds the lock
+        time.sleep(0.05)
+    from soundloc.io import file_lock
+
+    with file_lock(lock):
+        log.open("a").write("parent in\n")
+    assert p.wait(60) == 0
+    assert log.read_text().splitlines() == ["child in", "child out", "parent in"]

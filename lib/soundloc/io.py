@@ -28,6 +28,29 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike):
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block (POSIX flock).
+
+    Caches that several processes may build at once (parallel test workers, two notebooks) take it
+    around "check, else build": the second process waits, then finds the work done. No locking
+    where fcntl is missing (Windows).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no inter-process lock
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def write_parquet(df: pd.DataFrame, path) -> Path:
     """Write a DataFrame to parquet atomically."""
     with atomic_path(path) as tmp:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import paths
-from .io import atomic_path
+from .io import atomic_path, file_lock
 from .reference import geoclip_file
 
 GEOCLIP_DIM = 512
@@ -50,14 +50,15 @@ def gallery_embeddings(points: np.ndarray, name: str, device="cpu", encoder=None
     """Cached GeoCLIP embeddings of a gallery -> (N, 512) float32, normalised (data/cache/embeddings)."""
     digest = hashlib.sha1(np.ascontiguousarray(points, np.float64).tobytes()).hexdigest()[:12]
     path = paths.cache_dir("embeddings") / f"geoclip__{name}-{digest}.npy"
-    if path.exists():
-        arr = np.load(path, mmap_mode="r")
-        if arr.shape == (len(points), GEOCLIP_DIM):
-            return torch.from_numpy(np.ascontiguousarray(arr))
-    emb = embed_locations(encoder or load_geoclip_encoder(device), points)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, emb.numpy())
+    with file_lock(path.with_name(path.name + ".lock")):  # a second process embedding it waits, then loads it
+        if path.exists():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (len(points), GEOCLIP_DIM):
+                return torch.from_numpy(np.ascontiguousarray(arr))
+        emb = embed_locations(encoder or load_geoclip_encoder(device), points)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, emb.numpy())
     return emb
 
 

@@ -47,7 +47,7 @@ from .audio import SkipReport
 from .devices import resolve_device
 from .data import sim as simlib
 from .geo import haversine
-from .io import atomic_path
+from .io import atomic_path, file_lock
 from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head, RegressionHead,
                      SpeciesHead, average_by_recording, check_config, hierarchical_decode, read_checkpoint,
                      recording_predict, save_model)
@@ -464,7 +464,7 @@ def train_or_load(name: str, build_fn: Callable[[], GeoModel], train_set: Record
     folder = (Path(root) if root is not None else paths.cache_dir("models")) / f"{_safe(name)}-{key}"
     path = folder / "model.pt"
     device = resolve_device(train_cfg.device)
-    with _folder_lock(folder):  # a second process asking for the same model waits, then loads it
+    with file_lock(folder / ".lock"):  # a second process asking for the same model waits, then loads it
         if path.exists() and not retrain:
             zoo = _load_entry(name, key, path, model, device)
             return ZooEntry(name, key, path, model.to(device).eval(), list(zoo.get("history", [])), False,
@@ -483,23 +483,6 @@ def train_or_load(name: str, build_fn: Callable[[], GeoModel], train_set: Record
         save_model(model, path, {"zoo": {"name": name, "key": key, "history": history}})
         shutil.rmtree(folder / "train", ignore_errors=True)  # the resume state is not needed once model.pt exists
     return ZooEntry(name, key, path, model.eval(), history, True, time.time() - t0)
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path):
-    """Exclusive advisory lock on ``folder/.lock`` (POSIX flock; no locking where fcntl is missing)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no inter-process lock
-        yield
-        return
-    with open(folder / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- window embeddings

@@ -32,7 +32,7 @@ from torch import nn
 
 from . import paths
 from .devices import resolve_device
-from .io import atomic_path
+from .io import atomic_path, file_lock
 
 __all__ = [
     "RangeModel", "BirdNETMetaTFLite", "BirdNETMetaConfig", "BirdNETMetaTorch",
@@ -603,13 +603,22 @@ def range_map(model: RangeModel, points, week=None, species_idx=None, cache_key:
     shape = (s if sub is None else len(sub), n)
     mm = _open_cached(path, shape)
     if mm is None:
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-            for i in range(0, n, chunk):
-                out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), sub).T
-            out.flush()
-            del out
+        with file_lock(path.with_name(path.name + ".lock")):  # another process computing it: wait, then load
+            mm = _open_cached(path, shape)
+            if mm is None:
+                _write_range_cache(model, points, wk, sub, path, shape, chunk)
         mm = _open_cached(path, shape)
         if mm is None:
             raise OSError(f"range cache {path} unreadable right after writing it")
     return mm if (species_idx is None or sub is not None) else np.asarray(mm[species_idx])
+
+
+def _write_range_cache(model: RangeModel, points: np.ndarray, wk, sub, path: Path, shape: tuple[int, int],
+                       chunk: int) -> None:
+    """Compute (S_sel, N) float16 range probabilities chunk by chunk into an atomically written ``.npy``."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        for i in range(0, shape[1], chunk):
+            out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), sub).T
+        out.flush()
+        del out

@@ -19,6 +19,7 @@ mean 0.3342 / std 0.1529 and repeated to 3 channels.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,7 +34,7 @@ import torch
 from . import paths
 from .audio import AudioError, SkipReport, load_audio
 from .devices import resolve_device
-from .io import atomic_path
+from .io import atomic_path, file_lock
 
 
 @dataclass(frozen=True)
@@ -481,12 +482,16 @@ class SpectrogramCache:
         todo = [k for k, sh in enumerate(shards) if not self.is_complete(k, sh)]
         report = SkipReport(what="recordings")
         self.last_computed = []
-        with tqdm(total=len(items), desc=f"spectrograms ({len(todo)}/{len(shards)} shards to do)",
-                  unit="rec", disable=not progress) as bar:
-            bar.update(len(items) - sum(len(shards[k]) for k in todo))
-            for k in todo:
-                self._build_shard(k, shards[k], bar)
-                self.last_computed.append(k)
+        with contextlib.ExitStack() as stack:
+            if todo:  # another process building this cache: wait for it, then do only what is still missing
+                stack.enter_context(file_lock(Path(self.root) / ".lock"))
+                todo = [k for k in todo if not self.is_complete(k, shards[k])]
+            with tqdm(total=len(items), desc=f"spectrograms ({len(todo)}/{len(shards)} shards to do)",
+                      unit="rec", disable=not progress) as bar:
+                bar.update(len(items) - sum(len(shards[k]) for k in todo))
+                for k in todo:
+                    self._build_shard(k, shards[k], bar)
+                    self.last_computed.append(k)
         for k in range(len(shards)):  # totals over all shards, including those finished earlier
             idx = self._read_index(k)
             report.total += len(idx["ids"])

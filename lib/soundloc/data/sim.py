@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..io import atomic_path
+from ..io import atomic_path, file_lock
 
 __all__ = [
     "SimConfig", "Voice", "SPLITS", "SIM_VERSION", "species_voice", "render_calls", "ambient_noise",
@@ -649,40 +649,41 @@ def build_simsounds(cfg: SimConfig | None = None, root: str | os.PathLike | None
     """
     cfg = cfg or SimConfig.small()
     root = Path(root) if root is not None else simsounds_root(cfg)
-    _check_config(root, cfg)
-    if _complete(root, cfg):
-        return root
-    world = plan_world(cfg, model)
-    recs = [r for s in SPLITS for r in world["splits"][s]]
-    todo = [r for r in recs if not _wav_done(root / r["file_name"], r["n_samples"], cfg.sr)]
-    if workers is None:
-        workers = 1 if len(recs) < 20000 else min(8, len(os.sched_getaffinity(0)))
-    from tqdm.auto import tqdm
+    with file_lock(root.parent / f".{root.name}.lock"):  # a second process building this world waits, then finds it done
+        _check_config(root, cfg)
+        if _complete(root, cfg):
+            return root
+        world = plan_world(cfg, model)
+        recs = [r for s in SPLITS for r in world["splits"][s]]
+        todo = [r for r in recs if not _wav_done(root / r["file_name"], r["n_samples"], cfg.sr)]
+        if workers is None:
+            workers = 1 if len(recs) < 20000 else min(8, len(os.sched_getaffinity(0)))
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(todo), desc=f"SimSounds {cfg.name}: render WAVs ({len(recs) - len(todo)} already done)",
-               unit="wav", disable=not progress)
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        bar = tqdm(total=len(todo), desc=f"SimSounds {cfg.name}: render WAVs ({len(recs) - len(todo)} already done)",
+                   unit="wav", disable=not progress)
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            for _ in ex.map(_write_job, [(str(root), r, cfg) for r in todo], chunksize=16):
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+                for _ in ex.map(_write_job, [(str(root), r, cfg) for r in todo], chunksize=16):
+                    bar.update()
+        else:
+            for r in todo:
+                _write_wav(root, r, cfg)
                 bar.update()
-    else:
-        for r in todo:
-            _write_wav(root, r, cfg)
-            bar.update()
-    bar.close()
-    for split in SPLITS:  # last: a world with all its JSONs is a finished world
-        text = json.dumps(_coco(cfg, split, world["categories"], world["splits"][split]), indent=1)
-        p = root / f"{split}.json"
-        if p.is_file() and p.read_text() == text:
-            continue
-        with atomic_path(p) as tmp:
-            tmp.write_text(text)
-    if progress:
-        print(f"SimSounds {cfg.name} at {root}: {len(recs)} recordings, {len(recs) - len(todo)} WAVs already "
-              f"complete (kept), {len(todo)} rendered")
+        bar.close()
+        for split in SPLITS:  # last: a world with all its JSONs is a finished world
+            text = json.dumps(_coco(cfg, split, world["categories"], world["splits"][split]), indent=1)
+            p = root / f"{split}.json"
+            if p.is_file() and p.read_text() == text:
+                continue
+            with atomic_path(p) as tmp:
+                tmp.write_text(text)
+        if progress:
+            print(f"SimSounds {cfg.name} at {root}: {len(recs)} recordings, {len(recs) - len(todo)} WAVs already "
+                  f"complete (kept), {len(todo)} rendered")
     return root
 
 
