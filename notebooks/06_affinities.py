@@ -68,6 +68,10 @@ GALLERY = GALLERY or ("land2" if SMALL else "land1")
 # %%
 sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
                            progress=False)
+names = list(sim.species)
+for name in SPECIES or []:  # checked before any model work
+    if name not in names:
+        raise book.ParameterError(f"SPECIES: {name!r} is not a SimSounds species (e.g. {names[:3]})")
 base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
 backbone = pipeline.train_backbone(sim, base_cfg, progress=False)
 splits = ("train", "val", "test")
@@ -119,10 +123,7 @@ ch.table(summary, "agreement", f"Do affinity maps follow the species' ranges? {G
 
 # %%
 chosen = SPECIES or list(per_species.sort_values("recordings", ascending=False).species.head(3))
-names = list(sim.species)
 for k, name in enumerate(chosen):
-    if name not in names:
-        raise book.ParameterError(f"SPECIES: {name!r} is not a SimSounds species (e.g. {names[:3]})")
     i = names.index(name)
     fig, axes = plt.subplots(1, 2, figsize=(14, 3.6))
     for ax, v, what in ((axes[0], aff[i], "affinity (AG-CLIP)"), (axes[1], rng_maps[i], "range (BirdNET, year-round)")):
