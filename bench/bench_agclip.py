@@ -259,16 +259,18 @@ def main(argv=None) -> int:
         bench_big(dev, n_q=a.big_queries)
     base = tr["fp32 eager"]
     best_train = max(tr, key=tr.get)
+    tail = ""
     if a.loader:
         ld = bench_loader(a)
         best_ld = max(ld.values())
+        tail = f"; loader {best_ld:,.0f} windows/s = x{best_ld / TARGET_WINDOWS_PER_S:.2f} the 20-minute target's need"
         print(f"loader vs training on {dev}: {best_ld:,.0f} windows/s supplied, x{best_ld / tr[best_train]:.1f} the "
               f"fastest training variant's {tr[best_train]:.1f} clips/s; the 20-minute full-size target needs "
               f"{TARGET_WINDOWS_PER_S:,.0f} windows/s, x{best_ld / TARGET_WINDOWS_PER_S:.2f} of it from this "
               f"machine's loader ({os.cpu_count()} CPU cores)")
     print(f"AG-CLIP on {dev}: training fastest = {best_train} x{tr[best_train] / base:.2f} vs fp32 eager "
           f"({base:.1f} clips/s); retrieval bf16 x{rt['bf16'] / rt['fp32']:.2f} vs fp32 "
-          f"({rt['fp32'] / 1e6:.0f} M pairs/s)")
+          f"({rt['fp32'] / 1e6:.0f} M pairs/s){tail}")
     return 0
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from soundloc import paths
 
 BENCHES = [
-    ("spectrogram: batched torch vs numpy/scipy reference (97 Jura clips)", ["bench_spectrogram.py"]),
+    ("spectrogram: batched torch vs numpy/scipy reference (96 Jura clips)", ["bench_spectrogram.py"]),
     ("range model: torch port vs TFLite interpreter (0.5 deg land gallery)", ["bench_ranges.py"]),
     ("retrieval: chunked torch top-1 vs numpy loop", ["bench_retrieval.py"]),
-    ("AG-CLIP: training (bf16, channels_last, compile) and retrieval throughput vs fp32 eager", ["bench_agclip.py"]),
+    ("AG-CLIP: training (bf16, channels_last, compile), retrieval and window-loader throughput vs fp32 eager",
+     ["bench_agclip.py", "--loader"]),
 ]
 BOOK = ("book: wall time per chapter, SMALL mode, in units of a fixed numpy/BLAS task timed in the same run",
         ["bench_book.py"])
