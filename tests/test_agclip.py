@@ -60,6 +60,21 @@ def test_checklist_weight_zero_gives_pure_contrastive_and_bad_targets_are_clear(
         AGCLIPConfig(location_encoder="satclip")
 
 
+def test_bce_with_logits_equals_torch_in_value_and_gradient():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(64, 300, generator=g) * 6, torch.tensor([[-100.0, -20.0, -1e-3, 0.0, 1e-3, 20.0, 100.0] * 40 + [0.0] * 20])])
+    y = (torch.rand(x.shape, generator=g) < 0.3).float()
+    a, b = x.clone().double().requires_grad_(), x.clone().requires_grad_()
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(a, y.double())
+    ours = agclip.bce_with_logits(b, y)
+    (3.0 * ref).backward()
+    (3.0 * ours).backward()
+    assert float(ours) == pytest.approx(float(ref), rel=1e-6)
+    assert torch.allclose(b.grad.double(), a.grad, atol=1e-9)
+    with pytest.raises(ValueError, match="logits"):
+        agclip.bce_with_logits(b, y[:, :3])
+
+
 def test_duplicate_locations_count_as_positives():
     """Two rows at the same place: the loss is the same whichever of them the embedding matches."""
     head = AGCLIPHead(AGCLIPConfig(in_dim=4, location_encoder="sinr"))

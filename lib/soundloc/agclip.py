@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .geo import EARTH_RADIUS_KM, h3_cells, haversine, land_grid, uniform_grid
-from .models import Head, bce_with_logits
+from .models import Head
 from .train import TrainConfig
 
 LOCATION_ENCODERS = ("geoclip", "fourier", "sinr")
@@ -157,6 +157,29 @@ def load_location_encoder(device="cpu") -> nn.Module:
 
 
 # --------------------------------------------------------------------------- the head
+
+class _BCEWithLogits(torch.autograd.Function):
+    """Mean binary cross-entropy on logits with a closed-form gradient ``(sigmoid(x) - y) / n``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, y)
+        # max(x, 0) - x y + log(1 + exp(-|x|)), the last term as -log(sigmoid(|x|)): on CPU torch's
+        # log1p / softplus / log_sigmoid kernels are scalar, exp/sigmoid/log are vectorised (2-3x faster)
+        return (torch.relu(x) - x * y - torch.log(torch.sigmoid(x.abs()))).mean()
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, y = ctx.saved_tensors
+        return (torch.sigmoid(x) - y) * (g / x.numel()), None
+
+
+def bce_with_logits(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(B, S) logits, (B, S) 0/1 targets -> () mean BCE; equals ``F.binary_cross_entropy_with_logits`` (tested)."""
+    if x.shape != y.shape:
+        raise ValueError(f"bce_with_logits: logits {tuple(x.shape)} vs targets {tuple(y.shape)}")
+    return _BCEWithLogits.apply(x, y.to(x.dtype))
+
 
 class AGCLIPHead(Head):
     """Audio embedding -> [location embedding (E) | checklist logits (S)] (see the module docstring).

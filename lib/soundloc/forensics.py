@@ -171,9 +171,8 @@ def check(audio, lat: float, lon: float, date=None, config: CheckConfig = CheckC
 
 # ---------------------------------------------------------------- other detectors and sides
 def classifier_scores(model, waves, spec_cfg, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """SimSounds species detector (a GeoModel with a SpeciesHead or MultiLabelSpeciesHead) on R (T_r,) waveforms
-    at ``spec_cfg.sr`` -> ((R, K) max over a clip's stride-256 windows, (R, K) mean over them) of the per-window
-    head scores (softmax, or one sigmoid per species).
+    """SimSounds species classifier (a GeoModel with a SpeciesHead) on R (T_r,) waveforms at ``spec_cfg.sr``
+    -> ((R, K) max over a clip's stride-256 windows, (R, K) mean over them) of the per-window softmax.
 
     The max is the reading for short events (a planted call in one window); the mean dilutes it by the
     number of windows. All windows of all clips run in batches of ``batch_size``.

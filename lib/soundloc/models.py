@@ -220,29 +220,6 @@ def _latlon_tensor(lat, lon=None) -> torch.Tensor:
     return torch.as_tensor(np.stack([np.asarray(lat, float), np.asarray(lon, float)], -1)).float()
 
 
-class _BCEWithLogits(torch.autograd.Function):
-    """Mean binary cross-entropy on logits with a closed-form gradient ``(sigmoid(x) - y) / n``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, y)
-        # max(x, 0) - x y + log(1 + exp(-|x|)), the last term as -log(sigmoid(|x|)): on CPU torch's
-        # log1p / softplus / log_sigmoid kernels are scalar, exp/sigmoid/log are vectorised (2-3x faster)
-        return (torch.relu(x) - x * y - torch.log(torch.sigmoid(x.abs()))).mean()
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        x, y = ctx.saved_tensors
-        return (torch.sigmoid(x) - y) * (g / x.numel()), None
-
-
-def bce_with_logits(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(B, S) logits, (B, S) 0/1 targets -> () mean BCE; equals ``F.binary_cross_entropy_with_logits`` (tested)."""
-    if x.shape != y.shape:
-        raise ValueError(f"bce_with_logits: logits {tuple(x.shape)} vs targets {tuple(y.shape)}")
-    return _BCEWithLogits.apply(x, y.to(x.dtype))
-
-
 class Head(nn.Module):
     """Common interface of the geolocation heads (see the module docstring)."""
 
@@ -597,35 +574,6 @@ class SpeciesHead(_LinearClassifier):
         return torch.as_tensor(np.asarray(species, np.int64))
 
 
-class MultiLabelSpeciesHead(SpeciesHead):
-    """Linear -> S logits, one sigmoid per species: every species heard in a recording (focal and
-    background) is a positive. Binary cross-entropy on (B, S) 0/1 targets (:meth:`multi_hot`); scores
-    are the per-species sigmoids, so a quiet second species is not crowded out by the focal one."""
-
-    kind = "species_multilabel"
-
-    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return bce_with_logits(out.float(), target.to(out.device, torch.float32))
-
-    def scores(self, out: torch.Tensor) -> torch.Tensor:
-        return out.float().sigmoid()
-
-    def multi_hot(self, species_lists: Sequence[Sequence[str]]) -> torch.Tensor:
-        """R lists of species names -> (R, S) float 0/1 targets; names outside ``species`` are ignored."""
-        if self.species is None:
-            raise ValueError("MultiLabelSpeciesHead.multi_hot needs the head's species names")
-        index = {n: i for i, n in enumerate(self.species)}
-        y = torch.zeros(len(species_lists), self.n_species)
-        rows = [(r, index[n]) for r, lst in enumerate(species_lists) for n in lst if n in index]
-        if rows:
-            r, c = zip(*rows)
-            y[list(r), list(c)] = 1.0
-        return y
-
-    def targets(self, lat=None, lon=None, species=None) -> torch.Tensor:
-        raise ValueError("MultiLabelSpeciesHead: targets are (N, S) 0/1 species lists; build them with multi_hot()")
-
-
 def build_head(cfg: dict) -> Head:
     """A head from its ``config()`` dict (as stored in checkpoints)."""
     kind = cfg.get("kind")
@@ -638,8 +586,6 @@ def build_head(cfg: dict) -> Head:
                               cfg.get("parent", "center"))
     if kind == SpeciesHead.kind:
         return SpeciesHead(cfg["in_dim"], cfg["n_species"], cfg.get("species"))
-    if kind == MultiLabelSpeciesHead.kind:
-        return MultiLabelSpeciesHead(cfg["in_dim"], cfg["n_species"], cfg.get("species"))
     if kind == "agclip":  # soundloc.agclip (imported here: it imports this module)
         from .agclip import AGCLIPHead
 

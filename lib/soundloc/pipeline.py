@@ -48,9 +48,9 @@ from .devices import resolve_device
 from .data import sim as simlib
 from .geo import haversine
 from .io import atomic_path, file_lock
-from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
-                     MultiLabelSpeciesHead, RegressionHead, SpeciesHead, average_by_recording, check_config,
-                     hierarchical_decode, read_checkpoint, recording_predict, save_model)
+from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head, RegressionHead,
+                     SpeciesHead, average_by_recording, check_config, hierarchical_decode, read_checkpoint,
+                     recording_predict, save_model)
 from .train import RecordingSet, Trainer, TrainConfig
 
 __all__ = [
@@ -58,7 +58,7 @@ __all__ = [
     "ZooEntry", "zoo_key", "train_or_load", "torch_threads", "window_embeddings", "split_embeddings",
     "head_scores", "BaselineConfig", "BaselineResult", "baseline_errors", "METHODS", "LEARNED", "NAIVE",
     "error_cdf_figure", "spectrogram_figure", "simulated_beside_paper", "SIM_SUFFIX", "REAL_SUFFIX",
-    "REAL_LABEL", "train_backbone", "train_geo_models", "train_species_multilabel", "choose_range_config", "mean_location_regression",
+    "REAL_LABEL", "train_backbone", "train_geo_models", "choose_range_config", "mean_location_regression",
 ]
 
 ZOO_VERSION = 1
@@ -663,31 +663,6 @@ def train_backbone(sim: SimData, cfg: BaselineConfig, progress: bool = True) -> 
     head = build().head
     return train_or_load("species-backbone", build, sim.recording_set("train", head), sim.recording_set("val", head),
                          cfg.backbone, data_key=sim.key, progress=progress)
-
-
-def train_species_multilabel(sim: SimData, backbone: ZooEntry, cfg: BaselineConfig, progress: bool = True,
-                             embeddings: dict | None = None) -> ZooEntry:
-    """A multi-label species head (every species heard: focal + background, SimSounds' ``all_species``)
-    on the backbone's encoder, trained like the geolocation heads (frozen embeddings in SMALL mode)."""
-    if "all_species" not in sim.train:
-        raise ValueError(f"train_species_multilabel needs every species heard per recording (SimSounds' all_species); "
-                         f"{sim.name} annotates one species per recording")
-    enc_state = backbone.model.encoder.state_dict()
-
-    def build():
-        enc = AudioEncoder(_encoder_cfg(cfg, sim))
-        enc.load_state_dict(enc_state)
-        return GeoModel(enc, MultiLabelSpeciesHead(enc.dim, len(sim.species), sim.species))
-
-    head = build().head
-
-    def recs(split):
-        df = sim.splits[split]
-        return RecordingSet(sim.caches[split], head.multi_hot(list(df["all_species"])), sim.latlon(split),
-                            ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
-
-    return train_or_load("species-multilabel", build, recs("train"), recs("val"), cfg.head, data_key=sim.key,
-                         embeddings=embeddings if cfg.frozen else None, progress=progress)
 
 
 def mean_location_regression(dim: int, loss: str, latlon: np.ndarray) -> RegressionHead:
