@@ -57,15 +57,11 @@ import numpy as np
 import pandas as pd
 
 from soundloc import book, maps, pipeline
-from soundloc.data import DataError
 
 ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
                 INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, MAP_RES=MAP_RES,
                 types={"DATA": str, "INAT_ROOT": (str, type(None)), "INAT_MAX": (int, type(None)), "WORLD_SEED": int,
                        "MAP_RES": int})
-if DATA not in ("sim", "inat"):
-    raise book.ParameterError(f"parameter DATA={DATA!r}: use 'sim' (SimSounds, simulated) "
-                              "or 'inat' (iNatSounds audio, real)")
 
 # %% [markdown]
 # ## The simulated world
@@ -75,10 +71,7 @@ if DATA not in ("sim", "inat"):
 # `DATA="inat"` the same cell reads the real iNatSounds audio instead (a subset in SMALL mode).
 
 # %%
-try:
-    sim = pipeline.chapter_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)
-except DataError as e:
-    raise book.ParameterError(f"DATA={DATA!r}: {e}") from None
+sim = pipeline.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
 SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
 P = "" if sim.simulated else "inat_"  # real-data outputs are named 01_inat_*, beside the SimSounds ones
 ch.table(sim.card(), "sim_card" if sim.simulated else "inat_card",

@@ -55,16 +55,12 @@ import dataclasses
 import pandas as pd
 
 from soundloc import agclip, book, maps, paper, pipeline
-from soundloc.data import DataError
 from soundloc.metrics import summary_table
 
 ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
                 INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, N_MAPS=N_MAPS,
                 types={"DATA": str, "INAT_ROOT": (str, type(None)), "INAT_MAX": (int, type(None)), "WORLD_SEED": int,
                        "N_MAPS": int})
-if DATA not in ("sim", "inat"):
-    raise book.ParameterError(f"parameter DATA={DATA!r}: use 'sim' (SimSounds, simulated) "
-                              "or 'inat' (iNatSounds audio, real)")
 
 # %% [markdown]
 # ## The world and the audio encoder
@@ -78,10 +74,7 @@ if DATA not in ("sim", "inat"):
 # `DATA="inat"` the same cells read the real iNatSounds audio (and chapter 01's backbone on it).
 
 # %%
-try:
-    sim = pipeline.chapter_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)
-except DataError as e:
-    raise book.ParameterError(f"DATA={DATA!r}: {e}") from None
+sim = pipeline.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
 SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
 P = "" if sim.simulated else "inat_"  # real-data outputs are named 03_inat_*, beside the SimSounds ones
 base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)

@@ -54,7 +54,7 @@ from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, 
 from .train import RecordingSet, Trainer, TrainConfig
 
 __all__ = [
-    "SimData", "prepare_sim", "prepare_inat", "chapter_data", "inat_audio_root", "INAT_HOWTO", "ZooError",
+    "SimData", "prepare_sim", "prepare_inat", "chapter_data", "notebook_data", "DATA_SOURCES", "inat_audio_root", "INAT_HOWTO", "ZooError",
     "ZooEntry", "zoo_key", "train_or_load", "torch_threads", "window_embeddings", "split_embeddings",
     "head_scores", "BaselineConfig", "BaselineResult", "baseline_errors", "METHODS", "LEARNED", "NAIVE",
     "error_cdf_figure", "spectrogram_figure", "simulated_beside_paper", "SIM_SUFFIX", "REAL_SUFFIX",
@@ -334,6 +334,10 @@ def prepare_inat(root=None, spec_cfg: spec.SpecConfig | None = None, splits: Seq
                    source="inatsounds", category_ids=ids)
 
 
+DATA_SOURCES = {"sim": "SimSounds, simulated", "inat": "iNatSounds audio, real"}  # a chapter's DATA values
+_DATA_HELP = "use " + " or ".join(f"{k!r} ({v})" for k, v in DATA_SOURCES.items())
+
+
 def chapter_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None,
                  progress: bool = True, device=None) -> SimData:
     """A chapter's ``DATA`` parameter -> SimData: "sim" = the SimSounds world (small or large preset, ``world_seed``);
@@ -350,13 +354,26 @@ def chapter_data(data: str, small: bool, world_seed: int = 0, inat_root=None, in
         return prepare_sim(small_cfg if small else simlib.SimConfig.large(world_seed), spec_cfg, progress=progress,
                            device=device)
     if data != "inat":
-        raise ValueError(f"DATA={data!r}: use 'sim' (SimSounds, simulated) or 'inat' (iNatSounds audio, real)")
+        raise ValueError(f"DATA={data!r}: {_DATA_HELP}")
     cap = inat_max if inat_max is not None else (
         {s: small_cfg.split_size(s) for s in INAT_SPLITS} if small else None)
     try:
         return prepare_inat(inat_root, spec_cfg, progress=progress, device=device, max_per_split=cap)
     except (DataError, FileNotFoundError) as e:
         raise DataError(f"{e}; to get the iNatSounds audio, {INAT_HOWTO}") from e
+
+
+def notebook_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None) -> SimData:
+    """:func:`chapter_data` for a chapter's parameters: an unknown ``DATA`` or absent audio -> ``book.ParameterError``."""
+    from .book import ParameterError
+    from .data.validate import DataError
+
+    if data not in DATA_SOURCES:
+        raise ParameterError(f"parameter DATA={data!r}: {_DATA_HELP}")
+    try:
+        return chapter_data(data, small, world_seed, inat_root, inat_max)
+    except DataError as e:
+        raise ParameterError(f"DATA={data!r}: {e}") from None
 
 
 # --------------------------------------------------------------------------- the model zoo
