@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pooch
 
 from . import paths
 from .audio import AudioError, load_audio
@@ -151,11 +152,8 @@ class BirdNETDetector:
         return out
 
     def _cache_path(self, path: Path, overlap: float) -> Path:
-        h = hashlib.sha1()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return paths.cache_dir("birdnet_detect") / f"{self.name}-{self._digest}__{h.hexdigest()[:16]}__o{overlap:g}.npz"
+        h = pooch.file_hash(str(path), alg="sha1")
+        return paths.cache_dir("birdnet_detect") / f"{self.name}-{self._digest}__{h[:16]}__o{overlap:g}.npz"
 
     def detect(self, path, overlap: float = 0.0, sensitivity: float = 1.0) -> Detections:
         """One audio file -> Detections ((W, S) scores); AudioError naming the file if it is unusable."""

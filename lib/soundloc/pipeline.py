@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import pooch
 import torch
 
 from . import paths
@@ -282,13 +283,7 @@ def prepare_inat(root=None, spec_cfg: spec.SpecConfig | None = None, splits: Seq
         raise DataError(f"{root}: no such folder (the iNatSounds audio folder)")
     files = {s: _inat_json(root, s) for s in splits}  # every missing json reported before any work
     limit = {s: (max_per_split.get(s) if isinstance(max_per_split, dict) else max_per_split) for s in splits}
-    digests = {}
-    for s, f in files.items():
-        h = hashlib.sha1()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        digests[s] = h.hexdigest()
+    digests = {s: pooch.file_hash(str(f), alg="sha1") for s, f in files.items()}
     key = _digest({"inat": digests, "subset": {s: limit[s] for s in splits}, "subset_seed": subset_seed,
                    "image": spec_cfg.image_key()})
     base = paths.cache_dir("spectrograms", f"inatsounds-{key}")
