@@ -593,11 +593,8 @@ def range_map(model: RangeModel, points, week=None, species_idx=None, cache_key:
     _week_vector(week, n)  # validate early
     wk = lambda i: week if week is None or np.ndim(week) == 0 else np.asarray(week)[i:i + chunk]  # noqa: E731
     if cache_key is None:
-        k = s if species_idx is None else len(species_idx)
-        out = np.empty((k, n), np.float32)
-        for i in range(0, n, chunk):
-            out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), species_idx).T
-        return out
+        return _fill_probs(np.empty((s if species_idx is None else len(species_idx), n), np.float32),
+                           model, points, wk, species_idx, chunk)
     sub = species_idx if (subset_cache and species_idx is not None) else None
     path = range_cache_path(model, points, week, cache_key, sub)
     shape = (s if sub is None else len(sub), n)
@@ -617,8 +614,14 @@ def _write_range_cache(model: RangeModel, points: np.ndarray, wk, sub, path: Pat
                        chunk: int) -> None:
     """Compute (S_sel, N) float16 range probabilities chunk by chunk into an atomically written ``.npy``."""
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        for i in range(0, shape[1], chunk):
-            out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), sub).T
+        out = _fill_probs(np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape),
+                          model, points, wk, sub, chunk)
         out.flush()
         del out
+
+
+def _fill_probs(out: np.ndarray, model: RangeModel, points: np.ndarray, wk, species_idx, chunk: int) -> np.ndarray:
+    """Fill ``out`` (S_sel, N) with range probabilities, ``chunk`` points at a time (``wk(i)``: the chunk's week) -> out."""
+    for i in range(0, out.shape[1], chunk):
+        out[:, i:i + chunk] = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], wk(i), species_idx).T
+    return out
