@@ -278,11 +278,12 @@ def test_cpu_fast_path_helpers_match_plain_torch():
     mag = np.empty((37, 513), np.float32)
     S._magnitude_np(spec, mag)
     np.testing.assert_allclose(mag, spec.abs().numpy(), rtol=2e-7, atol=0)
-    # levels: numpy in-place formula == torch in-place formula (float32 rounding only), incl. both clip ends
+    # levels: numpy formula on 1e5-scaled magnitudes == the GPU path's torch formula on the unscaled ones
+    # (float32 rounding only), incl. both clip ends
     m = (10.0 ** rng.uniform(-3, 6, (128, 300))).astype(np.float32)
     m[0, :3] = [0.0, 1e5, 1e9]
     lv_np = S._scaled_levels_np_(m.copy())
-    lv_t = S._scaled_to_levels_(torch.tensor(m)).numpy()
+    lv_t = S._to_levels_(torch.tensor(m) / S._LEVEL_SCALE).numpy()
     np.testing.assert_allclose(lv_np, lv_t, rtol=0, atol=1e-4)
     assert lv_np.min() == 0.0 and 255.0 <= lv_np.max() < 256.0      # float32 log10(1e5) may round above 5
     assert lv_np.astype(np.uint8).max() == 255

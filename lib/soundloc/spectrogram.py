@@ -173,11 +173,6 @@ def _to_levels_(mel: torch.Tensor) -> torch.Tensor:
 _LEVEL_SCALE = 1e5
 
 
-def _scaled_to_levels_(mel_scaled: torch.Tensor) -> torch.Tensor:
-    """Mel magnitudes x _LEVEL_SCALE -> float levels in [0, 255] (in place), as ``_to_levels_``."""
-    return mel_scaled.clamp_(1.0, _LEVEL_SCALE).log10_().mul_(51.0)
-
-
 # The CPU path runs its element-wise stages through numpy on the same memory (``Tensor.numpy()`` shares
 # it, no copies): numpy's SIMD loops for complex abs, log10 and the float -> uint8 cast are 2.5-3x faster
 # than torch's CPU kernels here (one thread, 165k frames: |X| 0.03 s vs 0.08 s for square + strided add +
@@ -195,7 +190,7 @@ def _magnitude_np(spec: torch.Tensor, out: np.ndarray) -> np.ndarray:
 
 def _scaled_levels_np_(mel_scaled: np.ndarray) -> np.ndarray:
     """Mel magnitudes x _LEVEL_SCALE (float32 array) -> float levels in [0, 255] in place (numpy's SIMD loops);
-    same formula as ``_scaled_to_levels_``."""
+    the same levels as ``_to_levels_`` of the unscaled magnitudes."""
     np.clip(mel_scaled, 1.0, _LEVEL_SCALE, out=mel_scaled)
     np.log10(mel_scaled, out=mel_scaled)
     return np.multiply(mel_scaled, 51.0, out=mel_scaled)
