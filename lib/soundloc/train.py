@@ -336,7 +336,7 @@ class Trainer:
 
         start_epoch, best = 0, math.inf
         if dist_.main and self.ckpt_dir is not None:
-            for tmp in glob.glob(str(self.ckpt_dir / ".*.pt.*.tmp")):  # left by a killed run
+            for tmp in glob.glob(str(self.ckpt_dir / ".*.tmp")):  # temporaries of a killed run (checkpoints, log)
                 os.unlink(tmp)
         if resume and self.ckpt_dir is not None and (self.ckpt_dir / LAST).is_file():
             start_epoch, best = self._load_state(self.ckpt_dir / LAST, opt, sched)
