@@ -1,0 +1,78 @@
+"""Install the project into a virtual environment: uv when it can be had, pip otherwise.
+
+Usage: ``python tools/install.py VENV_PYTHON [REQUIREMENT ...]`` (default requirement ``-e .[dev]``).
+
+uv installs the pinned stack (torch with its CUDA libraries, about 6.7 GB unpacked) in about
+20 s where pip takes about 2 min. uv does not read pip's configuration, so the index settings
+pip would use (``pip config list``: files and ``PIP_*`` variables) are passed on as uv options
+and uv resolves across all indexes the way pip does (``unsafe-best-match``). If uv cannot be
+installed or fails, the same requirements go through pip, so the result never depends on uv.
+Set ``SOUNDLOC_INSTALLER=pip`` to skip uv.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pip_settings(python: str) -> dict[str, list[str]]:
+    """pip's effective index settings as ``{"index-url": [...], "extra-index-url": [...], "find-links": [...]}``."""
+    out = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False).stdout
+    rank = {":env:": 0, "install": 1, "global": 2}  # as pip: PIP_* variables, then [install], then [global]
+    best: dict[str, tuple[int, list[str]]] = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        section, _, name = key.rpartition(".")
+        if not sep or section not in rank:
+            continue
+        if name in ("index-url", "extra-index-url", "find-links", "default-timeout"):
+            values = shlex.split(ast.literal_eval(value.strip()))  # printed as a Python literal: '\nfile:///x'
+            if name not in best or rank[section] < best[name][0]:
+                best[name] = (rank[section], values)
+    return {name: values for name, (_, values) in best.items() if values}
+
+
+def uv_args(settings: dict[str, list[str]]) -> tuple[list[str], dict[str, str]]:
+    """uv command-line options and environment equivalent to pip's settings."""
+    args = ["--index-strategy", "unsafe-best-match"]
+    for url in settings.get("index-url", [])[:1]:
+        args += ["--index-url", url]
+    for url in settings.get("extra-index-url", []):
+        args += ["--extra-index-url", url]
+    for link in settings.get("find-links", []):
+        args += ["--find-links", link]
+    env = {}
+    if settings.get("default-timeout"):
+        env["UV_HTTP_TIMEOUT"] = settings["default-timeout"][0]
+    return args, env
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a command from the repository root; its exit status."""
+    print("install:", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, check=False).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    python, reqs = argv[0], argv[1:] or ["-e", ".[dev]"]
+    if os.environ.get("SOUNDLOC_INSTALLER", "uv") != "pip":
+        uv = str(Path(python).parent / "uv")
+        if Path(uv).exists() or run([python, "-m", "pip", "install", "-q", "uv"]) == 0:
+            args, env = uv_args(pip_settings(python))
+            if run([uv, "pip", "install", "-q", "--python", python, *args, *reqs], env) == 0:
+                return 0
+        print("install: uv unavailable or failed; installing with pip", file=sys.stderr)
+    return run([python, "-m", "pip", "install", "-q", *reqs])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
