@@ -239,3 +239,23 @@ def test_trainer_fits_an_agclip_head_on_cached_embeddings(tmp_path):
     hist = Trainer(GeoModel(enc, head), recs, recs, cfg).fit()
     assert len(hist) == 3 and math.isfinite(hist[-1]["train_loss"]) and "val_median_error" in hist[-1]
     assert (tmp_path / "ck" / "last.pt").is_file()
+
+
+def test_own_geoclip_encoder_is_bit_identical_to_the_package():
+    """soundloc.location's GeoCLIP encoder (no ``import geoclip``) = geoclip.LocationEncoder, bit for bit."""
+    from geoclip import LocationEncoder
+
+    from soundloc.location import geoclip_weights_path, load_geoclip_encoder
+
+    ref = LocationEncoder(from_pretrained=False)
+    ref.load_state_dict(torch.load(geoclip_weights_path(), map_location="cpu", weights_only=True))
+    ref.eval()
+    ours = load_geoclip_encoder()
+    assert sorted(ours.state_dict()) == sorted(ref.state_dict())
+    rng = np.random.default_rng(0)
+    pts = torch.tensor(np.c_[rng.uniform(-90, 90, 3000), rng.uniform(-180, 180, 3000)], dtype=torch.float32)
+    pts[:4] = torch.tensor([[90.0, 180.0], [-90.0, -180.0], [0.0, 0.0], [47.4, 8.5]])
+    with torch.inference_mode():
+        a, b = ours(pts), ref(pts)
+    assert torch.equal(a, b)
+    assert a.abs().max() > 0

@@ -26,6 +26,7 @@ partial download, checkpoints that are not ours).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -446,3 +447,24 @@ def test_inat_file_that_is_not_json_names_the_file(tmp_path):
     bad.write_text("this is not json")
     with pytest.raises(DataError, match=r"test\.json: not a readable COCO JSON file"):
         load_inat(bad)
+
+
+def test_land_mask_cache_equals_the_library_and_spares_its_import(tmp_path):
+    """geo.land_mask == global-land-mask's is_land on a grid; a later process reads it without the import."""
+    import subprocess
+    import sys
+
+    from soundloc.geo import is_land, land_grid, land_mask, uniform_grid
+
+    env = {**os.environ, "SOUNDLOC_DATA": str(tmp_path)}
+    code = ("import sys; from soundloc.geo import land_grid; g = land_grid(3.0); "
+            "print(len(g), 'global_land_mask' in sys.modules)")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    n = int(first.stdout.split()[0])
+    assert first.stdout.split()[1] == "True" and second.stdout.split() == [str(n), "False"]
+    g = uniform_grid(3.0)
+    ref = is_land(g[:, 0], g[:, 1])
+    assert n == int(ref.sum()) > 1000
+    assert np.array_equal(land_mask(g), ref)
+    assert np.array_equal(land_grid(3.0), g[ref])

@@ -19,11 +19,70 @@ def geoclip_weights_path() -> Path:
     return geoclip_file("model", "weights", "location_encoder_weights.pth")
 
 
-def build_geoclip_encoder() -> torch.nn.Module:
-    """GeoCLIP's LocationEncoder architecture with random weights (no I/O)."""
-    from geoclip import LocationEncoder
+# GeoCLIP's location encoder, written out here with the same modules, parameter names and operations as
+# ``geoclip.LocationEncoder`` (its released state dict loads as is, and tests check that the outputs are
+# bit-identical): ``import geoclip`` also imports its CLIP image encoder and transformers, about 4 s per
+# process, which every chapter and test worker would otherwise pay for a 27-tensor MLP.
+_EE = (1.340264, -0.081106, 0.000893, 0.003796, 66.50336)  # Equal Earth coefficients A1..A4 and scale SF
 
-    return LocationEncoder(from_pretrained=False)
+
+def equal_earth_projection(latlon: torch.Tensor) -> torch.Tensor:
+    """(B, 2) lat/lon degrees -> (B, 2) Equal Earth x, y, scaled as GeoCLIP does (SF / 180)."""
+    a1, a2, a3, a4, sf = _EE
+    lat, lon = torch.deg2rad(latlon[:, 0]), torch.deg2rad(latlon[:, 1])
+    theta = torch.asin((torch.sqrt(torch.tensor(3.0)) / 2) * torch.sin(lat))
+    den = 3 * (9 * a4 * theta**8 + 7 * a3 * theta**6 + 3 * a2 * theta**2 + a1)
+    x = (2 * torch.sqrt(torch.tensor(3.0)) * lon * torch.cos(theta)) / den
+    y = a4 * theta**9 + a3 * theta**7 + a2 * theta**3 + a1 * theta
+    return (torch.stack((x, y), dim=1) * sf) / 180
+
+
+class _GaussianEncoding(torch.nn.Module):
+    """Random Fourier features: (B, 2) -> (B, 2 * 256) [cos 2 pi v b^T, sin 2 pi v b^T] (b: fixed (256, 2))."""
+
+    def __init__(self, encoded_size: int = 256, input_size: int = 2):
+        super().__init__()
+        self.b = torch.nn.Parameter(torch.zeros(encoded_size, input_size), requires_grad=False)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        vp = 2 * np.pi * v @ self.b.T
+        return torch.cat((torch.cos(vp), torch.sin(vp)), dim=-1)
+
+
+class _Capsule(torch.nn.Module):
+    """One GeoCLIP scale: RFF (512) -> 3 x (Linear 1024 + ReLU) -> Linear 512."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.capsule = nn.Sequential(_GaussianEncoding(), nn.Linear(512, 1024), nn.ReLU(), nn.Linear(1024, 1024),
+                                     nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(1024, GEOCLIP_DIM))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.capsule(x))
+
+
+class GeoCLIPLocationEncoder(torch.nn.Module):
+    """GeoCLIP's location encoder (sigmas 2^0, 2^4, 2^8 live in the weights' b): (B, 2) lat/lon degrees -> (B, 512)."""
+
+    def __init__(self, n_scales: int = 3):
+        super().__init__()
+        self.n = n_scales
+        for i in range(n_scales):
+            self.add_module(f"LocEnc{i}", _Capsule())
+
+    def forward(self, location: torch.Tensor) -> torch.Tensor:
+        location = equal_earth_projection(location)
+        features = torch.zeros(location.shape[0], GEOCLIP_DIM).to(location.device)
+        for i in range(self.n):
+            features += self._modules[f"LocEnc{i}"](location)
+        return features
+
+
+def build_geoclip_encoder() -> torch.nn.Module:
+    """GeoCLIP's location-encoder architecture with zero RFF matrices and random weights (no I/O)."""
+    return GeoCLIPLocationEncoder()
 
 
 def load_geoclip_encoder(device="cpu") -> torch.nn.Module:

@@ -31,10 +31,9 @@ def _ring(cell: str) -> np.ndarray:
 
 def land_background(ax, step: float = 0.5, color=(0.88, 0.88, 0.86)):
     """Draw land (global-land-mask) as a flat background on a lon/lat axis."""
-    from .geo import uniform_grid, is_land
+    from .geo import land_mask, uniform_grid
 
-    g = uniform_grid(step)
-    m = is_land(g[:, 0], g[:, 1]).reshape(int(180 / step), int(360 / step))
+    m = land_mask(uniform_grid(step)).reshape(int(180 / step), int(360 / step))
     rgba = np.zeros(m.shape + (4,))
     rgba[m] = (*color, 1.0)
     ax.imshow(rgba, extent=(-180, 180, -90, 90), origin="lower", interpolation="nearest", zorder=0)

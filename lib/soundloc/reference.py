@@ -31,8 +31,8 @@ def geoclip_coordinates(land_only: bool = True) -> np.ndarray:
     df = pd.read_csv(geoclip_gallery_path())
     pts = df[["LAT", "LON"]].to_numpy(float)
     if land_only:
-        from .geo import is_land
+        from .geo import land_mask
 
-        pts = pts[is_land(pts[:, 0], pts[:, 1])]
+        pts = pts[land_mask(pts)]
     pts.setflags(write=False)
     return pts
