@@ -26,7 +26,7 @@ def test_pip_environment_settings_become_uv_options(monkeypatch, tmp_path):
     assert settings["index-url"] == ["http://mirror.example/simple"]
     assert settings["extra-index-url"] == ["file:///a/simple", "file:///b/simple"]
     args, env = inst.uv_args(settings)
-    assert args == ["--index-strategy", "unsafe-best-match", "--index-url", "http://mirror.example/simple",
+    assert args == ["--compile-bytecode", "--index-strategy", "unsafe-best-match", "--index-url", "http://mirror.example/simple",
                     "--extra-index-url", "file:///a/simple", "--extra-index-url", "file:///b/simple",
                     "--find-links", "/wheels"]
     assert env == {"UV_HTTP_TIMEOUT": "77"}
