@@ -13,7 +13,7 @@ import torch
 
 from soundloc.geo import haversine, to_latlon, to_xyz
 from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
-                             MultiResH3Head, RegressionHead, SpeciesHead, read_checkpoint)
+                             MultiResH3Head, RegressionHead, SpeciesHead, load_model, read_checkpoint)
 from soundloc.train import RecordingSet, Trainer, TrainConfig, lr_factor, read_log, synthetic_recordings
 
 SIZE = 64
@@ -192,3 +192,50 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert h0[-1]["train_loss"] < 0.8 * h0[0]["train_loss"]
     ck = read_checkpoint(out / "ckpt" / "last.pt")
     assert ck["train"]["config"]["world"] == 2 and ck["train"]["epoch"] == 4
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_frozen_encoder_checkpoints_hold_the_head_and_resume_exactly(data, tmp_path):
+    """freeze_encoder: last.pt has no encoder tensors, only its fingerprint; an interrupted run resumed on a
+    freshly built model ends where an uninterrupted one does; another encoder is refused."""
+    def build(seed=0):
+        torch.manual_seed(seed)
+        enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", SIZE))
+        return GeoModel(enc, SpeciesHead(enc.dim, 4))
+
+    tr, va = sets(data, build().head)
+    cfg = dict(epochs=4, batch_size=8, lr=0.05, warmup_epochs=1, freeze_encoder=True, bn_recalibrate=16,
+               progress=False)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    Trainer(build(), tr, va, TrainConfig(**cfg, checkpoint_dir=str(full))).fit()
+
+    class StopAfterTwo(Trainer):
+        def _save_state(self, epoch, *a):
+            super()._save_state(epoch, *a)
+            if epoch == 2:
+                raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        StopAfterTwo(build(), tr, va, TrainConfig(**cfg, checkpoint_dir=str(cut))).fit()
+    ck = read_checkpoint(cut / "last.pt")
+    assert ck["train"]["epoch"] == 2 and len(ck["train"]["encoder_sha1"]) == 40
+    assert ck["model"] and all(k.startswith("head.") for k in ck["model"])
+    assert (cut / "last.pt").stat().st_size * 5 < (full / "best.pt").stat().st_size  # best.pt: the whole model
+    resumed = build()
+    Trainer(resumed, tr, va, TrainConfig(**cfg, checkpoint_dir=str(cut))).fit(resume=True)
+    ha, hb = read_log(full / "metrics.jsonl"), read_log(cut / "metrics.jsonl")
+    assert [h["epoch"] for h in hb] == [1, 2, 3, 4]
+    for x, y in zip(ha, hb):
+        for k in set(x) - {"time_s", "train_windows_per_s"}:
+            assert x[k] == pytest.approx(y[k], rel=1e-6, abs=1e-7), (x["epoch"], k)
+    ca, cb = read_checkpoint(full / "last.pt"), read_checkpoint(cut / "last.pt")
+    for k, v in ca["model"].items():
+        torch.testing.assert_close(cb["model"][k], v, rtol=0, atol=0, equal_nan=True, msg=k)
+    with pytest.raises(CheckpointMismatch, match=r"last\.pt: written for a frozen encoder with other weights"):
+        Trainer(build(seed=1), tr, va, TrainConfig(**cfg, checkpoint_dir=str(cut))).fit(resume=True)
+    with pytest.raises(CheckpointMismatch, match=r"last\.pt: a head-only training checkpoint"):
+        load_model(cut / "last.pt")
+    assert isinstance(load_model(cut / "best.pt"), GeoModel)  # the complete model stays loadable

@@ -3,8 +3,8 @@
 Usage: ``python tools/install.py VENV_PYTHON [REQUIREMENT ...]`` (default requirement ``-e .[dev]``).
 
 uv installs the pinned stack (torch with its CUDA libraries, about 6.7 GB unpacked, bytecode
-compiled as pip does) in about 30 s where pip takes about 2 min. uv does not read pip's configuration, so the index settings
-pip would use (``pip config list``: files and ``PIP_*`` variables) are passed on as uv options
+compiled as pip does) in about 30 s where pip takes about 2 min. uv does not read pip's
+configuration, so the index settings pip would use (``pip config list``: files and ``PIP_*`` variables) are passed on as uv options
 and uv resolves across all indexes the way pip does (``unsafe-best-match``). If uv cannot be
 installed or fails, the same requirements go through pip, so the result never depends on uv.
 Set ``SOUNDLOC_INSTALLER=pip`` to skip uv.

@@ -643,11 +643,14 @@ def _short(v) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def save_model(model: GeoModel, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write ``{format, version, config, model state, **extra}`` atomically (loads with weights_only=True)."""
+def save_model(model: GeoModel, path: str | os.PathLike, extra: dict | None = None, state: dict | None = None) -> Path:
+    """Write ``{format, version, config, model state, **extra}`` atomically (loads with weights_only=True).
+
+    ``state``: the tensors to store instead of the whole ``model.state_dict()`` (the trainer's head-only
+    checkpoints of a frozen encoder)."""
     model = getattr(model, "module", model)
     ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": model.config(),
-            "model": model.state_dict(), **(extra or {})}
+            "model": model.state_dict() if state is None else state, **(extra or {})}
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
     return Path(path)
@@ -684,7 +687,7 @@ def load_model_weights(model: GeoModel, path: str | os.PathLike, map_location="c
     model = getattr(model, "module", model)
     ckpt = read_checkpoint(path, map_location)
     check_config(path, ckpt["config"], model.config())
-    model.load_state_dict(_strip(ckpt["model"], "module."))
+    model.load_state_dict(_full_state(path, ckpt))
     return ckpt
 
 
@@ -692,8 +695,16 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> GeoModel:
     """Rebuild a GeoModel from a checkpoint's stored config and load its weights (eval mode)."""
     ckpt = read_checkpoint(path, map_location)
     model = GeoModel.from_config(ckpt["config"])
-    model.load_state_dict(_strip(ckpt["model"], "module."))
+    model.load_state_dict(_full_state(path, ckpt))
     return model.eval()
+
+
+def _full_state(path, ckpt: dict) -> dict:
+    """The checkpoint's complete state dict; a clear error for a frozen-encoder run's head-only last.pt."""
+    if "encoder_sha1" in (ckpt.get("train") or {}):
+        raise CheckpointMismatch(f"{path}: a head-only training checkpoint of a frozen-encoder run (it resumes "
+                                 "that run); load best.pt or the final model for the complete weights")
+    return _strip(ckpt["model"], "module.")
 
 
 # --------------------------------------------------------------------------- recording-level inference

@@ -20,6 +20,10 @@ checkpoint never disagree) and ``best.pt`` when the validation loss improves. ``
 continues from ``last.pt`` -- e.g. after the process was SIGKILLed mid-epoch -- and reaches the
 same final weights and metrics as an uninterrupted run: every random draw is re-derived from
 ``(seed, epoch)`` at the start of each epoch, and CPU runs use deterministic algorithms.
+With ``freeze_encoder`` the frozen encoder's weights are not rewritten every epoch: ``last.pt``
+holds the head and a fingerprint of the encoder's parameters, which a resume checks against the
+model it is given (the encoder's BatchNorm statistics are recomputed deterministically at the start
+of every fit); ``best.pt`` and the final model stay complete.
 
 Fast path (CPU / SMALL mode): ``TrainConfig(freeze_encoder=True)`` runs the (frozen, eval-mode)
 encoder ONCE over every stride-256 window of every recording, keeps the embeddings on the device,
@@ -38,6 +42,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import hashlib
 import json
 import math
 import os
@@ -289,6 +294,7 @@ class Trainer:
         """Train for ``cfg.epochs`` (continuing from ``last.pt`` when ``resume``) -> history."""
         cfg = self.cfg
         self.dist, self.device = _dist_setup(cfg.device)
+        self._enc_sha1 = None  # the frozen encoder's fingerprint, taken at the first checkpoint
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_bench = torch.backends.cudnn.benchmark
         try:
@@ -593,8 +599,22 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         train = {"config": self._train_config_dict(), "epoch": epoch, "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "rng": rng, "history": self.history, "best": best}
-        save_model(self.model, self.ckpt_dir / LAST, {"train": train})
+        state = None
+        if self.cfg.freeze_encoder:  # the frozen encoder is the model's own: a fingerprint, not 4-20 MB a epoch
+            train["encoder_sha1"] = self._encoder_fingerprint()
+            state = {f"head.{k}": v for k, v in self.model.head.state_dict().items()}
+        save_model(self.model, self.ckpt_dir / LAST, {"train": train}, state=state)
         self.checkpoints_written += 1
+
+    def _encoder_fingerprint(self) -> str:
+        """sha1 over the encoder's parameter names and bytes (frozen: computed once per fit)."""
+        if getattr(self, "_enc_sha1", None) is None:
+            h = hashlib.sha1()
+            for name, p in self.model.encoder.named_parameters():
+                h.update(name.encode())
+                h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._enc_sha1 = h.hexdigest()
+        return self._enc_sha1
 
     def _load_state(self, path: Path, opt, sched) -> tuple[int, float]:
         ckpt = read_checkpoint(path, map_location=self.device)
@@ -603,7 +623,14 @@ class Trainer:
             raise CheckpointMismatch(f"{path}: holds model weights only, no training state to resume")
         tr = ckpt["train"]
         check_config(path, tr["config"], self._train_config_dict(), "training")
-        self.model.load_state_dict(ckpt["model"])
+        if "encoder_sha1" in tr:  # head-only checkpoint of a frozen-encoder run
+            self._enc_sha1 = None
+            if tr["encoder_sha1"] != self._encoder_fingerprint():
+                raise CheckpointMismatch(f"{path}: written for a frozen encoder with other weights than this "
+                                         "model's; resume with the same encoder, or start afresh (resume=False)")
+            self.model.head.load_state_dict({k[len("head."):]: v for k, v in ckpt["model"].items()})
+        else:
+            self.model.load_state_dict(ckpt["model"])
         opt.load_state_dict(tr["optimizer"])
         sched.load_state_dict(tr["scheduler"])
         torch.set_rng_state(tr["rng"]["torch"].cpu())
