@@ -1,4 +1,5 @@
 """AG-CLIP: loss, retrieval, pooling, galleries, fusion, calibration and checkpoints (small, synthetic)."""
+import dataclasses
 import math
 
 import numpy as np
@@ -52,6 +53,12 @@ def test_checklist_weight_zero_gives_pure_contrastive_and_bad_targets_are_clear(
     t = head.make_targets(ll, None, torch.zeros(16, 3))
     p = head.loss_parts(head(z), t)
     assert "checklist" not in p and torch.equal(p["total"], p["contrastive"])
+    # without its loss the checklist decoder is not run: same location output as a head that runs it
+    on = AGCLIPHead(dataclasses.replace(head.cfg, checklist_weight=0.01))
+    on.load_state_dict(head.state_dict())
+    head.eval(), on.eval()
+    assert head(z).shape == (16, 512) and on(z).shape == (16, 512 + 3)
+    assert torch.equal(head(z), on(z)[:, :512])
     with pytest.raises(ValueError, match="checklist has shape"):
         head.make_targets(ll, None, torch.zeros(16, 4))
     with pytest.raises(ValueError, match="loc_emb"):

@@ -235,9 +235,11 @@ class AGCLIPHead(Head):
         return float(1.0 / self.logit_scale.detach().exp().clamp(max=self.cfg.max_logit_scale))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, in_dim) audio embeddings -> (B, E + S) location embedding and checklist logits; (B, E) when the
+        checklist loss is off (checklist_weight 0: its decoder stays untrained and is not run, half a step's time)."""
         z = self.trunk(z)
         loc = self.loc_dec(z)
-        return loc if self.check_dec is None else torch.cat([loc, self.check_dec(z)], dim=1)
+        return loc if not self.cfg.uses_checklist else torch.cat([loc, self.check_dec(z)], dim=1)
 
     # ---- targets
     def make_targets(self, latlon, loc_emb=None, checklist=None) -> torch.Tensor:
