@@ -62,7 +62,7 @@ from .devices import resolve_device
 from .io import atomic_path
 from .metrics import geo_metrics
 from .models import (CheckpointMismatch, GeoModel, Head, average_by_recording, check_config, read_checkpoint,
-                     recalibrate_batchnorm, save_model)
+                     recalibrate_batchnorm, save_model, _strip)
 from .geo import haversine
 
 LAST, BEST = "last.pt", "best.pt"
@@ -602,13 +602,13 @@ class Trainer:
         state = None
         if self.cfg.freeze_encoder:  # the frozen encoder is the model's own: a fingerprint, not 4-20 MB a epoch
             train["encoder_sha1"] = self._encoder_fingerprint()
-            state = {f"head.{k}": v for k, v in self.model.head.state_dict().items()}
+            state = self.model.head.state_dict(prefix="head.")
         save_model(self.model, self.ckpt_dir / LAST, {"train": train}, state=state)
         self.checkpoints_written += 1
 
     def _encoder_fingerprint(self) -> str:
         """sha1 over the encoder's parameter names and bytes (frozen: computed once per fit)."""
-        if getattr(self, "_enc_sha1", None) is None:
+        if self._enc_sha1 is None:
             h = hashlib.sha1()
             for name, p in self.model.encoder.named_parameters():
                 h.update(name.encode())
@@ -624,11 +624,10 @@ class Trainer:
         tr = ckpt["train"]
         check_config(path, tr["config"], self._train_config_dict(), "training")
         if "encoder_sha1" in tr:  # head-only checkpoint of a frozen-encoder run
-            self._enc_sha1 = None
             if tr["encoder_sha1"] != self._encoder_fingerprint():
                 raise CheckpointMismatch(f"{path}: written for a frozen encoder with other weights than this "
                                          "model's; resume with the same encoder, or start afresh (resume=False)")
-            self.model.head.load_state_dict({k[len("head."):]: v for k, v in ckpt["model"].items()})
+            self.model.head.load_state_dict(_strip(ckpt["model"], "head."))
         else:
             self.model.load_state_dict(ckpt["model"])
         opt.load_state_dict(tr["optimizer"])
