@@ -23,6 +23,8 @@ BENCHES = [
     ("spectrogram: batched torch vs numpy/scipy reference (96 Jura clips)", ["bench_spectrogram.py"]),
     ("range model: torch port vs TFLite interpreter (0.5 deg land gallery)", ["bench_ranges.py"]),
     ("retrieval: chunked torch top-1 vs numpy loop", ["bench_retrieval.py"]),
+    ("bf16 vs fp32: GeoCLIP gallery embedding and an AG-CLIP head training step (1 thread)", ["bench_bf16.py"]),
+    ("ridge map of the checklist oracles: dual (N x N) vs primal (S x S) solve (1 thread)", ["bench_ridge.py"]),
     ("AG-CLIP: training (bf16, channels_last, compile), retrieval and window-loader throughput vs fp32 eager",
      ["bench_agclip.py", "--loader"]),
 ]

@@ -95,6 +95,10 @@ print(f"backbone {backbone.key} ({'loaded from the zoo' if not backbone.trained 
 # threshold for SINR) at each training recording's location. The SMALL training recipe (AdamW,
 # learning rate 1e-3, 40 epochs, dropout 0.5 on the frozen embedding) was chosen on the
 # validation split; `SMALL=False` uses the paper's A.5 recipe (Nesterov SGD, warm-up + cosine).
+# Where the processor multiplies bfloat16 in hardware (a GPU, or a CPU with AVX512-BF16 or AMX),
+# the heads train under bf16 autocast (losses in float32) and the GeoCLIP galleries are embedded
+# with bf16 matrix products (Fourier features in float32; cosine to the float32 embeddings
+# >= 0.9999): `bench/bench_bf16.py` measures both against float32; elsewhere everything is float32.
 #
 # **Decoding.** The paper predicts the single most similar gallery point (argmax). We also decode
 # the softmax posterior (the learned temperature) by the point with the most posterior mass

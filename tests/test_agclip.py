@@ -266,3 +266,57 @@ def test_own_geoclip_encoder_is_bit_identical_to_the_package():
         a, b = ours(pts), ref(pts)
     assert torch.equal(a, b)
     assert a.abs().max() > 0
+
+
+def test_bf16_geoclip_embeddings_agree_with_float32(tmp_path, monkeypatch):
+    """GeoCLIP embeddings in bf16 (Fourier features float32): cosine >= 0.9999 to float32 and the same nearest
+    gallery point for 99 % of queries (near-ties otherwise); "auto" follows the hardware; the cache keeps the two precisions apart; bad names are errors."""
+    from soundloc.devices import native_bf16
+    from soundloc.location import embed_locations, embedding_precision, gallery_embeddings, load_geoclip_encoder
+
+    enc = load_geoclip_encoder()
+    lat, lon = np.meshgrid(np.arange(-89.0, 90.0, 4.0), np.arange(-179.0, 180.0, 4.0), indexing="ij")
+    grid = np.c_[lat.ravel(), lon.ravel()]
+    grid[:3] = [[90.0, 180.0], [-90.0, -180.0], [0.0, 179.99]]  # poles and the antimeridian
+    a = embed_locations(enc, grid, precision="fp32")
+    b = embed_locations(enc, grid, precision="bf16")
+    assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)  # really computed another way
+    assert (a * b).sum(1).min() >= 0.9999
+    rng = np.random.default_rng(1)
+    q = embed_locations(enc, np.c_[rng.uniform(-80, 80, 500), rng.uniform(-180, 180, 500)], precision="fp32")
+    s = q @ a.T
+    ia, ib = s.argmax(1), (q @ b.T).argmax(1)
+    assert (ia == ib).float().mean() >= 0.99  # the rest are near-ties: within 1e-3 of the best similarity
+    assert (s.gather(1, ia[:, None]) - s.gather(1, ib[:, None])).max() < 1e-3
+    assert embedding_precision("auto") == ("bf16" if native_bf16("cpu") else "fp32")
+    with pytest.raises(ValueError, match=r"precision='fp16': expected one of \('auto', 'fp32', 'bf16'\)"):
+        embed_locations(enc, grid[:2], precision="fp16")
+    monkeypatch.setenv("SOUNDLOC_DATA", str(tmp_path))
+    g32 = gallery_embeddings(grid[:50], "t", encoder=enc, precision="fp32")
+    g16 = gallery_embeddings(grid[:50], "t", encoder=enc, precision="bf16")
+    assert torch.equal(g32, a[:50]) and torch.equal(g16, b[:50])
+    names = sorted(p.name for p in (tmp_path / "cache" / "embeddings").iterdir())
+    assert len(names) == 2 and names[0].startswith("geoclip-bf16__t-") and names[1].startswith("geoclip__t-")
+
+
+def test_gallery_embeddings_are_cached_in_parts(tmp_path, monkeypatch):
+    """A gallery's embeddings are stored in parts; read back they equal one embed_locations call; a damaged
+    part is embedded again, the others are read."""
+    from soundloc import location
+
+    monkeypatch.setenv("SOUNDLOC_DATA", str(tmp_path))
+    monkeypatch.setattr(location, "GALLERY_PART", 16)
+    enc = location.load_geoclip_encoder()
+    pts = np.c_[np.linspace(-80, 80, 50), np.linspace(-170, 170, 50)]
+    ref = location.embed_locations(enc, pts, precision="fp32")
+    g = location.gallery_embeddings(pts, "p", encoder=enc, precision="fp32")
+    torch.testing.assert_close(g, ref, rtol=0, atol=1e-5)  # other batch sizes: other rounding
+    folder = next((tmp_path / "cache" / "embeddings").iterdir())
+    parts = sorted(folder.glob("part-*.npy"))
+    assert [np.load(p).shape[0] for p in parts] == [16, 16, 16, 2]
+    parts[1].write_bytes(b"truncated")
+    calls = []
+    real = location.embed_locations
+    monkeypatch.setattr(location, "embed_locations", lambda e, p, **kw: calls.append(len(p)) or real(e, p, **kw))
+    torch.testing.assert_close(location.gallery_embeddings(pts, "p", encoder=enc, precision="fp32"), g, rtol=0, atol=0)
+    assert calls == [16]

@@ -196,3 +196,40 @@ def test_file_lock_makes_a_second_process_wait(tmp_path):
         log.open("a").write("parent in\n")
     assert p.wait(60) == 0
     assert log.read_text().splitlines() == ["child in", "child out", "parent in"]
+
+
+def test_build_parts_shares_the_work_between_two_processes(tmp_path):
+    """Two processes asking for the same 8 parts at once build about half each, none twice; every part is
+    complete afterwards and a part left incomplete (a killed builder) is built again."""
+    parts_dir, log, go = tmp_path / "parts", tmp_path / "log.txt", tmp_path / "go"
+    worker = textwrap.dedent(f"""
+        import os, time
+        from pathlib import Path
+        from soundloc.io import build_parts
+        parts = [Path({str(parts_dir)!r}) / f"p{{i}}" for i in range(8)]
+        def build(i, tmp):
+            time.sleep(0.3)
+            tmp.write_text(str(i))
+            with open({str(log)!r}, "a") as f:
+                f.write(f"{{i}} {{os.getpid()}}\\n")
+        while not Path({str(go)!r}).exists():
+            time.sleep(0.01)
+        build_parts(parts, build, lambda i, p: p.exists() and p.read_text() == str(i))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", worker]) for _ in range(2)]
+    time.sleep(1.0)  # both imported and waiting
+    go.write_text("")
+    assert [p.wait(60) for p in procs] == [0, 0]
+    built = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(int(i) for i, _ in built) == list(range(8))  # each part built exactly once
+    by = {pid for _, pid in built}
+    assert len(by) == 2, built  # by both processes
+    assert all((parts_dir / f"p{i}").read_text() == str(i) for i in range(8))
+
+    from soundloc.io import build_parts
+
+    (parts_dir / "p3").write_text("partial")
+    rebuilt = []
+    n = build_parts([parts_dir / f"p{i}" for i in range(8)], lambda i, tmp: rebuilt.append(i) or tmp.write_text(str(i)),
+                    lambda i, p: p.exists() and p.read_text() == str(i))
+    assert n == 1 and rebuilt == [3] and (parts_dir / "p3").read_text() == "3"

@@ -239,3 +239,46 @@ def test_frozen_encoder_checkpoints_hold_the_head_and_resume_exactly(data, tmp_p
     with pytest.raises(CheckpointMismatch, match=r"last\.pt: a head-only training checkpoint"):
         load_model(cut / "last.pt")
     assert isinstance(load_model(cut / "best.pt"), GeoModel)  # the complete model stays loadable
+
+
+def test_bf16_autocast_reaches_the_fast_path(data, monkeypatch):
+    """amp="bf16" on the CPU: the cached-embedding fast path trains the head under bf16 autocast (its loss falls,
+    its weights end within 20 % (relative norm) of a float32 run's); two bf16 runs are identical."""
+    seen = []
+    real = SpeciesHead.forward
+
+    def spy(self, z):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return real(self, z)
+
+    monkeypatch.setattr(SpeciesHead, "forward", spy)
+
+    def run(amp):
+        torch.manual_seed(0)
+        enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", SIZE))
+        model = GeoModel(enc, SpeciesHead(enc.dim, 4))
+        tr, va = sets(data, model.head)
+        cfg = TrainConfig(epochs=30, batch_size=8, lr=0.01, optimizer="adamw", warmup_epochs=1, freeze_encoder=True,
+                          bn_recalibrate=64, amp=amp, progress=False, eval_every=30)
+        seen.clear()
+        hist = Trainer(model, tr, va, cfg).fit()
+        return hist, {k: v.detach().clone() for k, v in model.head.named_parameters()}, list(seen)
+
+    h16, w16, s16 = run("bf16")
+    h32, w32, s32 = run("off")
+    assert any(s16) and not any(s32)  # training forwards ran under bf16 autocast only when asked
+    losses = [h["train_loss"] for h in h16]
+    assert np.mean(losses[-3:]) < 0.7 * losses[0], losses
+    rel = float(torch.cat([(w16[k] - w32[k]).ravel() for k in w32]).norm() / torch.cat([v.ravel() for v in w32.values()]).norm())
+    assert 0 < rel < 0.2, rel  # another rounding, the same training (another seed: 1.4)
+    assert abs(h16[-1]["train_loss"] - h32[-1]["train_loss"]) < 0.1 * h32[-1]["train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(w16.values(), run("bf16")[1].values()))
+
+
+def test_small_agclip_runs_in_bf16_where_the_hardware_has_it(monkeypatch):
+    from soundloc import agclip, devices
+
+    for native, amp in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(devices, "native_bf16", lambda device=None, n=native: n)
+        assert agclip.AGCLIPRunConfig.small(0, "cpu").train.amp == amp
+    assert agclip.AGCLIPRunConfig.paper(0, "cpu").train.amp == "auto"  # paper recipe: bf16 on CUDA only

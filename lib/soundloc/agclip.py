@@ -732,9 +732,13 @@ class AGCLIPRunConfig:
     @classmethod
     def small(cls, seed: int = 0, device: str = "auto") -> "AGCLIPRunConfig":
         """CPU: heads on frozen backbone embeddings, with a shared 256-wide adapter standing in for the
-        fine-tuned encoder (AdamW, lr 1e-3, 40 epochs, input dropout 0.5: chosen on the validation split)."""
+        fine-tuned encoder (AdamW, lr 1e-3, 40 epochs, input dropout 0.5: chosen on the validation split);
+        bf16 autocast where the hardware runs bf16 (:func:`soundloc.devices.native_bf16`), float32 elsewhere."""
+        from .devices import native_bf16
+
         tc = TrainConfig(epochs=40, batch_size=128, lr=1e-3, min_lr_ratio=0.1, warmup_epochs=2, weight_decay=1e-4,
-                         optimizer="adamw", freeze_encoder=True, seed=seed, device=device, eval_every=10)
+                         optimizer="adamw", freeze_encoder=True, seed=seed, device=device, eval_every=10,
+                         amp="bf16" if native_bf16(device) else "off")
         return cls(head=AGCLIPConfig(adapter=256, input_dropout=0.5), train=tc, pooler_epochs=10)
 
     @classmethod

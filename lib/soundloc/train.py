@@ -11,7 +11,8 @@ classifiers, unit vectors for regression). Windows are resized/normalised on the
 
 Optimisation (paper A.5): Nesterov SGD, lr linearly ramped from ``lr * min_lr_ratio`` to ``lr``
 over ``warmup_epochs``, then cosine-decayed back to ``lr * min_lr_ratio`` (per step); or AdamW.
-bf16 autocast and channels_last on CUDA (``"auto"``), off on the CPU.
+bf16 autocast and channels_last on CUDA (``"auto"``), off on the CPU unless asked for (``amp="bf16"``:
+the forward passes, the cached-embedding fast path's included, run in bfloat16; losses in float32).
 
 Checkpoints. After every epoch rank 0 writes ``checkpoint_dir/last.pt`` atomically (model,
 optimizer, scheduler, RNG state, epoch, history, model + train config), rewrites the metrics log
@@ -493,11 +494,14 @@ class Trainer:
         bs = cfg.batch_size
         n_batches = len(order) // bs if drop_last else math.ceil(len(order) / bs)
         tot, n = torch.zeros((), dtype=torch.float64, device=dev), 0
+        amp = self._amp_dtype()
         for b in range(n_batches):
             idx = order_t[b * bs:(b + 1) * bs]
             z = emb[pick[idx.to(dev)]]
             y = self.train_set.targets[idx].to(dev, non_blocking=True)
-            loss = head.loss(self._train_mod(z).float(), y)
+            with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                out = self._train_mod(z)
+            loss = head.loss(out.float(), y)
             self._step(loss, opt, sched)
             tot += loss.detach().double() * len(idx)
             n += len(idx)
