@@ -187,3 +187,25 @@ def test_chunked_retrieval_equals_unchunked():
     full = torch.nn.functional.normalize(q, dim=1) @ g.T
     assert torch.equal(i1, i2) and torch.equal(i1[:, 0], full.argmax(1))
     torch.testing.assert_close(v1, v2)
+
+
+def test_prewarm_disk_cache_gives_the_in_memory_maps_and_is_shared(tmp_path, monkeypatch):
+    """prewarm(disk_cache=True) keeps each week's (K, N) float16 maps on disk: equal to the in-memory ones, and a
+    second geolocator (another chapter) reads them without running the range model."""
+    monkeypatch.setenv("SOUNDLOC_DATA", str(tmp_path))
+    model = load_range_model("birdnet", "torch")
+    pts = gallery("land2")[::7]
+    names = [model.species[i] for i in (10, 200, 3000)]
+    mem = RangeGeolocator(model, pts, RangeLocConfig(), gallery_name="land2-sub")
+    mem.prewarm([names, names], [8, 20], progress=False)
+    disk = RangeGeolocator(model, pts, RangeLocConfig(), gallery_name="land2-sub")
+    disk.prewarm([names, names], [8, 20], progress=False, disk_cache=True)
+    idx = np.unique(model.match(names)[0])
+    for w in (8, 20):
+        assert np.array_equal(disk.species_maps(idx, w), mem.species_maps(idx, w))
+    assert len(list((tmp_path / "cache" / "ranges").glob("*.npy"))) == 2
+    calls = []
+    monkeypatch.setattr(type(model), "prob", lambda *a, **k: calls.append(1))
+    again = RangeGeolocator(model, pts, RangeLocConfig(), gallery_name="land2-sub")
+    again.prewarm([names, names], [8, 20], progress=False, disk_cache=True)
+    assert not calls and np.array_equal(again.species_maps(idx, 8), mem.species_maps(idx, 8))

@@ -746,10 +746,15 @@ def range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float
 
 
 def _prewarm_ranges(loc, sim: SimData, weeks, progress: bool = True) -> None:
-    """Range maps of every species of the world for every week needed, in one pass per week."""
+    """Range maps of every species of the world for every week needed, in one pass per week.
+
+    Kept on disk per (gallery, week, species of the world): chapters 01 and 05 both need the validation
+    split's weeks (and many test weeks are chorus weeks), so the second reads them instead of running the
+    range model again (the same float16 maps the in-memory path keeps).
+    """
     weeks = sorted(set(int(x) for x in weeks))
     with torch_threads("cpu"):
-        loc.prewarm([list(sim.species)] * len(weeks), weeks, progress=progress)
+        loc.prewarm([list(sim.species)] * len(weeks), weeks, progress=progress, disk_cache=True)
 
 
 def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence[dict], min_weight: float = 1e-3,
