@@ -320,3 +320,24 @@ def test_gallery_embeddings_are_cached_in_parts(tmp_path, monkeypatch):
     monkeypatch.setattr(location, "embed_locations", lambda e, p, **kw: calls.append(len(p)) or real(e, p, **kw))
     torch.testing.assert_close(location.gallery_embeddings(pts, "p", encoder=enc, precision="fp32"), g, rtol=0, atol=0)
     assert calls == [16]
+
+
+def test_mask_dropout_is_dropout():
+    """MaskDropout: zero with probability p, the rest scaled by 1 / (1 - p), gradients through the same mask;
+    identity in eval mode and at p = 0; the SMALL head uses it."""
+    from soundloc.agclip import MaskDropout
+
+    torch.manual_seed(0)
+    d = MaskDropout(0.3).train()
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = d(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.7))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d y / d x = mask / (1 - p)
+    assert torch.equal(d.eval()(x), x) and torch.equal(MaskDropout(0.0).train()(x), x)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\), got 1"):
+        MaskDropout(1)
+    head = AGCLIPHead(AGCLIPConfig(in_dim=8, adapter=4, input_dropout=0.5, n_species=0))
+    assert isinstance(head.trunk[0], MaskDropout)

@@ -282,3 +282,19 @@ def test_small_agclip_runs_in_bf16_where_the_hardware_has_it(monkeypatch):
         monkeypatch.setattr(devices, "native_bf16", lambda device=None, n=native: n)
         assert agclip.AGCLIPRunConfig.small(0, "cpu").train.amp == amp
     assert agclip.AGCLIPRunConfig.paper(0, "cpu").train.amp == "auto"  # paper recipe: bf16 on CUDA only
+
+
+def test_fused_optimizer_is_a_config_field(data):
+    torch.manual_seed(0)
+    enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", SIZE))
+    model = GeoModel(enc, SpeciesHead(enc.dim, 4))
+    tr, va = sets(data, model.head)
+    for opt in ("adamw", "sgd_nesterov"):
+        for fused in (False, True):
+            t = Trainer(model, tr, va, TrainConfig(optimizer=opt, fused=fused, progress=False))
+            o = t._make_optimizer(model.head.parameters())
+            assert bool(o.defaults.get("fused")) == fused
+    assert TrainConfig(fused=True).identity()["fused"] is True  # part of what a checkpoint must match
+    from soundloc import agclip
+
+    assert agclip.AGCLIPRunConfig.small(0, "cpu").train.fused

@@ -81,6 +81,7 @@ class TrainConfig:
     weight_decay: float = 1e-5          # L2 (SGD) / decoupled (AdamW) weight decay
     momentum: float = 0.9               # SGD momentum (Nesterov)
     optimizer: str = "sgd_nesterov"     # "sgd_nesterov" (paper) | "adamw"
+    fused: bool = False                 # the optimizer's fused kernel (one pass per tensor; rounds differently)
     freeze_encoder: bool = False        # train only the head on precomputed window embeddings (fast path)
     bn_recalibrate: int = 0             # fast path: first recompute the frozen encoder's BatchNorm statistics
                                         # on up to this many training windows (for random-init encoders)
@@ -279,9 +280,11 @@ class Trainer:
 
     def _make_optimizer(self, params):
         c = self.cfg
+        fused = True if c.fused else None
         if c.optimizer == "sgd_nesterov":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay)
-        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay,
+                                   fused=fused)
+        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
 
     def _train_config_dict(self) -> dict:
         return {"train": self.cfg.identity(), "n_train": len(self.train_set), "world": self.dist.world}
