@@ -1,4 +1,5 @@
-"""bf16 where the hardware has it: GeoCLIP gallery embedding and an AG-CLIP head training step, each vs float32.
+"""bf16 where the hardware has it: GeoCLIP gallery embedding and an AG-CLIP head training step, each vs float32;
+and the head's dropout mask (rand_like) vs torch's nn.Dropout (bernoulli_).
 
 Run: ``.venv/bin/python bench/bench_bf16.py`` (about 1 min on one CPU core). Two of the book's hot paths:
 
@@ -7,7 +8,9 @@ Run: ``.venv/bin/python bench/bench_bf16.py`` (about 1 min on one CPU core). Two
   in bfloat16, Fourier features in float32); also reports the smallest cosine between the two;
 - one training step of the SMALL AG-CLIP head on cached window embeddings (batch 128, 1,024-d input,
   256-wide adapter, 5,861-species checklist decoder, AdamW), float32 vs bf16 autocast (the trainer's
-  ``amp="bf16"``).
+  ``amp="bf16"``);
+- the head's input dropout on a (128, 1,024) batch, forward and backward: :class:`soundloc.agclip.MaskDropout`
+  (mask from ``rand_like``) vs ``torch.nn.Dropout`` (``bernoulli_``, scalar on the CPU).
 
 Variants run in interleaved rounds in one process and the best round of each is compared (other
 processes share the cores). On a CPU without native bf16 (:func:`soundloc.devices.native_bf16`)
@@ -21,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+from soundloc.agclip import AGCLIPConfig, AGCLIPHead, MaskDropout
 from soundloc.devices import native_bf16
 from soundloc.location import embed_locations, load_geoclip_encoder
 
@@ -78,15 +81,22 @@ def main(argv=None) -> dict:
     g = _best({"fp32": embed("fp32"), "bf16": embed("bf16")}, a.rounds)
     cos = float((emb["fp32"] * emb["bf16"]).sum(1).min())
     h = _best({"fp32": head_step_fn(False, a.steps, a.species), "bf16": head_step_fn(True, a.steps, a.species)}, a.rounds)
+    x = torch.randn(128, 1024, requires_grad=True)
+
+    def drop(mod, n=200):
+        mod.train()
+        return lambda: [mod(x).sum().backward() for _ in range(n)]
+
+    d = _best({"nn.Dropout": drop(torch.nn.Dropout(0.5)), "MaskDropout": drop(MaskDropout(0.5))}, a.rounds)
     res = {"bench": "bf16", "native_bf16": native_bf16("cpu"), "gallery_fp32_s": g["fp32"], "gallery_bf16_s": g["bf16"],
            "gallery_speedup": g["fp32"] / g["bf16"], "gallery_min_cosine": cos,
            "head_fp32_ms": 1e3 * h["fp32"] / a.steps, "head_bf16_ms": 1e3 * h["bf16"] / a.steps,
-           "head_speedup": h["fp32"] / h["bf16"]}
+           "head_speedup": h["fp32"] / h["bf16"], "dropout_speedup": d["nn.Dropout"] / d["MaskDropout"]}
     print(f"SUMMARY bf16 vs fp32 on cpu ({a.threads} thread{'s' * (a.threads > 1)}, native bf16: "
           f"{'yes' if res['native_bf16'] else 'no'}): GeoCLIP gallery embedding {a.points:,} points "
           f"{g['fp32']:.2f} s -> {g['bf16']:.2f} s, speed-up {res['gallery_speedup']:.2f}x (min cosine to fp32 {cos:.6f}); "
           f"AG-CLIP head step (checklist {a.species:,} species) {res['head_fp32_ms']:.1f} ms -> {res['head_bf16_ms']:.1f} ms, "
-          f"speed-up {res['head_speedup']:.2f}x")
+          f"speed-up {res['head_speedup']:.2f}x; dropout mask rand_like vs bernoulli_ {res['dropout_speedup']:.2f}x")
     return res
 
 

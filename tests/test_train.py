@@ -295,6 +295,7 @@ def test_fused_optimizer_is_a_config_field(data):
             o = t._make_optimizer(model.head.parameters())
             assert bool(o.defaults.get("fused")) == fused
     assert TrainConfig(fused=True).identity()["fused"] is True  # part of what a checkpoint must match
+    assert "fused" not in TrainConfig().identity()  # at its default: older checkpoints and zoo keys stay valid
     from soundloc import agclip
 
     assert agclip.AGCLIPRunConfig.small(0, "cpu").train.fused

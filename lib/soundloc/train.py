@@ -111,9 +111,17 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("TrainConfig epochs, batch_size and eval_every must be >= 1")
 
+    # fields added after models were trained: left out of the identity at their defaults, so that the
+    # checkpoints and model-zoo keys of those models stay valid
+    LATER_FIELDS = {"fused": False}
+
     def identity(self) -> dict:
         """The fields that determine the trained weights (compared when resuming)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME_FIELDS}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME_FIELDS}
+        for k, default in self.LATER_FIELDS.items():
+            if d[k] == default:
+                del d[k]
+        return d
 
 
 # --------------------------------------------------------------------------- data
