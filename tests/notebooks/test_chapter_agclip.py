@@ -47,5 +47,6 @@ def test_03_agclip(tmp_path):
     assert (cal["median area (km^2)"].iloc[[1, 3]].to_numpy() >= cal["median area (km^2)"].iloc[[0, 2]].to_numpy()).all()
     assert len(list(tmp_path.glob("03_posterior_*.html"))) == 3
     assert "simulated" in (tmp_path / "03_posterior_0.html").read_text()
+    assert (tmp_path / "03_posterior_maps.png").stat().st_size > 20_000  # the three posteriors drawn
     checks = pd.read_csv(tmp_path / "03_checks.csv").set_index("statement")["holds"]
     assert checks["AG-CLIP (mass decoding) beats the hierarchical classifier at region accuracy"]
