@@ -134,6 +134,7 @@ def test_03_agclip_on_inat(inat_root, tmp_path):
     assert len(pd.read_csv(tmp_path / "03_inat_checks.csv")) == 13
     maps = sorted(tmp_path.glob("03_inat_posterior_*.html"))
     assert len(maps) == 3 and "real (iNatSounds)" in maps[0].read_text()
+    assert (tmp_path / "03_inat_posterior_maps.png").stat().st_size > 20_000
 
 
 @pytest.mark.slow
