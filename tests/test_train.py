@@ -284,6 +284,21 @@ def test_small_agclip_runs_in_bf16_where_the_hardware_has_it(monkeypatch):
     assert agclip.AGCLIPRunConfig.paper(0, "cpu").train.amp == "auto"  # paper recipe: bf16 on CUDA only
 
 
+def test_soundloc_bf16_0_turns_bf16_off_everywhere(monkeypatch):
+    from soundloc import agclip, devices
+    from soundloc.location import embedding_precision
+
+    monkeypatch.setenv("SOUNDLOC_BF16", "0")
+    assert devices.native_bf16("cpu") is False and embedding_precision("auto") == "fp32"
+    assert agclip.AGCLIPRunConfig.small(0, "cpu").train.amp == "off"
+    monkeypatch.setenv("SOUNDLOC_BF16", "maybe")
+    with pytest.raises(ValueError, match="SOUNDLOC_BF16='maybe': use 0"):
+        devices.native_bf16("cpu")
+    monkeypatch.delenv("SOUNDLOC_BF16")
+    assert devices.native_bf16("cpu") == any(getattr(torch.cpu, n, lambda: False)()
+                                             for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def test_fused_optimizer_is_a_config_field(data):
     torch.manual_seed(0)
     enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", SIZE))

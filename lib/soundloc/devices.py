@@ -1,6 +1,8 @@
 """Device choice, one rule everywhere: GPU when asked for or available, never a hard-coded "cuda"."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -23,7 +25,13 @@ def resolve_device(device=None, default: str = "auto") -> torch.device:
 
 def native_bf16(device=None) -> bool:
     """Whether bfloat16 matrix products run in hardware on ``device`` (resolved as above): a CUDA GPU with
-    bf16, or a CPU with AVX512-BF16 or AMX (elsewhere torch emulates them, slower than float32)."""
+    bf16, or a CPU with AVX512-BF16 or AMX (elsewhere torch emulates them, slower than float32).
+    ``SOUNDLOC_BF16=0`` in the environment answers False everywhere (float32 runs, e.g. to compare)."""
+    flag = os.environ.get("SOUNDLOC_BF16", "").strip().lower()
+    if flag in ("0", "off", "false", "no"):
+        return False
+    if flag not in ("", "1", "on", "true", "yes", "auto"):
+        raise ValueError(f"SOUNDLOC_BF16={flag!r}: use 0 (float32 everywhere) or leave it unset (bf16 where native)")
     dev = resolve_device(device)
     if dev.type == "cuda":
         return torch.cuda.is_bf16_supported()
