@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 
 def calibration_task() -> float:
@@ -60,16 +61,12 @@ class TreeRSS:
     """Background sampler of the summed RSS (bytes) of this process and its descendants; ``reset()`` -> peak so far."""
 
     def __init__(self, every: float = 0.2):
-        import psutil
-
         self._me, self._every, self._peak = psutil.Process(), every, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def sample(self) -> int:
-        import psutil
-
         total = 0
         for p in [self._me, *self._me.children(recursive=True)]:
             try:

@@ -72,14 +72,14 @@ def land_mask(points: np.ndarray) -> np.ndarray:
     from importlib.metadata import version
 
     from . import paths
-    from .io import atomic_path, file_lock
+    from .io import atomic_path, file_lock, lock_path
 
     pts = np.ascontiguousarray(points, np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"land_mask: points must be (N, 2) lat/lon degrees, got {pts.shape}")
     digest = hashlib.sha1(pts.tobytes()).hexdigest()[:16]
     path = paths.cache_dir("land") / f"land_mask__{len(pts)}-{digest}__glm{version('global-land-mask')}.npy"
-    with file_lock(path.with_name(path.name + ".lock")):
+    with file_lock(lock_path(path)):
         if path.exists():
             m = np.load(path)
             if m.shape == (len(pts),) and m.dtype == bool:

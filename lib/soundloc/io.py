@@ -29,6 +29,12 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file guarding ``path``'s construction: ``<path>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike, blocking: bool = True):
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the block (POSIX flock).
@@ -74,7 +80,7 @@ def build_parts(parts: Sequence[Path], build: Callable[[int, Path], None], done:
         busy = []
         for i in pending:
             p = parts[i]
-            with file_lock(p.with_name(p.name + ".lock"), blocking=False) as held:
+            with file_lock(lock_path(p), blocking=False) as held:
                 if not held:
                     busy.append(i)
                 elif not done(i, p):
@@ -82,7 +88,7 @@ def build_parts(parts: Sequence[Path], build: Callable[[int, Path], None], done:
                         build(i, tmp)
                     built += 1
         if busy:  # only parts other processes hold are left: wait for the first, then look again
-            with file_lock(parts[busy[0]].with_name(parts[busy[0]].name + ".lock")):
+            with file_lock(lock_path(parts[busy[0]])):
                 pass
         pending = [i for i in busy if not done(i, parts[i])]
     return built

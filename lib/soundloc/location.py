@@ -101,7 +101,7 @@ def embedding_precision(precision: str = "auto", device=None) -> str:
 
     "auto" is "bf16" where bf16 matrix products run in hardware (:func:`soundloc.devices.native_bf16`),
     else "fp32". bf16 runs the MLP layers in bfloat16 (the random Fourier features stay float32):
-    2.3-2.5x faster on an AVX512-BF16 CPU, cosine >= 0.9999 to the float32 embeddings (tested).
+    2.2-2.6x faster on an AVX512-BF16 CPU (bench/bench_bf16.py), cosine >= 0.9999 to the float32 embeddings (tested).
     """
     from .devices import native_bf16
 
@@ -151,7 +151,6 @@ def gallery_embeddings(points: np.ndarray, name: str, device="cpu", encoder=None
     starts = range(0, len(points), GALLERY_PART)
     parts = [folder / f"part-{k:04d}.npy" for k in range(len(starts))]
     rows = [min(GALLERY_PART, len(points) - s) for s in starts]
-    enc = [encoder]
 
     def done(k, path):
         try:
@@ -160,9 +159,10 @@ def gallery_embeddings(points: np.ndarray, name: str, device="cpu", encoder=None
             return False
 
     def build(k, tmp):
-        if enc[0] is None:
-            enc[0] = load_geoclip_encoder(device)
-        emb = embed_locations(enc[0], points[starts[k]:starts[k] + rows[k]], precision=prec)
+        nonlocal encoder
+        if encoder is None:  # loaded only when a part is missing
+            encoder = load_geoclip_encoder(device)
+        emb = embed_locations(encoder, points[starts[k]:starts[k] + rows[k]], precision=prec)
         with open(tmp, "wb") as f:
             np.save(f, emb.numpy())
 

@@ -57,8 +57,8 @@ def fit_linear_map(X: torch.Tensor, Y: torch.Tensor, ridge: float = 1.0) -> tupl
     """Ridge regression (N, S) checklists -> (N, D) embeddings: returns W (S, D) and bias (D,).
 
     Solves the smaller of the two equal systems: (Xc^T Xc + r I)^-1 Xc^T Yc (S x S) when S <= N, else
-    Xc^T (Xc Xc^T + r I)^-1 Yc (N x N; 3,000 lists x 6,522 species: 4.8x faster and closer to a
-    float64 solve, both tested).
+    Xc^T (Xc Xc^T + r I)^-1 Yc (N x N; 3,000 lists x 6,522 species: 4.4x faster in bench/bench_ridge.py,
+    and closer to a float64 solve, tested).
     """
     if ridge <= 0:
         raise ValueError(f"fit_linear_map: ridge must be > 0, got {ridge}")

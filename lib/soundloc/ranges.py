@@ -32,7 +32,7 @@ from torch import nn
 
 from . import paths
 from .devices import resolve_device
-from .io import atomic_path, file_lock
+from .io import atomic_path, file_lock, lock_path
 
 __all__ = [
     "RangeModel", "BirdNETMetaTFLite", "BirdNETMetaConfig", "BirdNETMetaTorch",
@@ -600,7 +600,7 @@ def range_map(model: RangeModel, points, week=None, species_idx=None, cache_key:
     shape = (s if sub is None else len(sub), n)
     mm = _open_cached(path, shape)
     if mm is None:
-        with file_lock(path.with_name(path.name + ".lock")):  # another process computing it: wait, then load
+        with file_lock(lock_path(path)):  # another process computing it: wait, then load
             mm = _open_cached(path, shape)
             if mm is None:
                 _write_range_cache(model, points, wk, sub, path, shape, chunk)
