@@ -119,9 +119,42 @@ def land_grid(step_deg: float = 1.0, bbox: tuple | None = None) -> np.ndarray:
     return land
 
 
-def cell_area_weights(points: np.ndarray) -> np.ndarray:
-    """(N, 2) grid points -> (N,) relative area of their lat/lon cells (cos latitude)."""
-    return np.cos(np.deg2rad(points[:, 0]))
+def cell_areas(points: np.ndarray, step_deg: float) -> np.ndarray:
+    """(N, 2) cell-centred lat/lon grid points, cell size ``step_deg`` -> (N,) exact cell areas, km^2.
+
+    A lat/lon cell is a spherical band segment, R^2 * dlon * (sin lat_top - sin lat_bottom): a 1 deg cell at
+    80 deg holds 0.17 times the area of one at the equator, so per-point probabilities on such a grid must be
+    weighted by these areas before they are summed into masses (see :func:`log_masses`).
+    """
+    if not step_deg > 0:
+        raise ValueError(f"cell_areas: step_deg must be > 0, got {step_deg!r}")
+    lat = np.deg2rad(np.clip(np.asarray(points, float)[:, 0] + np.array([[-0.5], [0.5]]) * step_deg, -90, 90))
+    return EARTH_RADIUS_KM ** 2 * np.deg2rad(step_deg) * (np.sin(lat[1]) - np.sin(lat[0]))
+
+
+def log_masses(log_density: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """(..., N) unnormalised log density per km^2, (N,) cell areas km^2 -> (..., N) log probability mass per cell."""
+    from scipy.special import logsumexp
+
+    lm = np.asarray(log_density, float) + np.log(np.asarray(areas, float))
+    return lm - logsumexp(lm, axis=-1, keepdims=True)
+
+
+def credible_set(log_density: np.ndarray, areas: np.ndarray, level: float) -> np.ndarray:
+    """(..., N) log density, (N,) cell areas km^2, level in (0, 1] -> (..., N) bool: the highest-density region.
+
+    The smallest-area set holding ``level`` of the mass: cells ranked by density (not by mass, which would
+    favour large cells), taken until their cumulative mass reaches ``level``.
+    """
+    if not 0 < level <= 1:
+        raise ValueError(f"credible_set: level must be in (0, 1], got {level!r}")
+    ld = np.asarray(log_density, float)
+    order = np.argsort(-ld, axis=-1, kind="stable")
+    mass = np.exp(np.take_along_axis(log_masses(ld, areas), order, axis=-1))
+    before = np.cumsum(mass, axis=-1) - mass  # mass of the denser cells: a cell is in while that is < level
+    keep = np.zeros(ld.shape, bool)
+    np.put_along_axis(keep, order, before < level * (1 - 1e-12), axis=-1)
+    return keep
 
 
 # ---------------------------------------------------------------- H3
