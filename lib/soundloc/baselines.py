@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from .geo import haversine
 
@@ -22,3 +23,24 @@ def naive_errors(true: np.ndarray, reference: np.ndarray, seed: int = 0, exclude
         j = rng.integers(0, m, size=n)
     pick = reference[j]
     return haversine(true[:, 0], true[:, 1], pick[:, 0], pick[:, 1])
+
+
+def naive_row(method: str, true: np.ndarray, reference: np.ndarray, seeds, exclude_self: bool = False) -> dict:
+    """(N, 2) true, (M, 2) reference lat/lon, seeds -> one table row: each metric averaged over the draws.
+
+    Each draw (one seed) is scored with the benchmark's metric first (median km, accuracy within the
+    thresholds), and only those scores are averaged; ``<metric> sd`` is their spread over the draws
+    (ddof=1; 0 for one draw). Averaging the per-recording errors over draws before scoring would not be the
+    benchmark's metric: the mean of three random distances is rarely below a 750 km threshold.
+    """
+    from .metrics import summary_row
+
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("naive_row: give at least one seed")
+    reps = pd.DataFrame([summary_row(method, naive_errors(true, reference, s, exclude_self)) for s in seeds])
+    num = reps.drop(columns=["method", "n"])
+    sd = num.std(ddof=1) if len(seeds) > 1 else num * 0.0
+    row = {"method": method, "n": len(true), **num.mean().to_dict(), "draws": len(seeds)}
+    row.update({f"{k} sd": float(v) for k, v in (sd.items() if len(seeds) > 1 else sd.iloc[0].items())})
+    return row

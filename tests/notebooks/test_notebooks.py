@@ -16,6 +16,8 @@ def test_00_data(tmp_path):
     r = naive.loc["Naive: test set, query left out"]
     assert r["n"] == 49527 and 6500 < r["median_km"] < 9500 and r["region_%"] < 3 and 15 < r["continent_%"] < 30
     assert naive.loc["Naive: iNatSounds test locations", "n"] == 576
+    x = naive.loc["Naive: iNatSounds test locations"]  # the same row as chapter 05's (test_05_xcdc)
+    assert x["median_km"] == pytest.approx(7646.73, abs=0.01) and x["continent_%"] == pytest.approx(22.92, abs=0.01)
     assert (tmp_path / "00_inat_hexbin.png").stat().st_size > 10_000
     assert "leaflet" in (tmp_path / "00_inat_hexbin.html").read_text().lower()
 
@@ -48,6 +50,8 @@ def test_05_xcdc(tmp_path, xcdc_release_tar):
     withdate, naive = t.loc["Ranges: true species, with date"], t.loc["Naive: random iNatSounds test location"]
     assert withdate["n"] == 576 and withdate["median_km"] < 700 and withdate["continent_%"] > 85
     assert naive["median_km"] > 5000 and withdate["paper median_km"] == 449
+    # chapter 00's XCDC naive row (same seeds, each draw scored, scores averaged): the chapters agree
+    assert naive["median_km"] == pytest.approx(7646.73, abs=0.01) and naive["continent_%"] == pytest.approx(22.92, abs=0.01)
     k = pd.read_csv(tmp_path / "05_random_k.csv")
     med = k[k.metric == "median_km"].set_index("k")["mean"]
     assert med["1"] > med["5"] > med["all"]  # more species, smaller error
