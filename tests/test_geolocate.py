@@ -103,7 +103,7 @@ def test_decoders_on_a_hand_made_posterior():
     cluster = np.flatnonzero(haversine(G[:, 0], G[:, 1], 45, 10) <= 150)
     post[lone] = 0.2
     post[cluster] = 0.8 / len(cluster)  # each below 0.2, together 0.8
-    p = torch.as_tensor(post)[None]
+    p = torch.as_tensor(np.log(np.maximum(post, 1e-30)))[None]  # decode takes log densities (equal weights here)
     la, lo, _ = loc.decode(p)
     assert haversine(la[0], lo[0], -30, 120) < 100  # argmax: the lone point
     la, lo, _ = loc.with_config(decoder="mass_within", radius_km=200).decode(p)
@@ -112,6 +112,45 @@ def test_decoders_on_a_hand_made_posterior():
     assert haversine(la[0], lo[0], 45, 10) < 200  # the geometric median sits with the majority mass
     _, _, tk = loc.decode(p, top_k=3)
     assert tk.shape == (1, 3, 3) and tk[0, 0, 2] == pytest.approx(0.2)
+
+
+def test_range_posterior_on_a_lat_lon_grid_is_a_density_over_area():
+    """One species everywhere: flat density; cells' masses follow their areas, integrating to 1 over area."""
+    from soundloc.geo import cell_areas
+
+    loc = RangeGeolocator(DiscModel({"A": ((0, 0), 30000)}), G, RangeLocConfig(prior_weight=0), gallery_name="uniform1")
+    areas = cell_areas(G, 1.0)
+    assert np.allclose(loc.areas, areas)
+    post = loc.locate([["A"]], return_posterior=True, progress=False).posterior[0].astype(np.float64)
+    dens = post / areas  # per km^2
+    assert (dens * areas).sum() == pytest.approx(1.0, abs=1e-5)
+    eq, s80 = np.abs(G[:, 0] - 0.5) < 1e-9, np.abs(G[:, 0] + 79.5) < 1e-9
+    assert dens[eq].mean() == pytest.approx(dens[s80].mean(), rel=1e-4)  # equal mass per km^2
+    polar = np.abs(G[:, 0]) > 60  # a third of the points but 13.4 % of the sphere
+    assert post[polar].sum() == pytest.approx(1 - np.sin(np.deg2rad(60)), abs=1e-4)
+    # a sampled gallery (no grid name) keeps equal weights
+    flat = RangeGeolocator(DiscModel({"A": ((0, 0), 30000)}), G, RangeLocConfig(prior_weight=0), gallery_name="g1")
+    assert flat.areas is None and flat.locate([["A"]], return_posterior=True, progress=False).posterior[0][polar].sum() \
+        == pytest.approx(polar.mean(), abs=1e-4)
+    with pytest.raises(ValueError, match="not on the cell-centred"):
+        RangeGeolocator(DiscModel(DISCS), G + 0.25, gallery_name="uniform1")
+
+
+def test_mass_decoder_weighs_cells_by_area():
+    """Two 300 km discs, the equatorial one 1.2x denser: per point, the polar disc (3.9x more 1 deg points) would
+    hold more mass; per km^2 the equatorial one does, and argmax is the densest point."""
+    loc = RangeGeolocator(DiscModel(DISCS), G, RangeLocConfig(prior_weight=0, decoder="mass_within", radius_km=300),
+                          gallery_name="uniform1")
+    scores = np.full(len(G), -50.0)
+    scores[haversine(G[:, 0], G[:, 1], 75, 10) <= 300] = 0.0
+    scores[haversine(G[:, 0], G[:, 1], 0, 10) <= 300] = np.log(1.2)
+    la, lo, _ = loc.decode(torch.as_tensor(scores, dtype=torch.float32)[None])
+    assert haversine(la[0], lo[0], 0, 10) < 300
+    la, lo, _ = RangeGeolocator(DiscModel(DISCS), G, loc.config, gallery_name="g1").decode(
+        torch.as_tensor(scores, dtype=torch.float32)[None])
+    assert haversine(la[0], lo[0], 75, 10) < 300  # equal weights: the polar disc's many small cells win
+    la, lo, _ = loc.with_config(decoder="argmax").decode(torch.as_tensor(scores, dtype=torch.float32)[None])
+    assert haversine(la[0], lo[0], 0, 10) < 300
 
 
 def test_config_validation():

@@ -116,10 +116,14 @@ class PosteriorSource:
                    label=label)
 
 
-def argmax_decoder(points: np.ndarray) -> Callable[[torch.Tensor], np.ndarray]:
-    """(N, 2) lat/lon points -> decoder mapping (g, N) posteriors to (g, 2) the most probable point."""
+def argmax_decoder(points: np.ndarray, areas: np.ndarray | None = None) -> Callable[[torch.Tensor], np.ndarray]:
+    """(N, 2) lat/lon points, (N,) cell areas km^2 | None -> decoder mapping (g, N) posterior masses to (g, 2)
+    the densest point (mass / area; the most probable point when the points carry equal weights)."""
     pts = np.asarray(points, np.float64)
-    return lambda P: pts[P.argmax(1).cpu().numpy()]
+    if areas is None:
+        return lambda P: pts[P.argmax(1).cpu().numpy()]
+    inv = torch.as_tensor(1.0 / np.asarray(areas, np.float64), dtype=torch.float32)
+    return lambda P: pts[(P * inv.to(P.device)).argmax(1).cpu().numpy()]
 
 
 def hierarchical_posterior(probs, hierarchy, eps: float = 1e-8) -> torch.Tensor:
@@ -150,7 +154,7 @@ class RangePosteriors:
         self.locators, self.folds = locators, np.asarray(folds)
         self.species, self.weeks, self.weights = list(species), np.asarray(weeks), weights
         any_loc = next(iter(locators.values()))
-        self.points = any_loc.points
+        self.points, self.areas = any_loc.points, any_loc.areas  # posteriors are masses; decode by density
         self.unknown: Counter = Counter()
         self.fallback = np.zeros(len(self.species), bool)
         for i, names in enumerate(self.species):
@@ -172,8 +176,8 @@ class RangePosteriors:
         return out
 
     def source(self, label: str = "") -> PosteriorSource:
-        """A PosteriorSource (argmax over the gallery, chunks processed in week order)."""
-        return PosteriorSource(self, argmax_decoder(self.points), len(self.species), len(self.points),
+        """A PosteriorSource (densest gallery point, chunks processed in week order)."""
+        return PosteriorSource(self, argmax_decoder(self.points, self.areas), len(self.species), len(self.points),
                                np.argsort(self.weeks, kind="stable"), label)
 
 

@@ -13,10 +13,13 @@ species richness at n (with ``gam = 1`` each heard species counts as a draw from
 community p_ns / R(n): a multinomial observation model that is immune to range models which
 over-predict everywhere in data-poor regions), and ``prior`` is a density of where recordings
 are made from an independent source (by default a von Mises-Fisher smoothing of GeoCLIP's
-bundled photo coordinates). The posterior is softmax(s) over the gallery; a named decoder
-turns it into one point: ``argmax`` (the paper's), ``geomedian`` (the point minimising the
-expected great-circle distance, Weiszfeld on the sphere over the top posterior points) or
-``mass_within`` (the candidate point with the most posterior mass within ``radius_km``).
+bundled photo coordinates). s is a log density per km^2; on a lat/lon grid gallery each point
+stands for a cell whose area shrinks towards the poles (a 1 deg cell at 80 deg holds 0.17 of an
+equatorial one), so the posterior mass of a cell is softmax(s + log area) (:func:`soundloc.geo.log_masses`).
+A named decoder turns it into one point: ``argmax`` (the densest point; the paper's), ``geomedian``
+(the point minimising the expected great-circle distance, Weiszfeld on the sphere over the densest
+points, weighted by mass) or ``mass_within`` (among the densest points, the one with the most
+posterior mass within ``radius_km``).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import paths
-from .geo import EARTH_RADIUS_KM, land_grid, to_latlon, to_xyz, uniform_grid, kappa_for_bandwidth
+from .geo import EARTH_RADIUS_KM, cell_areas, land_grid, to_latlon, to_xyz, uniform_grid, kappa_for_bandwidth
 from .io import atomic_path
 from .ranges import RangeModel, range_map
 
@@ -71,6 +74,36 @@ def gallery(name: str) -> np.ndarray:
     if len(g) == 0:
         raise ValueError(f"gallery {name!r} has no points")
     return g
+
+
+def grid_step(name: str | None) -> float | None:
+    """Named grid gallery ('land1', 'uniform0.5', ...) -> its step in degrees; None for any other name."""
+    if not name:
+        return None
+    kind = name.rstrip("0123456789.")
+    try:
+        return float(name[len(kind):]) if kind in ("land", "uniform") else None
+    except ValueError:
+        return None
+
+
+def gallery_areas(points: np.ndarray, name: str | None) -> np.ndarray | None:
+    """(N, 2) points of the named gallery -> (N,) cell areas km^2, or None (equal weights) for a sampled gallery.
+
+    Grid galleries ('land1', 'uniform0.5', ...) are cells of a lat/lon grid: a point's posterior mass is its
+    density times its cell's area. Any other gallery (GeoCLIP photo coordinates, training locations, an ad-hoc
+    point set) is a sample of places, not a partition of the sphere: each point already stands for an equal
+    share of where recordings are made, so its points keep equal weights. ValueError when a grid name is
+    given for points off that grid (the areas would be wrong).
+    """
+    step = grid_step(name)
+    if step is None:
+        return None
+    pts = np.asarray(points, np.float64)
+    frac = (pts + [90 - step / 2, 180 - step / 2]) / step
+    if not np.allclose(frac, np.rint(frac), atol=1e-6):
+        raise ValueError(f"gallery_areas: points named {name!r} are not on the cell-centred {step:g} deg grid")
+    return cell_areas(pts, step)
 
 
 def vmf_log_density(points: np.ndarray, centers: np.ndarray, bandwidth_km: float, bin_deg: float = 0.1,
@@ -120,8 +153,8 @@ def location_prior(points: np.ndarray, bandwidth_km: float = 200.0, source: str 
 class LocateResult:
     pred: pd.DataFrame  # one row per query: lat, lon, n_species, n_known, fallback (no known species)
     unknown: Counter  # species names the range model does not cover -> occurrences
-    topk: np.ndarray | None = None  # (R, K, 3) lat, lon, probability of the K most probable points
-    posterior: np.ndarray | None = None  # (R, N) posteriors (only when asked for)
+    topk: np.ndarray | None = None  # (R, K, 3) lat, lon, posterior mass of the K densest points
+    posterior: np.ndarray | None = None  # (R, N) posterior mass per gallery point (sums to 1; only when asked for)
     notes: list = field(default_factory=list)  # human-readable remarks (fallbacks, coverage)
 
     def summary(self) -> str:
@@ -134,13 +167,25 @@ class LocateResult:
 
 # ---------------------------------------------------------------- the locator
 class RangeGeolocator:
-    """Species sets (+ weeks) -> posteriors over a gallery and decoded point estimates."""
+    """Species sets (+ weeks) -> posteriors over a gallery and decoded point estimates.
+
+    ``areas``: (N,) cell areas km^2 of the gallery points; "auto" takes them from a grid ``gallery_name``
+    (:func:`gallery_areas`; equal weights for any other gallery), None forces equal weights.
+    """
 
     def __init__(self, model: RangeModel, points: np.ndarray, config: RangeLocConfig = RangeLocConfig(),
-                 gallery_name: str | None = None, log_prior: np.ndarray | None = None, device="cpu"):
+                 gallery_name: str | None = None, log_prior: np.ndarray | None = None, device="cpu",
+                 areas: np.ndarray | str | None = "auto"):
         self.model, self.points, self.config = model, np.asarray(points, np.float64), config
         self.gallery_name = gallery_name or f"pts{len(points)}"
         self.device = torch.device(device)
+        if isinstance(areas, str):
+            areas = gallery_areas(self.points, gallery_name)
+        self.areas = None if areas is None else np.asarray(areas, np.float64)
+        if self.areas is not None and self.areas.shape != (len(self.points),):
+            raise ValueError(f"RangeGeolocator: {len(self.areas)} areas for {len(self.points)} points")
+        self.log_area = torch.as_tensor(np.zeros(len(self.points)) if self.areas is None else np.log(self.areas),
+                                        dtype=torch.float32, device=self.device)  # (N,) log km^2 (0: equal weights)
         if log_prior is None and config.prior_weight > 0:
             log_prior = location_prior(self.points, config.prior_bandwidth_km, cache_key=self.gallery_name)
         self.log_prior = None if log_prior is None else np.asarray(log_prior, np.float64)
@@ -153,7 +198,7 @@ class RangeGeolocator:
         """A copy with some config fields changed, sharing caches (prior recomputed if its bandwidth changed)."""
         cfg = replace(self.config, **kw)
         lp = self.log_prior if cfg.prior_bandwidth_km == self.config.prior_bandwidth_km else None
-        g = RangeGeolocator(self.model, self.points, cfg, self.gallery_name, lp, self.device)
+        g = RangeGeolocator(self.model, self.points, cfg, self.gallery_name, lp, self.device, self.areas)
         g._absence, g._pcache, g._genera = self._absence, self._pcache, self._genera
         return g
 
@@ -268,13 +313,12 @@ class RangeGeolocator:
                         wsum = torch.zeros(len(rb), device=self.device).index_add_(
                             0, torch.tensor(r_i, device=self.device), torch.tensor(vals, device=self.device))
                         scores -= self.config.richness_weight * wsum[:, None] * log_rich[None]
-                post = torch.softmax(scores, dim=1)
-                la, lo, tk = self.decode(post, top_k)
+                la, lo, tk = self.decode(scores, top_k)  # scores: (r, N) log density per km^2
                 lat[rb], lon[rb] = la, lo
                 if top_k:
                     topk[rb] = tk
                 if return_posterior:
-                    post_all[rb] = post.cpu().numpy()
+                    post_all[rb] = torch.softmax(scores + self.log_area, dim=1).cpu().numpy()
                 bar.update(len(rb))
         bar.close()
         n_known = np.array([len(i) for i in idx_lists])
@@ -344,11 +388,14 @@ class RangeGeolocator:
             self._pcache[wk] = (idx, np.array(maps))
 
     # -- decoders
-    def decode(self, post: torch.Tensor, top_k: int = 0):
-        """(R, N) posterior -> (R,) lat, (R,) lon by ``config.decoder``, and (R, K, 3) top-k (lat, lon, p)."""
+    def decode(self, scores: torch.Tensor, top_k: int = 0):
+        """(R, N) log density per km^2 (unnormalised) -> (R,) lat, (R,) lon by ``config.decoder``, and (R, K, 3)
+        top-k (lat, lon, mass) of the K densest points. Candidates are ranked by density (ranking by mass would
+        favour the large equatorial cells); sums over them use mass = softmax(scores + log area)."""
         c = self.config
-        m = min(c.top_m, post.shape[1])
-        p, idx = torch.topk(post, m, dim=1)  # (R, M), sorted
+        m = min(c.top_m, scores.shape[1])
+        _, idx = torch.topk(scores, m, dim=1)  # (R, M), densest first
+        p = torch.log_softmax(scores + self.log_area, dim=1).gather(1, idx).exp()  # their masses
         tk = None
         if top_k:
             ll = self.points[idx[:, :top_k].cpu().numpy()]
@@ -359,7 +406,7 @@ class RangeGeolocator:
         X = self.xyz[idx]  # (R, M, 3)
         w = p / p.sum(1, keepdim=True)
         if c.decoder == "geomedian":
-            X, w = X[:, :256], w[:, :256] / w[:, :256].sum(1, keepdim=True)  # the 256 most probable points
+            X, w = X[:, :256], w[:, :256] / w[:, :256].sum(1, keepdim=True)  # the 256 densest points
             mean = (w[..., None] * X).sum(1)
             y = torch.where(mean.norm(dim=1, keepdim=True) > 1e-3, torch.nn.functional.normalize(mean, dim=1), X[:, 0])
             for _ in range(30):  # Weiszfeld on the sphere: reweight by 1 / angular distance
@@ -373,8 +420,8 @@ class RangeGeolocator:
         # mass_within: among the top candidates, the one with most posterior mass within the radius
         cos_r = float(np.cos(c.radius_km / EARTH_RADIUS_KM))
         n_cand = min(256, m)
-        best = torch.empty(len(post), dtype=torch.long, device=post.device)
-        for s in range(0, len(post), 64):
+        best = torch.empty(len(scores), dtype=torch.long, device=scores.device)
+        for s in range(0, len(scores), 64):
             Xc = X[s:s + 64, :n_cand]  # (r, C, 3)
             near = (torch.bmm(Xc, X[s:s + 64].transpose(1, 2)) >= cos_r).float()  # (r, C, M)
             mass = torch.bmm(near, w[s:s + 64, :, None])[..., 0]  # (r, C)
