@@ -8,6 +8,7 @@ import torch
 
 from soundloc import agclip
 from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+from soundloc.geo import haversine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 intra-op threads on 2 shared busy cores are much slower
 
@@ -127,22 +128,49 @@ def test_mass_within_prefers_a_cluster_over_a_lone_peak():
 
 
 def test_calibration_area_and_coverage_by_hand():
-    post = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    post = torch.tensor([[0.4, 0.3, 0.2, 0.1]], dtype=torch.float64)
     area = np.array([1.0, 2.0, 3.0, 4.0])
-    a, cov = agclip.credible_sets(post, area, true_idx=[1, 0], levels=(0.5, 0.9))
-    # row 0: 50 % -> cells {0, 1} (0.7), area 3; 90 % -> {0, 1, 2} (0.9), area 6; true cell 1 inside both
-    # row 1: 50 % -> {3, 2} (0.7), area 7; 90 % -> {3, 2, 1} (0.9), area 9; true cell 0 inside neither
-    np.testing.assert_allclose(a, [[3.0, 6.0], [7.0, 9.0]])
-    assert cov.tolist() == [[True, True], [False, False]]
+    a, cov = agclip.credible_sets(post, area, true_idx=[1], levels=(0.5, 0.9))
+    # densities 0.4, 0.15, 0.067, 0.025: 50 % -> cells {0, 1} (0.7), area 3; 90 % -> {0, 1, 2} (0.9), area 6
+    np.testing.assert_allclose(a, [[3.0, 6.0]])
+    assert cov.tolist() == [[True, True]]
+    # ranked by density, not mass: masses 0.1, 0.2, 0.3, 0.4 over areas 1, 1, 6, 10 -> densities .1, .2, .05, .04
+    post = torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    a, cov = agclip.credible_sets(post, np.array([1.0, 1.0, 6.0, 10.0]), true_idx=[0], levels=(0.25, 0.5, 0.9))
+    # 25 % -> {1, 0} (0.3), area 2; 50 % -> {1, 0, 2} (0.6), area 8; 90 % -> all, area 18 (by mass: {3}, {3, 2})
+    np.testing.assert_allclose(a, [[2.0, 8.0, 18.0]])
+    assert cov.tolist() == [[True, True, True]]
+    from soundloc.geo import credible_set
+
+    assert credible_set(np.log([0.1, 0.2, 0.05, 0.04]), np.array([1.0, 1.0, 6.0, 10.0]), 0.5).tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="do not fit"):
-        agclip.credible_sets(post, area[:3], [0, 0])
+        agclip.credible_sets(post, area[:3], [0])
 
 
-def test_grid_cell_areas_sum_to_the_sphere():
-    from soundloc.geo import EARTH_RADIUS_KM, uniform_grid
+def test_grid_gallery_posterior_is_a_density_over_area():
+    """Flat audio logits on a uniform 2 deg grid: masses follow the cells' areas and integrate to 1 over area."""
+    from soundloc.geo import EARTH_RADIUS_KM, cell_areas, uniform_grid
 
     pts = uniform_grid(2.0)
-    assert agclip.grid_cell_area_km2(pts, 2.0).sum() == pytest.approx(4 * math.pi * EARTH_RADIUS_KM ** 2, rel=1e-9)
+    la = agclip.gallery_log_area("uniform1", uniform_grid(1.0))
+    assert la.exp().double().sum().item() == pytest.approx(4 * math.pi * EARTH_RADIUS_KM ** 2, rel=1e-6)
+    assert agclip.gallery_log_area("train", pts) is None  # sampled galleries keep equal weights
+    area = cell_areas(pts, 2.0)
+    q, gal = torch.zeros(1, 2), torch.nn.functional.normalize(torch.ones(len(pts), 2), dim=1)
+    mass = agclip.log_posterior(q, gal, 5.0, log_area=torch.as_tensor(np.log(area), dtype=torch.float32)).exp()[0].double().numpy()
+    dens = mass / area
+    assert (dens * area).sum() == pytest.approx(1.0, abs=1e-5)
+    eq, s80 = np.abs(pts[:, 0] - 1) < 1e-9, np.abs(pts[:, 0] + 79) < 1e-9
+    assert dens[eq].mean() == pytest.approx(dens[s80].mean(), rel=1e-4)
+    # mass_within: an equatorial disc 1.2x denser than a polar one with 3.9x more points wins only by area
+    lp = np.full(len(pts), -50.0)
+    lp[haversine(pts[:, 0], pts[:, 1], 75, 10) <= 400] = 0.0
+    lp[haversine(pts[:, 0], pts[:, 1], 1, 11) <= 400] = np.log(1.2)
+    lp = torch.as_tensor(lp, dtype=torch.float32)[None]
+    kw = dict(radius_km=400, prior=lp)
+    eqw = agclip.decode(q, gal, pts, 0.0, "mass_within", **kw)[0]
+    byarea = agclip.decode(q, gal, pts, 0.0, "mass_within", log_area=torch.as_tensor(np.log(area), dtype=torch.float32), **kw)[0]
+    assert haversine(*pts[eqw], 75, 10) <= 400 and haversine(*pts[byarea], 1, 11) <= 400
 
 
 def test_fusion_weight_zero_equals_agclip_alone():

@@ -402,14 +402,18 @@ def topk_chunked(queries: torch.Tensor, gallery: torch.Tensor, k: int = 1, q_chu
 
 
 @torch.no_grad()
-def log_posterior(queries: torch.Tensor, gallery: torch.Tensor, scale: float, q_chunk: int = 512) -> torch.Tensor:
-    """(Q, E) queries x (N, E) gallery -> (Q, N) log softmax(scale * cosine) over the gallery (float32).
+def log_posterior(queries: torch.Tensor, gallery: torch.Tensor, scale: float, q_chunk: int = 512,
+                  log_area: torch.Tensor | None = None) -> torch.Tensor:
+    """(Q, E) queries x (N, E) gallery -> (Q, N) log posterior mass per gallery point (float32).
 
+    ``scale`` x cosine is a log density per km^2; ``log_area`` (N,) log cell areas of a grid gallery
+    (:func:`gallery_log_area`; None: equal weights) turns it into masses: log softmax(scale cos + log area).
     The output itself is Q x N; callers bound memory by passing query chunks (e.g. a split's recordings).
     """
     q = F.normalize(queries.float(), dim=1)
     g = gallery.float().to(q.device)
-    return torch.cat([(scale * q[i:i + q_chunk] @ g.T).log_softmax(1) for i in range(0, len(q), q_chunk)])
+    la = 0.0 if log_area is None else log_area.float().to(q.device)
+    return torch.cat([(scale * q[i:i + q_chunk] @ g.T + la).log_softmax(1) for i in range(0, len(q), q_chunk)])
 
 
 DECODERS = ("argmax", "mass_within")
@@ -418,14 +422,15 @@ DECODERS = ("argmax", "mass_within")
 @torch.no_grad()
 def decode(queries: torch.Tensor, gallery: torch.Tensor, points: np.ndarray, scale: float, decoder: str = "argmax",
            radius_km: float = 200.0, top_m: int = 1024, n_cand: int = 256, q_chunk: int = 64,
-           prior: torch.Tensor | None = None) -> np.ndarray:
+           prior: torch.Tensor | None = None, log_area: torch.Tensor | None = None) -> np.ndarray:
     """(Q, E) recording features x (N, E) gallery -> (Q,) gallery indices of the decoded locations.
 
-    ``argmax``: the most similar gallery point (the paper's retrieval). ``mass_within``: among the
-    ``n_cand`` most probable points, the one with the most posterior mass (softmax of ``scale`` x
-    cosine, restricted to the ``top_m`` most probable points) within ``radius_km`` -- the Bayes
-    decision for "within radius_km" accuracy. ``prior``: optional (Q, N) log weights added to the
-    logits (e.g. a fused expert). Chunked over queries: memory O(q_chunk x N).
+    The logits (``scale`` x cosine + ``prior``) are log densities per km^2. ``argmax``: the densest
+    gallery point (the paper's retrieval). ``mass_within``: among the ``n_cand`` densest points, the one
+    with the most posterior mass within ``radius_km`` (masses softmax(logit + ``log_area``), summed over
+    the ``top_m`` densest points) -- the Bayes decision for "within radius_km" accuracy. ``prior``:
+    optional (Q, N) log density added to the logits (e.g. a fused expert). ``log_area``: (N,) log cell
+    areas of a grid gallery (None: equal weights). Chunked over queries: memory O(q_chunk x N).
     """
     if decoder not in DECODERS:
         raise ValueError(f"decoder {decoder!r}: expected one of {DECODERS}")
@@ -446,8 +451,9 @@ def decode(queries: torch.Tensor, gallery: torch.Tensor, points: np.ndarray, sca
             out[s:s + q_chunk] = logit.argmax(1).numpy()
             continue
         m = min(top_m, logit.shape[1])
-        lp, idx = (logit.log_softmax(1)).topk(m, dim=1)              # (r, M) sorted
-        w = lp.exp()
+        _, idx = logit.topk(m, dim=1)                                # (r, M) densest first
+        lm = logit if log_area is None else logit + log_area.to(logit)
+        w = lm.log_softmax(1).gather(1, idx).exp()                   # their masses
         Xm = X[idx]                                                  # (r, M, 3)
         c = min(n_cand, m)
         near = (torch.bmm(Xm[:, :c], Xm.transpose(1, 2)) >= cos_r).float()  # (r, C, M)
@@ -638,6 +644,22 @@ def build_gallery(name: str, train_latlon: np.ndarray | None = None, val_latlon:
 
 
 SUBGRID_OF = {"land1": ("uniform1", 1.0), "train_neighbours": ("uniform0.5", 0.5)}  # gallery -> (grid it is cut from, step)
+GRID_STEP = {"uniform1": 1.0, "uniform0.5": 0.5, "land1": 1.0, "train_neighbours": 0.5}  # grid galleries' steps, deg
+
+
+def gallery_log_area(name: str, points: np.ndarray) -> torch.Tensor | None:
+    """Named gallery, its (N, 2) points -> (N,) float32 log cell areas (log km^2), or None for equal weights.
+
+    Grid galleries (uniform, land, train neighbours) are cells of a lat/lon grid whose area shrinks towards
+    the poles, so a point's mass is its density times its cell's area. The sampled galleries (training and
+    validation locations) are draws of where recordings are made, not a partition of the sphere: each point
+    stands for an equal share of the data, so they keep equal weights.
+    """
+    from .geo import cell_areas
+
+    if name not in GRID_STEP:
+        return None
+    return torch.as_tensor(np.log(cell_areas(points, GRID_STEP[name])), dtype=torch.float32)
 
 
 def grid_rows(points: np.ndarray, step_deg: float) -> np.ndarray:
@@ -651,14 +673,6 @@ def grid_rows(points: np.ndarray, step_deg: float) -> np.ndarray:
     if not ok.all() or not np.array_equal(uniform_grid(step_deg)[rows], points):
         raise ValueError(f"grid_rows: some points are not on the {step_deg:g} deg cell-centred grid")
     return rows
-
-
-def grid_cell_area_km2(points: np.ndarray, step_deg: float) -> np.ndarray:
-    """(N, 2) centres of a ``step_deg`` lat/lon grid -> (N,) exact cell areas, km^2."""
-    la = np.deg2rad(np.asarray(points)[:, 0])
-    h = np.deg2rad(step_deg) / 2
-    return EARTH_RADIUS_KM ** 2 * np.deg2rad(step_deg) * (np.sin(np.minimum(la + h, np.pi / 2))
-                                                        - np.sin(np.maximum(la - h, -np.pi / 2)))
 
 
 def nearest_point(points: np.ndarray, query: np.ndarray, chunk: int = 2048) -> np.ndarray:
@@ -686,9 +700,10 @@ def credible_sets(post: torch.Tensor, area_km2, true_idx, levels: Sequence[float
                   chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Smallest sets of gallery cells holding ``levels`` of the posterior -> (R, L) area km^2, (R, L) bool covered.
 
-    ``post`` (R, N) probabilities (rows sum to 1), ``area_km2`` (N,), ``true_idx`` (R,) the cell of the
-    true location. Cells are added in decreasing probability until the mass reaches the level
-    (ties broken by index); "covered" = the true cell is among them. Vectorised over recordings.
+    ``post`` (R, N) masses (rows sum to 1), ``area_km2`` (N,), ``true_idx`` (R,) the cell of the
+    true location. Cells are added in decreasing density (mass / area: the highest-density region, as
+    :func:`soundloc.geo.credible_set`; ranking by mass would favour large cells) until the mass reaches
+    the level (ties broken by index); "covered" = the true cell is among them. Vectorised over recordings.
     """
     post = torch.as_tensor(post, dtype=torch.float64)
     area = torch.as_tensor(np.asarray(area_km2, np.float64))
@@ -700,8 +715,8 @@ def credible_sets(post: torch.Tensor, area_km2, true_idx, levels: Sequence[float
     areas, covered = [], []
     for s in range(0, len(post), chunk):
         p = post[s:s + chunk]
-        sp, order = torch.sort(p, dim=1, descending=True, stable=True)
-        cum = sp.cumsum(1)
+        _, order = torch.sort(p / area, dim=1, descending=True, stable=True)  # densest first
+        cum = p.gather(1, order).cumsum(1)
         # number of cells needed: first position where the cumulative mass reaches the level (tolerance 1e-9)
         need = torch.searchsorted(cum.contiguous(), (lv[None, :] - 1e-9).expand(len(p), -1).contiguous()) + 1
         need = need.clamp(max=p.shape[1])
@@ -920,7 +935,8 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
         q = feats(head, split) if q is None else q
         lp = location_prior(gallery_name, len(q)) if with_prior else None
         prior = lp if prior is None else (prior if lp is None else prior + lp)
-        return pts[decode(q, g, pts, 1.0 / head.temperature, decoder, cfg.radius_km, prior=prior)]
+        return pts[decode(q, g, pts, 1.0 / head.temperature, decoder, cfg.radius_km, prior=prior,
+                          log_area=gallery_log_area(gallery_name, pts))]
 
     frozen = cfg.train.freeze_encoder  # False: every head fine-tunes its own copy of the encoder (paper, GPU)
     encoders, own_emb = {}, {}
@@ -1046,8 +1062,11 @@ def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, spec
     from .ranges import load_range_model
 
     pts, g = gallery_for(main, cfg.gallery)
+    la = gallery_log_area(cfg.gallery, pts)
+    # areas=None: the range expert's posterior over equal weights is its density up to a constant, so its log
+    # adds to AG-CLIP's log density; decode() then weighs the product by the cells' areas once
     loc = RangeGeolocator(load_range_model("birdnet", "torch"), pts, RangeLocConfig(prior_weight=0.0),
-                          gallery_name=f"agclip-{cfg.gallery}-{len(pts)}", log_prior=None)
+                          gallery_name=f"agclip-{cfg.gallery}-{len(pts)}", log_prior=None, areas=None)
     names = np.asarray(sim.species, dtype=object)
     scale = 1.0 / main.temperature
     parts = {}
@@ -1060,8 +1079,8 @@ def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, spec
         q, lb = parts[split]
         lp = 0.0 if log_prior is None else log_prior
         if only_ranges:  # the range expert alone: zero audio logits
-            return pts[decode(q, g, pts, 0.0, cfg.decoder, cfg.radius_km, prior=lb + lp)]
-        return pts[decode(q, g, pts, scale, cfg.decoder, cfg.radius_km, prior=w * lb + lp)]
+            return pts[decode(q, g, pts, 0.0, cfg.decoder, cfg.radius_km, prior=lb + lp, log_area=la)]
+        return pts[decode(q, g, pts, scale, cfg.decoder, cfg.radius_km, prior=w * lb + lp, log_area=la)]
 
     rows = [{"weight": w, **summary_row(f"fused, weight {w:g} (validation)", _km(run("val", w), ll["val"]))}
             for w in cfg.fusion_weights]
@@ -1078,13 +1097,13 @@ def _calibration(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig,
     """Credible-set areas / coverage on a grid gallery with the learned temperature and with one fitted on the
     validation split (highest mean log posterior of the true cell), and three example posteriors."""
     pts, g = gallery_for(main, cfg.calibration_gallery)
-    step = float(cfg.calibration_gallery.lstrip("landuniform"))
-    area = grid_cell_area_km2(pts, step)
+    la = gallery_log_area(cfg.calibration_gallery, pts)
+    area = la.double().exp().numpy()
     learned = 1.0 / main.temperature
     q_val, cell_val = feats(main, "val"), nearest_point(pts, ll["val"])
 
     def val_loglik(scale):
-        lp = torch.cat([log_posterior(q_val[s:s + 128], g, scale) for s in range(0, len(q_val), 128)])
+        lp = torch.cat([log_posterior(q_val[s:s + 128], g, scale, log_area=la) for s in range(0, len(q_val), 128)])
         return float(lp[torch.arange(len(lp)), torch.as_tensor(cell_val)].mean())
 
     grid = [learned * f for f in (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)]
@@ -1094,7 +1113,7 @@ def _calibration(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig,
     for what, scale in (("learned", learned), ("fitted on validation", fitted)):
         areas, cov = [], []
         for s in range(0, len(q_test), 128):  # bounded memory: 128 posteriors at a time
-            post = log_posterior(q_test[s:s + 128], g, scale).exp()
+            post = log_posterior(q_test[s:s + 128], g, scale, log_area=la).exp()
             a, c = credible_sets(post, area, cell_test[s:s + 128])
             areas.append(a)
             cov.append(c)
@@ -1108,7 +1127,7 @@ def _calibration(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig,
     top = decode(q_test, g, pts, learned, "argmax")
     err = _km(pts[top], ll["test"])
     for i in np.argsort(err, kind="stable")[[len(err) // 10, len(err) // 2, (9 * len(err)) // 10]]:
-        post = log_posterior(q_test[i:i + 1], g, learned).exp()[0].numpy()
+        post = log_posterior(q_test[i:i + 1], g, learned, log_area=la).exp()[0].numpy()
         res.examples.append({"i": int(i), "audio_id": str(sim.test.audio_id.iloc[i]), "species": sim.test.species.iloc[i],
                              "true": ll["test"][i], "pred": pts[top[i]], "error_km": float(err[i]),
                              "points": pts, "prob": post, "gallery": cfg.calibration_gallery})
@@ -1152,7 +1171,9 @@ def gallery_posterior(head: AGCLIPHead, feats: torch.Tensor, points: np.ndarray,
                       prior_points: np.ndarray | None = None, bandwidth_km: float = 200.0) -> torch.Tensor:
     """(R, E) features over a small gallery (N, 2) -> (R, N) posterior softmax(cos / T + beta log prior).
 
-    The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations).
+    The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations). The
+    points carry equal weights: meant for sampled galleries (training or chorus locations), which stand for
+    equal shares of where recordings are made; a lat/lon grid needs its cell areas (:func:`log_posterior`).
     """
     from .location import embed_locations
 
@@ -1215,37 +1236,44 @@ def agclip_logits(paths, opts) -> tuple[np.ndarray, torch.Tensor]:
     return pts, (q @ F.normalize(g.float(), dim=1).T) / head.temperature
 
 
-def _outputs(pts: np.ndarray, logits: torch.Tensor, notes: list[str]):
+def _outputs(pts: np.ndarray, logits: torch.Tensor, notes: list[str], areas: np.ndarray | None = None):
+    """(N, 2) gallery, (R, N) log densities, (N,) cell areas km^2 | None -> R MethodOutputs: the posterior
+    mass of every point (softmax(logit + log area)) and the densest point."""
     from .locate import MethodOutput
 
-    post = torch.softmax(logits.double(), dim=1).numpy()
-    best = post.argmax(1)
+    la = 0.0 if areas is None else torch.as_tensor(np.log(areas), dtype=torch.float64)[None]
+    post = torch.softmax(logits.double() + la, dim=1).numpy()
+    best = logits.argmax(1).numpy()
     return [MethodOutput(pts, post[r], float(pts[best[r], 0]), float(pts[best[r], 1]), None, list(notes))
             for r in range(len(post))]
 
 
 def _locate_agclip(paths, weeks, opts):
     """AG-CLIP retrieval over the gallery x a GeoCLIP photo-density location prior (weight opts.prior_weight)."""
-    from .geolocate import location_prior
+    from .geolocate import gallery_areas, location_prior
 
     pts, logits = agclip_logits(paths, opts)
     if opts.prior_weight > 0:
         logits = logits + opts.prior_weight * torch.as_tensor(location_prior(pts, 200.0, cache_key=opts.gallery),
                                                               dtype=logits.dtype)[None]
-    return _outputs(pts, logits, [f"AG-CLIP model {opts.model}; location prior weight {opts.prior_weight:g}"])
+    return _outputs(pts, logits, [f"AG-CLIP model {opts.model}; location prior weight {opts.prior_weight:g}"],
+                    gallery_areas(pts, opts.gallery))
 
 
 def _locate_fused(paths, weeks, opts):
     """Product of experts: AG-CLIP posterior x (BirdNET detections -> species-range posterior)^w."""
+    from .geolocate import gallery_areas
     from .locate import get_method
 
     pts, logits = agclip_logits(paths, opts)
     ranges = get_method("ranges")(paths, weeks, opts)
     if ranges and not np.array_equal(ranges[0].points, pts):
         raise ValueError("fused: the AG-CLIP and range posteriors are on different galleries")
-    lr = torch.as_tensor(np.log(np.maximum(np.stack([r.posterior for r in ranges]), 1e-30)), dtype=logits.dtype)
+    areas = gallery_areas(pts, opts.gallery)
+    lr = np.log(np.maximum(np.stack([r.posterior for r in ranges]), 1e-30))  # log masses of the range posterior
+    lr = torch.as_tensor(lr if areas is None else lr - np.log(areas), dtype=logits.dtype)  # -> log densities
     outs = _outputs(pts, logits + opts.fusion_weight * lr,
-                    [f"AG-CLIP model {opts.model} x species ranges^{opts.fusion_weight:g}"])
+                    [f"AG-CLIP model {opts.model} x species ranges^{opts.fusion_weight:g}"], areas)
     for o, r in zip(outs, ranges):
         o.species, o.notes = r.species, o.notes + r.notes
     return outs
