@@ -64,11 +64,11 @@ from soundloc import book, maps, paths, pipeline
 from soundloc.cli import main as soundloc_cli
 from soundloc.data.sim import SimConfig
 from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_species_line, check, check_scores,
-                                check_species, confusion_table, find_clip_weights, image_geolocate, sim_cases,
-                                species_frame)
+                                check_species, confusion_table, find_clip_weights, image_geolocate, plot_check,
+                                sim_cases, species_frame)
 from soundloc.geo import haversine
 from soundloc.io import save_table
-from soundloc.locate import LocateOptions, plot_posterior, locate_species
+from soundloc.locate import LocateOptions
 from soundloc.spectrogram import SpecConfig
 
 ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, N_SPLICE=N_SPLICE,
@@ -107,13 +107,14 @@ assert soundloc_cli(["check", str(SEATTLE), "--lat", str(FALSE_CLAIM[0]), "--lon
                      "--date", SEATTLE_DATE, "--gallery", GALLERY]) == 0
 
 # %%
-post = locate_species([true_rep.species.scientific_name.tolist()], [true_rep.species.score.tolist()], [true_rep.week], opts)[0]
+# one posterior for the figure, the map and the table: the one the true-place report's numbers come from
+assert np.array_equal(true_rep.posterior, false_rep.posterior) and true_rep.best == false_rep.best
 fig, ax = plt.subplots(figsize=(11, 5))
-plot_posterior(post.points, post.posterior, "Real XC563936: posterior of its confident species vs two claims",
-               SEATTLE_LL, true_rep.best, ax=ax)
-ax.plot(FALSE_CLAIM[1], FALSE_CLAIM[0], "D", color="orange", mec="k", ms=10, label="false claim"), ax.legend(loc="lower left")
+plot_check(false_rep, f"Real XC563936: posterior of {true_rep.posterior_of}, true place and a false claim", ax=ax,
+           true=SEATTLE_LL)
 ch.figure(fig, "seattle_claims")
-m = maps.folium_posterior(post.points, post.posterior, "Real XC563936: audio posterior, true place (green), false claim (orange)",
+m = maps.folium_posterior(true_rep.points, true_rep.posterior,
+                          "Real XC563936: audio posterior, true place (green), false claim (orange)",
                           true=SEATTLE_LL, pred=true_rep.best)
 folium.Marker(FALSE_CLAIM, tooltip="false claim", icon=folium.Icon(color="orange")).add_to(m)
 ch.map(m, "seattle_claims")

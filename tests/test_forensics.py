@@ -98,6 +98,9 @@ def test_calibrate_hpd_level_and_claim_credibility():
     np.testing.assert_allclose(hpd, [0.9, 0.9]) and np.testing.assert_allclose(pct, [100 / 3, 100 / 3])
     hpd, _ = claim_credibility(post, pts, [0.0, 0.0], [0.0, 0.0])
     np.testing.assert_allclose(hpd, [0.6, 1.0])
+    # with cell areas, points are ranked by density: masses 0.6, 0.3, 0.1 over areas 4, 1, 1 -> .15, .3, .1
+    hpd, pct = claim_credibility(post[:1], pts, [0.0], [0.0], areas=np.array([4.0, 1.0, 1.0]))
+    np.testing.assert_allclose(hpd, [0.9]) and np.testing.assert_allclose(pct, [100 / 3])
     v = verdicts(np.array([0, 1, 0, 1, 2]), np.array([False, False, True, True, False]), min_out=2)
     assert list(v) == ["consistent", "suspicious", "suspicious", "inconsistent", "inconsistent"]
 
@@ -156,3 +159,27 @@ def test_classifier_scores_max_and_mean_over_windows():
     one = classifier_species(Net(), long, cfg, ["a", "b"])
     assert list(one.scientific_name) == ["b", "a"] or one.max_score.is_monotonic_decreasing
     assert np.isclose(one.set_index("scientific_name").loc["b", "max_score"], mx[1, 1])
+
+
+def test_plot_check_draws_the_reports_own_posterior_and_marks_its_best_point(one_thread):
+    """One posterior per figure: the drawn maximum = the marked best point = report.best, and the report's
+    numbers (hpd_mass, percentile) come from the posterior it carries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from soundloc.forensics import claim_credibility, plot_check
+    from soundloc.geo import cell_areas
+
+    sp = pd.DataFrame({"scientific_name": ["Turdus migratorius", "Cardinalis cardinalis", "Sitta carolinensis"],
+                       "max_score": [0.9, 0.8, 0.3]})  # the 0.3 one is below min_score but still in the posterior
+    r = check_species(sp, 40.0, -80.0, week=20, opts=OPTS)
+    assert r.posterior.sum() == pytest.approx(1.0, abs=1e-5) and np.allclose(r.areas, cell_areas(r.points, 2.0))
+    assert (r.density * r.areas).sum() == pytest.approx(1.0, abs=1e-5)
+    hpd, pct = claim_credibility(r.posterior, r.points, 40.0, -80.0, r.areas)
+    assert (hpd[0], pct[0]) == pytest.approx((r.hpd_mass, r.percentile))
+    ax = plot_check(r)
+    sc = ax.collections[-1]
+    drawn = sc.get_offsets()[np.argmax(sc.get_array())]  # (lon, lat) of the drawn maximum
+    marked = next(l for l in ax.lines if l.get_label() == "prediction").get_xydata()[0]
+    assert tuple(drawn) == tuple(marked) == (r.best[1], r.best[0])
+    assert tuple(r.points[np.argmax(r.density)]) == tuple(r.best)

@@ -8,9 +8,10 @@ Two independent lines of evidence, combined into a verdict:
     (probability >= ``range_threshold`` that week) with its distance.
 (b) posterior: the audio's location posterior over the gallery (species-range geolocation of
     the same detections); the claimed place is snapped to its nearest gallery point and we report
-    ``hpd_mass`` = posterior mass of all points at least as probable as it (the smallest credible
-    region containing the claim: 0 = the best point, 1 = the least probable), its rank percentile,
-    and the distance from the claim to the posterior's best point.
+    ``hpd_mass`` = posterior mass of all points at least as dense as it (per km^2: the smallest
+    credible region containing the claim: 0 = the best point, 1 = the least probable), its rank
+    percentile, and the distance from the claim to the posterior's best (densest) point. The report
+    carries that posterior, so a figure of it (:func:`plot_check`) shows what the numbers describe.
 
 Verdict: ``inconsistent`` when at least ``min_out`` confident detections are out of range, or one
 is and the claim lies outside the ``hpd_level`` credible region; ``suspicious`` when only one of
@@ -58,13 +59,22 @@ class CheckReport:
     claim: tuple  # (lat, lon) degrees
     week: int | None
     species: pd.DataFrame  # per confident species: scientific_name, score, p_claim, out_of_range, nearest_lat/lon/km
-    hpd_mass: float  # posterior mass of gallery points at least as probable as the claim (0-1)
-    percentile: float  # % of gallery points with a lower posterior than the claim's point
-    best: tuple  # (lat, lon) of the posterior's best point
+    hpd_mass: float  # posterior mass of gallery points at least as dense as the claim's (0-1)
+    percentile: float  # % of gallery points with a lower posterior density than the claim's point
+    best: tuple  # (lat, lon) of the posterior's best (densest) point
     distance_km: float  # claim -> best point
     verdict: str
     evidence: list = field(default_factory=list)  # one line per argument
     config: CheckConfig = CheckConfig()
+    points: np.ndarray | None = None  # (N, 2) gallery lat/lon of the posterior below
+    posterior: np.ndarray | None = None  # (N,) the posterior mass that hpd_mass, percentile, best, distance come from
+    areas: np.ndarray | None = None  # (N,) gallery cell areas km^2 (None: equal weights)
+    posterior_of: str = "all detected species, weighted by their scores"  # which evidence the posterior holds
+
+    @property
+    def density(self) -> np.ndarray:
+        """(N,) the posterior per km^2 (per point when the gallery has equal weights), summing to 1 over points x areas."""
+        return self.posterior if self.areas is None else self.posterior / self.areas
 
     @property
     def out_of_range(self) -> pd.DataFrame:
@@ -132,7 +142,7 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     # (b) the audio posterior (all detections, weighted by score) vs the claim
     o = locate_species([list(species.scientific_name)], [list(species.max_score)], [week], opts)[0]
     post = o.posterior
-    hpd, pct = (float(v[0]) for v in claim_credibility(post, pts, lat, lon))
+    hpd, pct = (float(v[0]) for v in claim_credibility(post, pts, lat, lon, loc.areas))
     dist = float(haversine(o.lat, o.lon, lat, lon))
     # (c) verdict
     n_out = int(rows.out_of_range.sum())
@@ -152,7 +162,24 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
               f"of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
               f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
     verdict = str(verdicts(np.array([n_out]), np.array([outside]), config.min_out)[0])
-    return CheckReport(path, (lat, lon), week, rows, hpd, pct, (o.lat, o.lon), dist, verdict, ev, config)
+    return CheckReport(path, (lat, lon), week, rows, hpd, pct, (o.lat, o.lon), dist, verdict, ev, config,
+                       pts, post, loc.areas)
+
+
+def plot_check(report: CheckReport, title: str | None = None, ax=None, true=None, top: int = 4000):
+    """CheckReport -> matplotlib axis: the report's own posterior (per km^2, the ``top`` densest points), its
+    best point (red x, ``report.best``) and the claim (orange diamond); ``true``: (lat, lon) green star."""
+    from .locate import plot_posterior
+
+    if report.posterior is None:
+        raise ValueError("plot_check: the report carries no posterior (made by an older check_species)")
+    d = report.density
+    ax = plot_posterior(report.points, d / d.sum(), title or f"{report.path}: posterior of {report.posterior_of}",
+                        true, report.best, ax=ax, top=top, label="posterior density (relative, per km²)"
+                        if report.areas is not None else "posterior probability")
+    ax.plot(report.claim[1], report.claim[0], "D", color="orange", mec="k", ms=10, zorder=3, label="claim")
+    ax.legend(loc="lower left")
+    return ax
 
 
 def check(audio, lat: float, lon: float, date=None, config: CheckConfig = CheckConfig(),
@@ -223,17 +250,21 @@ def classifier_species(model, wave: np.ndarray, spec_cfg, species_names, min_sco
     return species_frame(species_names, mx[0], mean[0], min_score)
 
 
-def claim_credibility(posterior: np.ndarray, points: np.ndarray, lat, lon) -> tuple[np.ndarray, np.ndarray]:
-    """(R, N) posteriors over (N, 2) gallery points + (R,) claimed lat/lon -> ((R,) hpd_mass, (R,) percentile).
+def claim_credibility(posterior: np.ndarray, points: np.ndarray, lat, lon,
+                      areas: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(R, N) posterior masses over (N, 2) gallery points + (R,) claimed lat/lon [+ (N,) cell areas km^2]
+    -> ((R,) hpd_mass, (R,) percentile).
 
     The claim is snapped to its nearest gallery point; hpd_mass = posterior mass of all points at least as
-    probable as it (0 = the best point, 1 = the least probable), percentile = % of points less probable.
+    dense (mass / area; mass when ``areas`` is None) as it: the highest-density region that just contains the
+    claim (0 = the best point, 1 = the least probable); percentile = % of points less dense.
     """
     post = np.atleast_2d(np.asarray(posterior, np.float64))
+    dens = post if areas is None else post / np.asarray(areas, np.float64)[None]
     lat, lon = np.atleast_1d(np.asarray(lat, float)), np.atleast_1d(np.asarray(lon, float))
     c = haversine(points[None, :, 0], points[None, :, 1], lat[:, None], lon[:, None]).argmin(1)  # (R,)
-    pc = post[np.arange(len(post)), c][:, None]
-    return (post * (post >= pc)).sum(1), 100.0 * (post < pc).mean(1)
+    dc = dens[np.arange(len(dens)), c][:, None]
+    return (post * (dens >= dc)).sum(1), 100.0 * (dens < dc).mean(1)
 
 
 def calibrate_species_line(clean: np.ndarray, spliced: np.ndarray, p_true: np.ndarray, planted: np.ndarray,
@@ -333,7 +364,8 @@ def check_scores(scores: np.ndarray, names, lat, lon, weeks, config: CheckConfig
     flag = (scores >= config.min_score) & (p < config.range_threshold)
     outs = locate_species([list(names)] * len(scores), list(scores), list(weeks), opts)
     post = np.stack([o.posterior for o in outs])
-    hpd, pct = claim_credibility(post, outs[0].points, lat, lon) if len(outs) else (np.zeros(0), np.zeros(0))
+    areas = range_geolocator(opts.gallery, opts.preset, opts.device).areas
+    hpd, pct = claim_credibility(post, outs[0].points, lat, lon, areas) if len(outs) else (np.zeros(0), np.zeros(0))
     best = np.array([(o.lat, o.lon) for o in outs]).reshape(-1, 2)
     nm = np.asarray(list(names), object)
     df = pd.DataFrame({"n_flagged": flag.sum(1), "flagged": ["; ".join(nm[f]) for f in flag]})

@@ -238,7 +238,7 @@ def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate")
 
 # ---------------------------------------------------------------- display
 def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=None, pred=None, ax=None,
-                   extent: tuple | None = None, top: int = 4000):
+                   extent: tuple | None = None, top: int = 4000, label: str = "posterior probability"):
     """(N, 2) gallery + (N,) posterior -> matplotlib axis: land, the ``top`` most probable points coloured by
     probability (log scale), true (green star) and predicted (red x) places; ``extent`` = (lon0, lon1, lat0, lat1)."""
     import matplotlib.pyplot as plt
@@ -253,7 +253,7 @@ def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=N
     p = np.maximum(posterior[idx], 1e-12)
     sc = ax.scatter(points[idx, 1], points[idx, 0], c=p, s=6, cmap="magma_r", norm=LogNorm(max(p.min(), p.max() * 1e-4),
                     p.max()), marker="s", linewidths=0, zorder=1)
-    ax.figure.colorbar(sc, ax=ax, shrink=0.7, label="posterior probability")
+    ax.figure.colorbar(sc, ax=ax, shrink=0.7, label=label)
     if true is not None:
         ax.plot(true[1], true[0], "*", color="limegreen", mec="k", ms=14, zorder=3, label="true location")
     if pred is not None:
