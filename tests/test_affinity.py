@@ -5,6 +5,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from soundloc import affinity
 from soundloc.affinity import affinity_maps, agreement, rank_auc, species_embeddings
 
 
@@ -36,3 +37,20 @@ def test_agreement_matches_scipy_and_sklearn():
         assert rho[k] == pytest.approx(spearmanr(aff[k], rngmap[k]).statistic, abs=1e-9)
         assert auc[k] == pytest.approx(roc_auc_score(rngmap[k] >= 0.5, aff[k]), abs=1e-9)
     assert np.isnan(rank_auc(aff[:1], np.ones((1, 300), bool))[0])  # one class only
+
+
+def test_recording_density_is_a_normalised_map_peaking_where_recordings_are():
+    from soundloc.geo import haversine, land_grid
+
+    pts = land_grid(2.0)
+    recs = np.array([[48.0, 2.0]] * 30 + [[-33.9, 151.2]] * 10)  # Paris x30, Sydney x10
+    d = affinity.recording_density(pts, recs, bandwidth_km=300)
+    assert d.shape == (len(pts),) and d.sum() == pytest.approx(1.0) and (d >= 0).all()
+    top = pts[np.argmax(d)]
+    assert haversine(top[0], top[1], 48.0, 2.0) < 300
+    near = lambda la, lo: d[haversine(pts[:, 0], pts[:, 1], la, lo) < 400].sum()  # noqa: E731
+    assert near(48.0, 2.0) > 2 * near(-33.9, 151.2) > 0  # three times the recordings, about three times the mass
+    # as a score it ranks a range around the recordings above the rest: AUC 1 for a range where recordings are
+    in_range = (haversine(pts[:, 0], pts[:, 1], 48.0, 2.0) < 500)[None]
+    _, auc = affinity.agreement(d[None], in_range.astype(float), threshold=0.5)
+    assert auc[0] > 0.99

@@ -4,6 +4,9 @@ A species' affinity map is the cosine similarity between its mean AG-CLIP record
 the location embeddings of a land gallery, clamped to [0, 1]. Beside its range map it shows what
 the audio model has learned about the species' geography; :func:`agreement` scores the match
 (Spearman correlation over the gallery, and the AUC of affinity for in-range vs out-of-range points).
+A species' range overlaps where recordings are made, so a map of recording density alone, the same
+for every species (:func:`recording_density`), is the baseline such an AUC must beat before it says
+anything about ranges rather than sampling.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["species_embeddings", "affinity_maps", "agreement", "rank_auc"]
+__all__ = ["species_embeddings", "affinity_maps", "agreement", "rank_auc", "recording_density"]
 
 
 def species_embeddings(feats: torch.Tensor, species: np.ndarray, n_species: int, min_count: int = 1
@@ -63,3 +66,12 @@ def agreement(affinity: np.ndarray, ranges: np.ndarray, threshold: float = 0.1) 
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = (ra * rr).sum(1) / np.sqrt((ra ** 2).sum(1) * (rr ** 2).sum(1))
     return rho, rank_auc(affinity, ranges >= threshold)
+
+
+def recording_density(points: np.ndarray, recordings: np.ndarray, bandwidth_km: float = 200.0) -> np.ndarray:
+    """(N, 2) gallery lat/lon, (M, 2) recording lat/lon (degrees) -> (N,) vMF kernel density of the recordings
+    at the gallery points (``bandwidth_km``), summing to 1 over the points: where recordings are made, with no
+    audio and no species in it."""
+    from .geolocate import vmf_log_density
+
+    return np.exp(vmf_log_density(np.asarray(points, float), np.asarray(recordings, float), bandwidth_km))

@@ -14,6 +14,12 @@ def test_06_affinities(tmp_path):
     # the model's affinity follows the species' own range clearly better than another species' range
     assert own["mean AUC in-range"] > ctrl["mean AUC in-range"] + 0.1 and own["mean AUC in-range"] > 0.6
     assert own["mean spearman"] > ctrl["mean spearman"]
+    dens = a.loc["recording density alone (baseline, no audio)"]  # where recordings are made, no audio
+    assert dens["species"] == own["species"] and 0.5 < dens["mean AUC in-range"] < 1
+    reading = (tmp_path / "06_reading.md").read_text()  # generated from the same numbers
+    assert f"{own['mean AUC in-range']:.3f}" in reading and f"{dens['mean AUC in-range']:.3f}" in reading
+    above = "carry range information beyond" in reading
+    assert above == ("is above the density baseline" in reading)
     per = pd.read_csv(tmp_path / "06_per_species.csv")
     assert len(per) == own["species"] and per["AUC in-range"].between(0, 1).all()
     assert abs(per["AUC in-range"].mean() - own["mean AUC in-range"]) < 1e-9
