@@ -128,7 +128,7 @@ print(f"{len(ok)} clips, {len(wins)} window detections >= {MIN_CONF:g}, {wins.sc
 week = week_from_date(JURA_DATE)
 outs = locate_species([s.scientific_name.tolist() for s in sums], [s.max_score.tolist() for s in sums], [week] * len(sums), opts)
 post = np.stack([o.posterior for o in outs])  # (R, N)
-pts = outs[0].points
+pts, areas = outs[0].points, outs[0].areas  # posteriors are masses; decode by density (mass / cell area)
 clips["pred_lat"], clips["pred_lon"] = [o.lat for o in outs], [o.lon for o in outs]
 clips["error_km"] = haversine(clips.pred_lat.to_numpy(), clips.pred_lon.to_numpy(), *JURA_LL)
 ch.table(clips.assign(time=clips.time.dt.strftime("%H:%M")), "jura_clips",
@@ -154,7 +154,7 @@ for label, mask in ((f"dawn {DAWN[0]:02d}-{DAWN[1]:02d} h", dawn), ("whole day",
     pooled = pd.concat([s for s, m in zip(sums, mask) if m]).groupby("scientific_name").max_score.max()
     pl = locate_species([pooled.index.tolist()], [pooled.tolist()], [week], opts)[0]
     agg[label] = (P, pl)
-    best = pts[P.argmax()]
+    best = pts[(P / areas).argmax()]
     rows.append(summary_row(f"Jura: mean posterior, {label}", [haversine(*best, *JURA_LL)], data="real", n_clips=int(mask.sum())))
     rows.append(summary_row(f"Jura: pooled species list, {label}", [haversine(pl.lat, pl.lon, *JURA_LL)], data="real",
                             n_clips=int(mask.sum())))
@@ -165,7 +165,7 @@ table = ch.table(pd.DataFrame(rows), "real_audio", f"Real audio located by BirdN
 fig, axes = plt.subplots(1, 2, figsize=(16, 4.5))
 P_day, pooled_day = agg["whole day"]
 plot_posterior(pts, P_day, f"Jura (real), mean posterior of {int(has.sum())} clips, week {week}", JURA_LL,
-               tuple(pts[P_day.argmax()]), ax=axes[0], extent=(-25, 45, 30, 70))
+               tuple(pts[(P_day / areas).argmax()]), ax=axes[0], extent=(-25, 45, 30, 70))
 axes[1].plot(clips.time, clips.error_km, "o-", ms=4, label="each clip")
 axes[1].axvspan(clips.time.iloc[0].normalize() + pd.Timedelta(hours=DAWN[0]),
                 clips.time.iloc[0].normalize() + pd.Timedelta(hours=DAWN[1]), color="gold", alpha=0.3, label="dawn")

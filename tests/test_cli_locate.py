@@ -30,7 +30,11 @@ def test_locate_seattle_json_returns_a_location(seattle, capsys, one_thread):
     print(f"Seattle locate error: {err:.1f} km at ({r['lat']}, {r['lon']})")
     assert r["week"] == 11 and out["method"] == "ranges" and err < 500
     assert len(r["top_k"]) == 5 and r["top_k"][0]["lat"] == r["lat"]
-    assert np.all(np.diff([t["prob"] for t in r["top_k"]]) <= 0)
+    assert np.all(np.diff([t["per_km2"] for t in r["top_k"]]) <= 0)  # the densest points first (land1 has cell areas)
+    from soundloc.geo import cell_areas
+
+    assert all(t["prob"] / t["per_km2"] == pytest.approx(cell_areas(np.array([[t["lat"], t["lon"]]]), 1.0)[0], rel=1e-6)
+               for t in r["top_k"])  # mass = density x the point's 1 deg cell area
     assert r["species"][0]["scientific_name"] == "Junco hyemalis"
 
 

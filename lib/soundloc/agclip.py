@@ -1244,7 +1244,7 @@ def _outputs(pts: np.ndarray, logits: torch.Tensor, notes: list[str], areas: np.
     la = 0.0 if areas is None else torch.as_tensor(np.log(areas), dtype=torch.float64)[None]
     post = torch.softmax(logits.double() + la, dim=1).numpy()
     best = logits.argmax(1).numpy()
-    return [MethodOutput(pts, post[r], float(pts[best[r], 0]), float(pts[best[r], 1]), None, list(notes))
+    return [MethodOutput(pts, post[r], float(pts[best[r], 0]), float(pts[best[r], 1]), None, list(notes), areas)
             for r in range(len(post))]
 
 

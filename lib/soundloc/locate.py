@@ -49,11 +49,12 @@ class MethodOutput:
     """What a method returns for one recording: a posterior over ``points`` and what it heard."""
 
     points: np.ndarray  # (N, 2) gallery lat/lon, degrees
-    posterior: np.ndarray  # (N,) probabilities summing to 1
+    posterior: np.ndarray  # (N,) probability mass of each point, summing to 1
     lat: float  # decoded best location, degrees
     lon: float
     species: pd.DataFrame | None = None  # detected species (scientific_name, common_name, max_score, ...)
     notes: list = field(default_factory=list)
+    areas: np.ndarray | None = None  # (N,) cell areas km^2 of a grid gallery (density = posterior / areas); None: equal weights
 
 
 @dataclass
@@ -68,8 +69,9 @@ class Location:
     topk: pd.DataFrame  # rank, lat, lon, prob
     species: pd.DataFrame | None
     points: np.ndarray  # (N, 2)
-    posterior: np.ndarray  # (N,)
+    posterior: np.ndarray  # (N,) probability mass of each point
     notes: list = field(default_factory=list)
+    areas: np.ndarray | None = None  # (N,) cell areas km^2 of a grid gallery; None: equal weights
 
     def error_km(self, lat: float, lon: float) -> float:
         """Great-circle distance (km) from the best location to (lat, lon)."""
@@ -177,7 +179,7 @@ def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[
     for r in range(len(species)):
         notes = list(res.notes) if res.pred.fallback.iloc[r] else []
         out.append(MethodOutput(loc.points, res.posterior[r].astype(np.float64), float(res.pred.lat.iloc[r]),
-                                float(res.pred.lon.iloc[r]), None, notes))
+                                float(res.pred.lon.iloc[r]), None, notes, loc.areas))
     return out
 
 
@@ -199,12 +201,16 @@ register_method("ranges", _ranges, "BirdNET detections (scores as weights) -> Bi
 
 
 # ---------------------------------------------------------------- API
-def topk_table(points: np.ndarray, posterior: np.ndarray, k: int) -> pd.DataFrame:
-    """(N, 2) points, (N,) posterior -> the k most probable points: rank, lat, lon, prob."""
+def topk_table(points: np.ndarray, posterior: np.ndarray, k: int, areas: np.ndarray | None = None) -> pd.DataFrame:
+    """(N, 2) points, (N,) posterior mass [, (N,) cell areas km^2] -> the k densest points (the most probable
+    ones when the points carry equal weights): rank, lat, lon, prob (their mass) [, per_km2 (mass / area)]."""
     k = max(0, min(int(k), len(posterior)))
-    idx = np.argsort(-posterior, kind="stable")[:k]
-    return pd.DataFrame({"rank": np.arange(1, k + 1), "lat": points[idx, 0], "lon": points[idx, 1],
-                         "prob": posterior[idx]})
+    dens = posterior if areas is None else posterior / areas
+    idx = np.argsort(-dens, kind="stable")[:k]
+    out = pd.DataFrame({"rank": np.arange(1, k + 1), "lat": points[idx, 0], "lon": points[idx, 1], "prob": posterior[idx]})
+    if areas is not None:
+        out["per_km2"] = dens[idx]  # probability per km^2: the ranking key
+    return out
 
 
 def locate(paths: str | Sequence[str], date=None, method: str = "ranges", top_k: int = 5,
@@ -220,20 +226,20 @@ def locate(paths: str | Sequence[str], date=None, method: str = "ranges", top_k:
     weeks = [week_from_date(d) for d in dates]
     fn = get_method(method)
     outs = fn(paths, weeks, opts)
-    return [Location(p, method, w, o.lat, o.lon, topk_table(o.points, o.posterior, top_k), o.species, o.points,
-                     o.posterior, o.notes) for p, w, o in zip(paths, weeks, outs)]
+    return [Location(p, method, w, o.lat, o.lon, topk_table(o.points, o.posterior, top_k, o.areas), o.species, o.points,
+                     o.posterior, o.notes, o.areas) for p, w, o in zip(paths, weeks, outs)]
 
 
 def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate") -> Location:
-    """Average the posteriors of Locations on the same gallery -> one Location (argmax of the mean)."""
+    """Average the posteriors of Locations on the same gallery -> one Location (the densest point of the mean)."""
     if not locs:
         raise ValueError("nothing to aggregate")
     P = np.mean(np.stack([l.posterior for l in locs]), axis=0)
-    pts = locs[0].points
-    i = int(np.argmax(P))
+    pts, areas = locs[0].points, locs[0].areas
+    i = int(np.argmax(P if areas is None else P / areas))
     weeks = {l.week for l in locs}
     return Location(name, locs[0].method, weeks.pop() if len(weeks) == 1 else None, float(pts[i, 0]), float(pts[i, 1]),
-                    topk_table(pts, P, top_k), None, pts, P, [f"mean posterior of {len(locs)} recordings"])
+                    topk_table(pts, P, top_k, areas), None, pts, P, [f"mean posterior of {len(locs)} recordings"], areas)
 
 
 # ---------------------------------------------------------------- display
