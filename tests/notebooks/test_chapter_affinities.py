@@ -10,9 +10,9 @@ def test_06_affinities(tmp_path):
     run_chapter("06_affinities", tmp_path, SPECIES=["Anas platyrhynchos", "Sturnus vulgaris"])
     a = pd.read_csv(tmp_path / "06_agreement.csv").set_index("pairing")
     own, ctrl = a.loc["species' own range"], a.loc["another species' range (control)"]
-    assert own["species"] >= 20 and own["species"] == ctrl["species"]
-    # the model's affinity follows the species' own range clearly better than another species' range
-    assert own["mean AUC in-range"] > ctrl["mean AUC in-range"] + 0.1 and own["mean AUC in-range"] > 0.6
+    assert own["species"] >= 15 and own["species"] == ctrl["species"]  # species with >= 10 TEST recordings
+    # from held-out recordings the affinity still follows the species' own range better than another species' range
+    assert own["mean AUC in-range"] > ctrl["mean AUC in-range"] and own["mean AUC in-range"] > 0.6
     assert own["mean spearman"] > ctrl["mean spearman"]
     dens = a.loc["recording density alone (baseline, no audio)"]  # where recordings are made, no audio
     assert dens["species"] == own["species"] and 0.5 < dens["mean AUC in-range"] < 1
