@@ -495,7 +495,8 @@ def predict_folds(loc: RangeGeolocator, queries: pd.DataFrame, folds: np.ndarray
 # "lists" by the sweep over multi-species lists built from iNatSounds test recordings (chapter 05),
 # "single" by 2-fold spatially blocked cross-fitting on all 49,527 iNatSounds test recordings, land 1 deg
 # (both folds chose bandwidth 400 km and the genus proxy: 985 km median vs 988 without the proxy, and
-# 1,068 / 1,073 km at 200 km).
+# 1,068 / 1,073 km at 200 km; measured before posteriors were weighted by cell area, which leaves these
+# argmax presets' points unchanged but can change which settings cross-fitting picks).
 PRESETS = {
     "lists": RangeLocConfig(richness_weight=1.0, absence_weight=0.0, prior_weight=1.0, prior_bandwidth_km=200.0),
     "single": RangeLocConfig(richness_weight=1.0, absence_weight=0.0, prior_weight=1.0, prior_bandwidth_km=400.0,
