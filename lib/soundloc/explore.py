@@ -342,3 +342,63 @@ def recording_explorer(recordings: list[Recording] | None = None, level: float =
 
 __all__ = ["ExploreConfig", "species_view", "place_view", "recording_view", "real_recordings", "species_explorer",
            "place_explorer", "recording_explorer", "find_species"]
+
+
+# ---------------------------------------------------------------- static pages (no kernel, no widget JS)
+def _control_html(m: dict) -> str:
+    """A control's saved widget state -> a disabled HTML input showing its value."""
+    s, name = m["state"], m["model_name"]
+    label = f'<label style="margin-right:14px;font:13px sans-serif">{s.get("description", "")} '
+    if name in ("IntSliderModel", "FloatSliderModel"):
+        return (label + f'<input type="range" min="{s["min"]}" max="{s["max"]}" step="{s.get("step", 1)}" '
+                f'value="{s["value"]}" disabled> {s["value"]}</label>')
+    if name == "DropdownModel":
+        labels = s.get("_options_labels", [])
+        chosen = labels[s["index"]] if labels and s.get("index") is not None else ""
+        return label + f"<select disabled><option>{chosen}</option></select></label>"
+    return label + f'<input value="{s.get("value", "")}" disabled size="14"></label>'
+
+
+def static_notebook(executed: str | Path, widgets_only: bool = False):
+    """Executed .ipynb (with saved widget state) -> nbformat notebook whose widget outputs are replaced by static HTML:
+    controls as disabled inputs, each Output widget's saved outputs inline, a map as a note. For a screenshot without
+    the widget JavaScript (e.g. ``jupyter nbconvert --to html`` then headless Chromium). ``widgets_only``: keep only
+    the cells that displayed a widget."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+
+    def render(mid: str) -> list:
+        m = state.get(mid.replace("IPY_MODEL_", ""))
+        if m is None:
+            return []
+        name = m["model_name"]
+        if name in ("VBoxModel", "HBoxModel"):
+            parts = [o for c in m["state"].get("children", []) for o in render(c)]
+            if name == "HBoxModel" and all(o.output_type == "display_data" and list(o.data) == ["text/html"] for o in parts):
+                return [nbformat.v4.new_output("display_data", {"text/html": "".join(o.data["text/html"] for o in parts)})]
+            return parts
+        if name == "OutputModel":
+            return [nbformat.from_dict(o) for o in m["state"].get("outputs", [])]
+        if name == "LeafletMapModel":
+            return [nbformat.v4.new_output("display_data", {"text/html": "<p><i>(map: click it in a live session)</i></p>"})]
+        if name.endswith(("SliderModel", "TextModel", "DropdownModel")):
+            return [nbformat.v4.new_output("display_data", {"text/html": _control_html(m)})]
+        return []
+
+    def has_widget(c) -> bool:
+        return any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in c.get("outputs", []))
+
+    if widgets_only:
+        nb.cells = [c for c in nb.cells if c.cell_type == "code" and has_widget(c)]
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outs = []
+        for o in cell.get("outputs", []):
+            view = o.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            outs.extend(render(view["model_id"]) if view else [o])
+        cell.outputs = outs
+    nb.metadata.pop("widgets", None)
+    return nb

@@ -17,7 +17,8 @@ def test_11_teaching(tmp_path):
     from soundloc.detect import NON_SPECIES
     from soundloc.locate import range_geolocator
 
-    nb = json.loads(run_chapter("11_teaching", tmp_path).read_text())
+    executed = run_chapter("11_teaching", tmp_path)
+    nb = json.loads(executed.read_text())
     a = pd.read_csv(tmp_path / "11_answers.csv").set_index("question").answer
     # exercise 1: against the haversine package on the same sphere
     assert float(a["1 Seattle-Paris km"]) == pytest.approx(reference_haversine(SEATTLE, PARIS, normalize=True) * 6371.0
@@ -48,5 +49,13 @@ def test_11_teaching(tmp_path):
     assert pd.read_csv(tmp_path / "11_place.csv").scientific_name.iloc[0] == a["3 species"]
     heard = pd.read_csv(tmp_path / "11_listen.csv")
     assert (heard.score >= 0.3).all() and "Dark-eyed Junco" in set(heard.common_name)
+    # the static page (for a screenshot without widget JavaScript): controls with their values, outputs inline
+    from soundloc.explore import static_notebook
+
+    static = static_notebook(executed, widgets_only=True)
+    outs = [o for c in static.cells for o in c.outputs]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outs)
+    assert len(static.cells) == 3 and 'value="Turdus merula"' in html and "Seattle soundscape, XC563936</option>" in html
+    assert sum("image/png" in o.get("data", {}) for o in outs) == 3 and html.count("<audio") == 1
     for name in ("listen", "species_range", "recording_posterior"):
         assert (tmp_path / f"11_{name}.png").stat().st_size > 10_000
