@@ -74,8 +74,8 @@ ch.table(heard.drop(columns="path"), "listen", "BirdNET windows scoring >= 0.3 i
 # ## 2 · Explore
 # **A species and a week.** Type a species (scientific or common name) and move the week: the map is
 # BirdNET's range model (the probability that the species occurs there that week); the table lists
-# the species most expected *where it occurs* (each species' range probability averaged over the map,
-# weighted by the chosen species' own).
+# the species most expected *where it occurs*: each species' range probability averaged over the chosen
+# species' range (the places where its own probability is at least 0.01), weighted by that probability.
 
 # %%
 sp = explore.species_explorer(SPECIES, WEEK, cfg)

@@ -6,7 +6,6 @@ from soundloc import explore
 from soundloc.detect import NON_SPECIES
 from soundloc.geo import cell_areas, log_masses
 from soundloc.locate import week_from_date
-from soundloc.ranges import range_map
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CFG = explore.ExploreConfig()
@@ -21,12 +20,15 @@ def test_species_explorer_companions_are_range_weighted_means_and_the_week_callb
     v = ex.view
     assert v.species == "Turdus merula" and v.week == 20 and "image/png" in _mimes(ex.widget.children[1])
     g = explore._model(CFG)
-    P = np.asarray(range_map(g.model, g.points, 20, cache_key=CFG.gallery), np.float64)
     k = g.model.species.index("Turdus merula")
     j = g.model.species.index(v.companions.scientific_name.iloc[0])
-    assert v.companions.expected_prob.iloc[0] == pytest.approx((P[k] * P[j]).sum() / P[k].sum(), rel=1e-3)
+    P = g.model.prob(g.points[:, 0], g.points[:, 1], 20, [k, j]).astype(np.float64)  # (N, 2)
+    w = np.where(P[:, 0] >= CFG.min_occurrence, P[:, 0], 0.0)  # its range: p >= 0.01
+    assert v.companions.expected_prob.iloc[0] == pytest.approx((w * P[:, 1]).sum() / w.sum(), rel=1e-5)
     assert "Turdus merula" not in set(v.companions.scientific_name) and not set(v.companions.scientific_name) & NON_SPECIES
     assert v.companions.expected_prob.is_monotonic_decreasing and len(v.companions) == CFG.top
+    with pytest.raises(ValueError, match="no place with range probability >= 1.01"):
+        explore.species_view("Turdus merula", 20, explore.ExploreConfig(min_occurrence=1.01))
     ex.controls["week"].value = 0  # the slider's callback: year-round
     assert ex.view.week is None and ex.view is not v
     ex.controls["name"].value = "Eurasian Blackbird"  # a common name resolves to the same species

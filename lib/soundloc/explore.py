@@ -32,6 +32,7 @@ class ExploreConfig:
     top: int = 10  # species listed per view
     min_conf: float = 0.1  # BirdNET score below which a detection is not used (birdnetlib's default)
     level: float = 0.9  # credible level of the recording explorer's region
+    min_occurrence: float = 0.01  # range probability from which a place counts as inside a species' range
 
     @property
     def step(self) -> float:
@@ -97,14 +98,18 @@ class SpeciesView:
 
 def species_view(name: str, week=None, cfg: ExploreConfig = ExploreConfig()) -> SpeciesView:
     """Species name + week -> its (N,) range over the gallery and the ``cfg.top`` companions: the species with the
-    highest range probability averaged over the gallery weighted by this species' own, sum_i p(i) q(i) / sum_i p(i)."""
-    from .ranges import range_map
-
+    highest range probability averaged over its range (points with p >= cfg.min_occurrence), weighted by its own p:
+    sum_i p(i) q(i) / sum_i p(i)."""
     g = _model(cfg)
     k, week = find_species(g.model, name), _week(week)
-    P = range_map(g.model, g.points, week, cache_key=cfg.gallery)  # (S, N) float16, cached per week
-    p = np.asarray(P[k], np.float64)
-    expect = (np.asarray(P, np.float32) @ p.astype(np.float32)) / max(p.sum(), 1e-12)  # (S,)
+    lat, lon = g.points[:, 0], g.points[:, 1]
+    p = g.model.prob(lat, lon, week, [k])[:, 0].astype(np.float64)  # (N,)
+    occ = p >= cfg.min_occurrence
+    if not occ.any():
+        raise ValueError(f"{name!r} has no place with range probability >= {cfg.min_occurrence:g} in "
+                         f"{'any week' if week is None else f'week {week}'} on gallery {cfg.gallery}")
+    Q = g.model.prob(lat[occ], lon[occ], week)  # (M, S) every species, only inside this one's range
+    expect = (p[occ] @ Q) / p[occ].sum()  # (S,)
     ok = _species_mask(g.model)
     ok[k] = False
     order = np.flatnonzero(ok)[np.argsort(-expect[ok], kind="stable")[: cfg.top]]
@@ -122,7 +127,7 @@ def plot_range(v: SpeciesView):
     fig = _figure(11, 5)
     ax = fig.subplots()
     land_background(ax)
-    keep = v.prob >= 0.01
+    keep = v.prob >= 0.01  # leave the near-zero rest of the world blank
     sc = ax.scatter(v.points[keep, 1], v.points[keep, 0], c=v.prob[keep], s=7, marker="s", cmap="viridis",
                     vmin=0, vmax=1, linewidths=0, zorder=1)
     fig.colorbar(sc, ax=ax, shrink=0.7, label="range probability (BirdNET)")
