@@ -18,7 +18,7 @@
 # recording and see what BirdNET hears in it; explore species ranges, the soundscape expected at a
 # place, and where a recording's species say it was made, without editing code; learn how the book
 # scores a geolocation; then practise with four exercises whose answers sit in collapsed cells
-# (click the "..." of a hidden cell to open it).
+# (click the "..." of a collapsed cell to open it).
 #
 # The explorers are ipywidgets: they react in JupyterLab (`make lab`, then open this chapter), and a
 # headless run (papermill, `make book`) shows and saves their default views.
@@ -156,7 +156,7 @@ assert d_mean > 10 * d_median
 # **Exercise 1.** How far is Seattle (47.6766, -122.294) from Paris (48.8566, 2.3522)? Use
 # `soundloc.geo.haversine`.
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
 answers["1 Seattle-Paris km"] = float(haversine(47.6766, -122.294, 48.8566, 2.3522))
 print(f"{answers['1 Seattle-Paris km']:,.0f} km")
 
@@ -165,7 +165,7 @@ print(f"{answers['1 Seattle-Paris km']:,.0f} km")
 # What are the five accuracies, the median and the mean? If the worst miss were 20,000 km instead,
 # how much would the mean and the median change?
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
 ten = np.array([3, 12, 40, 180, 260, 700, 800, 2400, 9000, 15000], float)
 m10, m10b = geo_metrics(ten), geo_metrics(np.where(ten == 15000, 20000, ten))
 answers.update({f"2 {k}": v for k, v in m10.items()})
@@ -177,7 +177,7 @@ pd.Series(answers).filter(like="2 ")
 # **Exercise 3.** Which species does BirdNET's range model expect most in the Jura (46.6, 6.1) in week 20,
 # and with what probability? (Use the place explorer, or `explore.place_view`.)
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
 top = explore.place_view(46.6, 6.1, 20, cfg).iloc[0]
 answers["3 species"], answers["3 prob"] = top.scientific_name, float(top.prob)
 top
@@ -186,13 +186,16 @@ top
 # **Exercise 4.** Lower the Seattle recording's credible level from 90 % to 50 %. How many km² does the
 # region lose, and is Seattle still inside?
 
-# %% jupyter={"source_hidden": true}
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
 r90, r50 = (explore.recording_view(seattle, lv, cfg).summary.iloc[0] for lv in (0.9, 0.5))
 answers["4 region_km2 at 90%"], answers["4 region_km2 at 50%"] = float(r90.region_km2), float(r50.region_km2)
 answers["4 km2 lost"] = float(r90.region_km2 - r50.region_km2)
 answers["4 Seattle inside at 50%"] = bool(r50["true place in region"])
 pd.Series(answers).filter(like="4 ")
 
-# %%
+# %% [markdown]
+# All answers in one table (`11_answers.csv`, which the chapter's test checks), collapsed too:
+
+# %% jupyter={"outputs_hidden": true, "source_hidden": true}
 ch.table(pd.DataFrame({"question": list(answers), "answer": [str(v) for v in answers.values()]}), "answers",
          "Answers to the exercises (real data)")

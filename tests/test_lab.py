@@ -50,7 +50,7 @@ def test_lab_serves_a_chapter_as_a_notebook(tmp_path):
         assert cells[0]["source"].startswith("# 00 · The data")
         assert any("parameters" in c["metadata"].get("tags", []) for c in cells)
         hidden = _get(f"{base}/api/contents/11_teaching.py?type=notebook&content=1", token)["content"]["cells"]
-        assert sum(bool(c["metadata"].get("jupyter", {}).get("source_hidden")) for c in hidden) == 4
+        assert sum(bool(c["metadata"].get("jupyter", {}).get("outputs_hidden")) for c in hidden) == 5
         viewers = _get(f"{base}/lab/api/settings/@jupyterlab/docmanager-extension:plugin", token)
         default = viewers["schema"]["properties"]["defaultViewers"]["default"]  # tools/lab/overrides.json applied
         assert default["python"] == "Jupytext Notebook"  # so a double click opens a chapter as a notebook

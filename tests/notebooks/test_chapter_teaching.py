@@ -37,9 +37,9 @@ def test_11_teaching(tmp_path):
     r90, r50 = float(a["4 region_km2 at 90%"]), float(a["4 region_km2 at 50%"])
     assert r90 == pytest.approx(rec.region_km2) and 0 < r50 < r90 and float(a["4 km2 lost"]) == pytest.approx(r90 - r50)
     assert a["4 Seattle inside at 50%"] in ("True", "False")
-    # answers sit in collapsed cells; the explorers' widgets were displayed and their default views written
-    hidden = [c for c in nb["cells"] if c["metadata"].get("jupyter", {}).get("source_hidden")]
-    assert len(hidden) == 4 and all("answers" in "".join(c["source"]) for c in hidden)
+    # answers sit in collapsed cells (code and output); the explorers' widgets were displayed and their default views written
+    hidden = [c for c in nb["cells"] if c["metadata"].get("jupyter") == {"outputs_hidden": True, "source_hidden": True}]
+    assert len(hidden) == 5 and all("answers" in "".join(c["source"]) for c in hidden)
     views = [o for c in nb["cells"] for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert len(views) == 3
     comp = pd.read_csv(tmp_path / "11_species_companions.csv")
