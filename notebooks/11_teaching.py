@@ -142,8 +142,9 @@ assert d_mean > 10 * d_median
 #   and week; a detector (BirdNET) gives the probability that a species is *heard* in a recording. A
 #   species can occur without being heard (silent, far away) and be "heard" without occurring (a false
 #   detection, a mimic, a recording made elsewhere).
-# * **von Mises-Fisher (vMF) prior**: the Gaussian of the sphere. Summing a vMF bump around every known
-#   recording place gives a prior over where recordings are made (dense in Europe, sparse at sea).
+# * **von Mises-Fisher (vMF) prior**: the vMF distribution is the Gaussian of the sphere. Summing a vMF bump
+#   (200 km wide) around each of GeoCLIP's 100K photo places on land gives a prior over where people record
+#   (`soundloc.geolocate.location_prior`); the species-range posterior multiplies it in.
 # * **Credible region**: the smallest area holding a chosen share (say 90 %) of a posterior's
 #   probability; a larger share gives a larger region.
 # * **Cross-fitting**: choose a free parameter on one half of the data and report on the other half,
