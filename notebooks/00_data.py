@@ -35,13 +35,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, maps, paper
+from IPython.display import display
+
+from soundloc import book, listen, maps, paper
 from soundloc.audio import load_audio
 from soundloc.baselines import naive_row
 from soundloc.data import fetch, load_gold, load_inat, load_xcdc
+from soundloc.detect import get_detector
 from soundloc.metrics import errors_km
 from soundloc.reference import geoclip_coordinates
-from soundloc.spectrogram import compute_spectrogram
 
 ch = book.start("00", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, NAIVE_SEEDS=NAIVE_SEEDS,
                 types={"DATA": str, "NAIVE_SEEDS": int})
@@ -126,19 +128,20 @@ ch.map(maps.folium_hexbin(xcells, "n", "XCDC recordings per H3 cell (real)", cma
 # Two real recordings through the paper's exact spectrogram (22.05 kHz, Hann 512 / hop 128 /
 # FFT 1024, 128 HTK mel bands, dB clipped to [-100, 0] as uint8, high frequencies on top): the
 # Seattle soundscape (Xeno-canto XC563936) and a Jura forest clip at 05:15 on 22 May 2019.
-# Models see 512-frame windows (about 3 s) cut from these images.
+# Each image is 128 mel bands by one frame every 128 samples (5.8 ms), drawn in seconds and Hz with
+# a dB colourbar; models see 512-frame windows (about 3 s) cut from them. The lanes on top are
+# BirdNET's 3 s detections (chapter 08), one per species. Play the clips below the figure.
 
 # %%
 clips = {"Seattle soundscape, XC563936 (real, first 12 s)": fetch("audio/XC563936_soundscape.mp3"),
          "Jura forest, 2019-05-22 05:15 (real)": fetch("audio/jura_2019-05-22/S4A03895_20190522_051500.wav")}
-fig, axes = plt.subplots(len(clips), 1, figsize=(14, 6))
-for ax, (title, path) in zip(axes, clips.items()):
-    wave = load_audio(path)[: 12 * 22050]
-    img = compute_spectrogram(wave)
-    ax.imshow(img, aspect="auto", cmap="magma", extent=(0, len(wave) / 22050, 0, 128))
-    ax.set(title=f"{title}: {img.shape[0]} mel bands x {img.shape[1]} frames", xlabel="seconds", ylabel="mel band")
-fig.tight_layout()
+fig = plt.figure(figsize=(14, 9))
+for sub, (title, path) in zip(fig.subfigures(len(clips), 1), clips.items()):
+    listen.plot_listen(load_audio(path)[: 12 * 22050], title, get_detector().detect(path).table(0.1), fig=sub)
 ch.figure(fig, "spectrograms")
+
+# %%
+display(*(listen.player(path, 0, 12) for path in clips.values()))
 
 # %% [markdown]
 # ## The naive baseline

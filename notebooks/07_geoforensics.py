@@ -84,6 +84,15 @@ SIM = book.SIM_LABEL
 
 # %% [markdown]
 # ## Part 1 (real): the Seattle soundscape, claimed where it was made and somewhere else
+# Listen first (15 s of it, BirdNET's species on top of the spectrogram): this is the evidence both claims face.
+
+# %%
+from soundloc import listen  # noqa: E402 (the listening cell keeps its imports to itself)
+from soundloc.detect import get_detector  # noqa: E402
+
+ch.figure(listen.plot_listen(listen.excerpt(SEATTLE, 12, 15), "Seattle XC563936 (real), 12-27 s",
+                             get_detector().detect(SEATTLE).table(0.1), start_s=12), "seattle_listen")
+listen.player(SEATTLE, 12, 15)
 
 # %%
 true_rep = check(SEATTLE, *SEATTLE_LL, date=SEATTLE_DATE, opts=opts)

@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, maps, paths
+from soundloc import book, listen, maps, paths
 from soundloc.aggregate import average_posteriors
 from soundloc.cli import main as soundloc_cli
 from soundloc.detect import detection_table, get_detector
@@ -80,6 +80,14 @@ sea = det.detect(SEATTLE, OVERLAP)
 sea_sp = sea.summary(MIN_CONF)
 ch.table(sea_sp, "seattle_species", f"BirdNET detections in the real Seattle soundscape XC563936 ({len(sea.scores)} "
          f"windows of 3 s, score >= {MIN_CONF:g})", floatfmt=".3f")
+
+# %% [markdown]
+# Listen to 15 s of it, with BirdNET's windows drawn as lanes on the time axis:
+
+# %%
+ch.figure(listen.plot_listen(listen.excerpt(SEATTLE, 12, 15), "Seattle XC563936 (real), 12-27 s",
+                             sea.table(MIN_CONF), start_s=12, min_score=MIN_CONF), "seattle_listen")
+listen.player(SEATTLE, 12, 15)
 
 # %% [markdown]
 # ## Seattle: where the species say it was
@@ -133,6 +141,15 @@ clips["pred_lat"], clips["pred_lon"] = [o.lat for o in outs], [o.lon for o in ou
 clips["error_km"] = haversine(clips.pred_lat.to_numpy(), clips.pred_lon.to_numpy(), *JURA_LL)
 ch.table(clips.assign(time=clips.time.dt.strftime("%H:%M")), "jura_clips",
          f"Jura (real): one prediction per 10 s clip, BirdNET species -> ranges, week {week}, gallery {GALLERY}")
+
+# %% [markdown]
+# Listen to the clip in which BirdNET heard the most species:
+
+# %%
+rich = int(clips.n_species.idxmax())
+ch.figure(listen.plot_listen(listen.excerpt(ok[rich].path, 0, 10), f"Jura {clips.time[rich]:%H:%M} (real): "
+                             f"{clips.n_species[rich]} species", ok[rich].table(MIN_CONF), min_score=MIN_CONF), "jura_listen")
+listen.player(ok[rich].path, 0, 10)
 
 # %% [markdown]
 # ## Does aggregation help on real audio?

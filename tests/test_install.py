@@ -1,9 +1,12 @@
-"""tools/install.py: pip's index settings reach uv unchanged (uv does not read pip's configuration)."""
+"""tools/install.py and tools/native_check.py: pip's settings reach uv, and every native library loads from the venv."""
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
+
+import pytest
 
 from soundloc.paths import repo_root
 
@@ -47,3 +50,64 @@ def test_config_file_settings_and_environment_override(monkeypatch, tmp_path):
     monkeypatch.setenv("PIP_INDEX_URL", "http://env.example/simple")
     args, _ = inst.uv_args(inst.pip_settings(sys.executable))
     assert args[args.index("--index-url") + 1] == "http://env.example/simple"
+
+
+def _native_check_module():
+    spec = importlib.util.spec_from_file_location("soundloc_native_check", repo_root() / "tools" / "native_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_pip_constraint_file_reaches_uv(monkeypatch, tmp_path):
+    inst = _install_module()
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nconstraint = /etc/caps.txt\n")
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_DEFAULT_TIMEOUT", "PIP_CONSTRAINT"):
+        monkeypatch.delenv(var, raising=False)
+    args, _ = inst.uv_args(inst.pip_settings(sys.executable))
+    assert args[-2:] == ["--constraint", "/etc/caps.txt"]
+
+
+def test_soundfile_loads_the_libsndfile_it_ships():
+    """The mapped libsndfile lies inside this environment: a pure soundfile wheel fails here even where the system
+    has libsndfile1 (Debian's chromium pulls it in), which is how CI once hid a broken install."""
+    code = ("import soundfile, os\n"
+            "libs = {l.split()[-1] for l in open('/proc/self/maps') if 'libsndfile' in l.split()[-1]}\n"
+            "print(*sorted(os.path.realpath(p) for p in libs), sep='\\n')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"import soundfile failed: {out.stderr.strip().splitlines()[-1:]}"
+    libs = out.stdout.split()
+    prefix = os.path.realpath(sys.prefix) + os.sep
+    assert libs and all(p.startswith(prefix) for p in libs), \
+        f"soundfile loads {libs}, not a library inside {sys.prefix}"
+
+
+def test_every_native_library_comes_from_the_venv():
+    out = subprocess.run([sys.executable, str(repo_root() / "tools" / "native_check.py")], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+def test_native_check_classifies_libraries():
+    nc = _native_check_module()
+    venv = "/opt/venv/"
+    assert nc.allowed_outside("/opt/venv/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so", venv)
+    assert nc.allowed_outside("/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30", venv)  # manylinux policy
+    assert nc.allowed_outside("/lib/x86_64-linux-gnu/libc.so.6", venv)
+    assert not nc.allowed_outside("/usr/lib/x86_64-linux-gnu/libsndfile.so.1.0.35", venv)
+    assert not nc.allowed_outside("/usr/lib/x86_64-linux-gnu/libvorbis.so.0", venv)
+
+
+def test_native_check_blames_the_package_that_raised():
+    """An import that fails inside another package's code (geoclip importing a broken soundfile) is that package's."""
+    nc = _native_check_module()
+    dists = nc.closure()
+    names = {d.metadata["Name"].lower() for d in dists}
+    assert {"soundfile", "torch", "soxr", "ai-edge-litert"} <= names
+    sf = next(d for d in dists if d.metadata["Name"].lower() == "soundfile")
+    code = compile("raise OSError(\"cannot load library 'libsndfile.so'\")", str(sf.locate_file("soundfile.py")), "exec")
+    with pytest.raises(OSError) as info:
+        exec(code, {})
+    assert nc._raised_by(info.value, dists) is sf

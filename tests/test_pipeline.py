@@ -148,3 +148,15 @@ def test_batchnorm_momentum_is_part_of_the_key(data):
     assert P.zoo_key("sp", a, CFG, tr, va)[0] != P.zoo_key("sp", b, CFG, tr, va)[0]
     torch.manual_seed(0)
     assert P.zoo_key("sp", a, CFG, tr, va)[0] == P.zoo_key("sp", build_species(), CFG, tr, va)[0]
+
+
+def test_results_page_gathers_every_chapter_table_in_order(figures_tmp):
+    from soundloc.runner import write_results_page
+
+    figures_tmp.mkdir(parents=True)
+    (figures_tmp / "02_b.md").write_text("**B**\n\n| x |\n|---|\n| 2 |\n")
+    (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 1 |\n")
+    (figures_tmp / "bench.md").write_text("not a chapter table")
+    page = write_results_page().read_text()
+    assert page.index("### `00_a.md`") < page.index("| 1 |") < page.index("## Chapter 02") < page.index("| 2 |")
+    assert "## Chapter 00 (00_data)" in page and "not a chapter table" not in page

@@ -63,7 +63,35 @@ def run_book(keys: list[str] | None = None, parameters: dict | None = None, **kw
         run_notebook(src, parameters, **kw)
         times[src.stem] = time.perf_counter() - t0
         print(f"== {src.name} done in {times[src.stem]:.0f} s", flush=True)
+    if not keys:
+        print(f"== results page: {write_results_page()}", flush=True)
     return times
+
+
+def write_results_page(out: Path | None = None) -> Path:
+    """Gather every chapter's Markdown tables (``figures/NN_*.md``) into one page, ``figures/RESULTS.md``.
+
+    The README quotes headline numbers only; the full tables of the last ``make book`` live on this page, in
+    chapter order, each under the name of the file it came from.
+    """
+    from .io import atomic_path
+
+    figs = paths.figures_dir()
+    out = out or figs / "RESULTS.md"
+    parts = ["# Results of the last `make book`", "",
+             "Every table the chapters wrote, in chapter order (`figures/NN_*.md`; CSV beside each). Tables on "
+             "SimSounds say *simulated* in their titles; columns named `paper ...` hold the paper's published values.",
+             ""]
+    chapter = None
+    for md in sorted(figs.glob("[0-9][0-9]_*.md")):
+        if md.name[:2] != chapter:
+            chapter = md.name[:2]
+            src = next(iter(paths.notebooks_dir().glob(f"{chapter}_*.py")), None)
+            parts += [f"## Chapter {chapter}" + (f" ({src.stem})" if src else ""), ""]
+        parts += [f"### `{md.name}`", "", md.read_text().strip(), ""]
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text("\n".join(parts))
+    return out
 
 
 if __name__ == "__main__":

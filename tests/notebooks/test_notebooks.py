@@ -4,12 +4,13 @@ import pytest
 
 from soundloc.book import ParameterError
 
-from nb_chapters import CHAPTERS, run_chapter as _run
+from nb_chapters import CHAPTERS, audio_players, run_chapter as _run
 
 
 @pytest.mark.slow
 def test_00_data(tmp_path):
-    _run("00_data", tmp_path)
+    nb = _run("00_data", tmp_path)
+    assert audio_players(nb) == 2 and (tmp_path / "00_spectrograms.png").stat().st_size > 10_000  # listen to both clips
     card = pd.read_csv(tmp_path / "00_inat_card.csv").set_index("supercategory")
     assert card.loc["all", "recordings"] == 49527 and card.loc["Aves", "recordings"] == 41036
     naive = pd.read_csv(tmp_path / "00_naive.csv").set_index("method")

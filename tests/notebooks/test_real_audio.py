@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nb_chapters import run_chapter
+from nb_chapters import audio_players, run_chapter
 
 from soundloc.geo import haversine
 
@@ -13,7 +13,8 @@ JURA = (46.6, 6.1)
 
 @pytest.mark.slow
 def test_07_geoforensics(tmp_path):
-    run_chapter("07_geoforensics", tmp_path)
+    assert audio_players(run_chapter("07_geoforensics", tmp_path)) == 1  # the Seattle recording plays
+    assert (tmp_path / "07_seattle_listen.png").stat().st_size > 10_000
     claims = pd.read_csv(tmp_path / "07_seattle_claims.csv").set_index("claim")
     t, f = claims.loc["true place (Seattle)"], claims.loc["false claim"]
     assert t.verdict == "consistent" and t["out of range"] == 0 and t.hpd_mass <= 0.95
@@ -57,7 +58,7 @@ def test_07_geoforensics(tmp_path):
 def test_08_real_audio(tmp_path):
     from soundloc.locate import LocateOptions, locate
 
-    run_chapter("08_real_audio", tmp_path)
+    assert audio_players(run_chapter("08_real_audio", tmp_path)) == 2  # Seattle and the richest Jura clip play
     tab = pd.read_csv(tmp_path / "08_real_audio.csv").set_index("method")
     assert (tab.data == "real").all()
     sea = tab.loc["Seattle XC563936, 72 s, with date", "median_km"]
@@ -79,6 +80,7 @@ def test_08_real_audio(tmp_path):
     agg = tab[tab.index.str.contains("mean posterior|pooled")]
     assert len(agg) == 4 and (agg.n == 1).all() and np.isfinite(agg.median_km).all()
     assert ((agg.median_km <= 2500) == (agg["continent_%"] == 100)).all()
-    for name in ("08_seattle_posterior.png", "08_seattle_posterior.html", "08_jura.png", "08_jura_day_posterior.html"):
+    for name in ("08_seattle_posterior.png", "08_seattle_posterior.html", "08_jura.png", "08_jura_day_posterior.html",
+                 "08_seattle_listen.png", "08_jura_listen.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "leaflet" in (tmp_path / "08_jura_day_posterior.html").read_text().lower()

@@ -1,0 +1,183 @@
+"""Check that every compiled library soundloc's dependencies load comes from the virtual environment.
+
+Usage: ``VENV_PYTHON tools/native_check.py [--json]`` -> exit 0 when clean, 1 with one line per problem.
+
+A wheel that should bundle its native library can reach a machine without it: uv, resolving across several
+package indexes, once picked soundfile's pure ``py2.py3-none-any`` wheel (no libsndfile) where pip picks the
+manylinux wheel that bundles it. On a machine whose system happens to have the library (Debian's chromium pulls
+in libsndfile1) everything still works, so the bug hides until a newcomer runs the book. This check imports
+every top-level module of every distribution in soundloc's dependency closure (its ``dev`` extra included),
+credits each shared object that the import newly maps (``/proc/self/maps``) to that distribution, and reports:
+
+- a library mapped from outside the venv that is neither the interpreter's own (mapped before any third-party
+  import: libc, libpython, libssl ...) nor on the manylinux policy's list of system libraries a wheel may use;
+- an import that fails because a shared library cannot be loaded.
+
+It runs in the venv's interpreter (``tools/install.py`` calls it after installing) and needs Linux.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+# Libraries a manylinux wheel may take from the system (PEP 600's policy list), plus the dynamic loader.
+MANYLINUX_SYSTEM = re.compile(
+    r"^(ld-linux.*|libc|libm|libdl|librt|libpthread|libutil|libnsl|libresolv|libgcc_s|libstdc\+\+|libcrypt|"
+    r"libX11|libXext|libXrender|libICE|libSM|libGL|libgobject-2\.0|libgthread-2\.0|libglib-2\.0|libexpat|libz|"
+    r"libmvec)\.so.*")
+# Optional system libraries that a wheel probes for and works without (Pillow's complex text layout).
+OPTIONAL_SYSTEM = re.compile(r"^(libfribidi|libraqm)\.so.*")
+# Modules whose import starts servers, GUIs or test collection, or that only exist for other platforms.
+SKIP_MODULES = {"_pytest", "pytest", "py", "pip", "setuptools", "_distutils_hack", "pkg_resources", "wheel",
+                "test", "tests", "conftest", "uv", "ipykernel_launcher", "pythonwin", "win32", "winpty", "pywin32_system32",
+                "appnope", "debugpy", "__editable__", "soundloc"}
+LIB_ERROR = re.compile(r"cannot (open shared object|load library)|\.so[.\d]*: |undefined symbol|library not found", re.I)
+
+
+def _mapped() -> set[str]:
+    """Paths of the shared objects this process has mapped now."""
+    out = set()
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split(maxsplit=5)
+            path = fields[5].strip() if len(fields) == 6 else ""  # anonymous mappings have no path
+            if ".so" in Path(path).name:
+                out.add(os.path.realpath(path))
+    return out
+
+
+def _requirement_names(dist: md.Distribution, extras: set[str]) -> list[str]:
+    """Names of ``dist``'s requirements that apply here (markers evaluated, with ``extras``)."""
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pip vendors it
+        from pip._vendor.packaging.requirements import Requirement
+    names = []
+    for spec in dist.requires or []:
+        req = Requirement(spec)
+        if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+            names.append(req.name)
+    return names
+
+
+def closure(root: str = "soundloc", extras: tuple[str, ...] = ("dev",)) -> list[md.Distribution]:
+    """The installed distributions ``root`` needs, itself excluded, each once."""
+    def key(name):
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    seen, todo, out = set(), [(root, set(extras))], []
+    while todo:
+        name, ex = todo.pop()
+        if key(name) in seen:
+            continue
+        seen.add(key(name))
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue  # a requirement for another platform or an extra nobody installed
+        if key(name) != key(root):
+            out.append(dist)
+        todo += [(n, set()) for n in _requirement_names(dist, ex)]
+    return sorted(out, key=lambda d: key(d.metadata["Name"]))
+
+
+def top_modules(dist: md.Distribution) -> list[str]:
+    """Importable top-level module names of a distribution (from its top_level.txt or RECORD)."""
+    text = dist.read_text("top_level.txt")
+    names = set(text.split()) if text else set()
+    if not names:
+        for f in dist.files or []:
+            parts = f.parts
+            if len(parts) == 1 and parts[0].endswith(".py"):
+                names.add(parts[0][:-3])
+            elif len(parts) > 1 and parts[1] == "__init__.py" and not parts[0].endswith((".dist-info", ".data")):
+                names.add(parts[0])
+            elif len(parts) == 1 and ".cpython-" in parts[0] and parts[0].endswith(".so"):
+                names.add(parts[0].split(".")[0])
+    return sorted(n for n in names if n.isidentifier() and n not in SKIP_MODULES and not n.startswith("__"))
+
+
+def _raised_by(exc: BaseException, dists: list[md.Distribution]) -> md.Distribution | None:
+    """The distribution owning the innermost traceback frame of ``exc`` that belongs to one of ``dists``."""
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(os.path.realpath(tb.tb_frame.f_code.co_filename))
+        tb = tb.tb_next
+    roots = {}
+    for d in dists:
+        for mod in top_modules(d):
+            roots[os.path.realpath(d.locate_file(mod))] = d
+    for path in reversed(frames):
+        for root, d in roots.items():
+            if path == root + ".py" or path.startswith(root + os.sep):
+                return d
+    return None
+
+
+def allowed_outside(path: str, prefix: str) -> bool:
+    """Whether a library mapped from outside the venv is acceptable."""
+    name = Path(path).name
+    return (path.startswith(prefix) or bool(MANYLINUX_SYSTEM.match(name)) or bool(OPTIONAL_SYSTEM.match(name)))
+
+
+def check() -> list[dict]:
+    """Import the closure's modules -> problems: {dist, version, module, kind: 'system'|'missing', detail}."""
+    prefix = os.path.realpath(sys.prefix) + os.sep
+    # The standard library's extension modules (lib-dynload) and what they load (libssl, libsqlite3 ...) belong to
+    # the interpreter, wherever it was installed: map them all before any third-party import.
+    import sysconfig
+
+    for so in sorted(Path(sysconfig.get_config_var("DESTSHARED") or "/nonexistent").glob("*.so")):
+        try:
+            importlib.import_module(so.name.split(".")[0])
+        except Exception:  # noqa: BLE001 - e.g. a GUI module without its system library: not ours to check
+            pass
+    interpreter = _mapped()  # the interpreter's own libraries, wherever they live
+    problems, dists = [], closure()
+    for dist in dists:
+        name, version = dist.metadata["Name"], dist.version
+        for mod in top_modules(dist):
+            before = _mapped()
+            try:
+                importlib.import_module(mod)
+            except Exception as e:  # noqa: BLE001 - any import error is inspected, not raised
+                if isinstance(e, OSError) or LIB_ERROR.search(str(e)):
+                    # Blame the distribution whose code raised it (geoclip importing a broken soundfile is soundfile's).
+                    culprit = _raised_by(e, dists) or dist
+                    problems.append({"dist": culprit.metadata["Name"], "version": culprit.version, "module": mod,
+                                     "kind": "missing", "detail": f"{type(e).__name__}: {e}".splitlines()[0]})
+                continue
+            new = _mapped() - before - interpreter
+            outside = sorted(p for p in new if not allowed_outside(p, prefix))
+            if outside:
+                problems.append({"dist": name, "version": version, "module": mod, "kind": "system",
+                                 "detail": "loads " + ", ".join(outside) + f", not a library inside {sys.prefix}"})
+    return problems
+
+
+def describe(p: dict) -> str:
+    """One line per problem: the package, what was found, the fix."""
+    return (f"{p['dist']} {p['version']} (import {p['module']}): {p['detail']}; fix: reinstall its platform wheel, "
+            f"e.g. `{sys.executable} -m pip install --force-reinstall --no-deps --only-binary=:all: "
+            f"{p['dist']}=={p['version']}`")
+
+
+def main(argv: list[str]) -> int:
+    problems = check()
+    if "--json" in argv:
+        print(json.dumps(problems))
+    else:
+        for p in problems:
+            print("native_check:", describe(p))
+        if not problems:
+            print(f"native_check: every native library of soundloc's dependencies loads from {sys.prefix}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
