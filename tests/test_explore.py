@@ -4,7 +4,7 @@ import pytest
 
 from soundloc import explore
 from soundloc.detect import NON_SPECIES
-from soundloc.geo import cell_areas, log_masses
+from soundloc.geo import cell_areas
 from soundloc.locate import week_from_date
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +64,8 @@ def test_recording_explorer_region_holds_the_level_and_the_dropdown_switches(mir
     v = ex.view
     s = v.summary.iloc[0]
     areas = cell_areas(v.location.points, CFG.step)
-    mass = np.exp(log_masses(np.log(np.maximum(v.location.posterior, 1e-300)), areas))
+    mass = v.location.posterior  # each cell's mass (density x cell area), as locate returns it
+    assert mass.sum() == pytest.approx(1.0, abs=1e-6) and np.allclose(v.location.areas, areas)
     assert mass[v.region].sum() >= 0.9 and mass[v.region].sum() - mass[v.region].min() < 0.9  # smallest such set
     assert s.region_km2 == pytest.approx(areas[v.region].sum()) and s["true place in region"]
     assert s.error_km < 1000 and v.species.scientific_name.iloc[0] == "Junco hyemalis"

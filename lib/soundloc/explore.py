@@ -190,7 +190,8 @@ def recording_view(rec: Recording, level: float | None = None, cfg: ExploreConfi
     opts = LocateOptions(gallery=cfg.gallery, min_conf=cfg.min_conf, device=cfg.device)
     loc = locate([str(rec.path)], date=rec.date, top_k=5, opts=opts)[0]
     areas = cell_areas(loc.points, cfg.step)
-    region = credible_set(np.log(np.maximum(loc.posterior, 1e-300)), areas, level)
+    # loc.posterior is each cell's mass (density x area); credible_set wants the log density
+    region = credible_set(np.log(np.maximum(loc.posterior / areas, 1e-300)), areas, level)
     near = int(np.argmin(haversine(loc.points[:, 0], loc.points[:, 1], rec.lat, rec.lon)))
     summary = pd.DataFrame([{"recording": rec.name, "week": loc.week, "best lat": loc.lat, "best lon": loc.lon,
                              "error_km": loc.error_km(rec.lat, rec.lon), "level": level,
