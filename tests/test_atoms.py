@@ -54,15 +54,17 @@ def test_pool_and_describe():
     assert d.loc[0, "peak Hz (median)"] == 200.0 and abs(d.loc[1, "active %"] - 60.0) < 1e-9
 
 
-def test_window_peak_hz_finds_the_loud_band():
+def test_window_peak_hz_finds_the_band_above_its_noise_floor():
     from soundloc.spectrogram import DEFAULT, hz_to_mel
 
-    img = np.zeros((128, 700), np.uint8)
-    img[40] = 200  # a tone in mel band 40 over the whole clip (700 frames: 2 windows; 300: 1)
-    hz = atoms.window_peak_hz([img, img[:, :300]], DEFAULT)
+    noise = np.tile(np.arange(128, dtype=np.uint8)[:, None], (1, 512))  # broadband noise, louder in higher bands
+    a, b = noise.copy(), noise.copy()
+    a[40, :60] = 250  # a short call in band 40 (512 frames: one window per clip, no padding)
+    b[90, :60] = 250
+    hz = atoms.window_peak_hz([a, b], DEFAULT)
     edges = np.linspace(hz_to_mel(DEFAULT.fmin), hz_to_mel(DEFAULT.fmax), DEFAULT.n_mels + 2)
-    want = 700.0 * (10 ** (edges[41] / 2595.0) - 1)
-    assert len(hz) == 2 + 1 and np.allclose(hz, want)
+    want = 700.0 * (10 ** (edges[[41, 91]] / 2595.0) - 1)
+    assert np.allclose(hz, want)  # the raw loudest band would be the noisy top band (127) in both
 
 
 def test_h3_head_learns_from_informative_features():

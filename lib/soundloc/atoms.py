@@ -130,8 +130,9 @@ def pool_recordings(acts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- describing atoms
 def window_peak_hz(images, spec_cfg) -> np.ndarray:
     """Spectrogram images (list of (128, T) uint8) -> (W,) peak frequency (Hz) of every evaluation window, in
-    the windows' order (the same windows as :func:`soundloc.pipeline.window_embeddings`): the mel band with
-    the highest mean level over the window's time frames, at its centre frequency."""
+    the windows' order (the same windows as :func:`soundloc.pipeline.window_embeddings`): the mel band whose
+    mean level over the window's frames stands highest above that band's median over the whole recording
+    (its noise floor: broadband noise alone would favour the wide high-frequency bands), at its centre."""
     from . import spectrogram as spec
 
     edges = np.linspace(spec.hz_to_mel(spec_cfg.fmin), spec.hz_to_mel(spec_cfg.fmax), spec_cfg.n_mels + 2)[1:-1]
@@ -139,7 +140,7 @@ def window_peak_hz(images, spec_cfg) -> np.ndarray:
     out = []
     for img in images:
         w = spec.eval_windows(img, spec_cfg).astype(np.float32)  # (W, 128, 512)
-        level = w.mean(2)
+        level = w.mean(2) - np.median(np.asarray(img, np.float32), axis=1)
         level[:, 0] = -1  # the DC row is zero by construction
         out.append(centre_hz[level.argmax(1)])
     return np.concatenate(out) if out else np.zeros(0)
@@ -195,3 +196,50 @@ def h3_head_errors(train_X, train_ll: np.ndarray, test_X, test_ll: np.ndarray, r
     with torch.no_grad():
         pred = h3_centers(classes[lin(Xte).argmax(1).numpy()])
     return haversine(pred[:, 0], pred[:, 1], test_ll[:, 0], test_ll[:, 1])
+
+
+def atom_spectrograms(acts: torch.Tensor, offsets: torch.Tensor, images, spec_cfg, which, top: int = 10) -> np.ndarray:
+    """Mean spectrogram window of each atom's ``top`` most activating windows -> (len(which), 128, 512) float.
+
+    ``acts`` (W, M) window activations in the order of :func:`soundloc.pipeline.window_embeddings` (recording
+    r owns rows offsets[r]:offsets[r+1]), ``images`` the recordings' (128, T) uint8 spectrograms."""
+    from . import spectrogram as spec
+
+    off = np.asarray(offsets)
+    out = []
+    for m in which:
+        vals, idx = acts[:, m].topk(min(top, len(acts)))
+        idx = idx[vals > 0].numpy()
+        rec = np.searchsorted(off, idx, side="right") - 1
+        wins = [spec.eval_windows(images[r], spec_cfg)[i - off[r]].astype(np.float32) for r, i in zip(rec, idx)]
+        out.append(np.mean(wins, 0) if wins else np.zeros((spec_cfg.n_mels, spec_cfg.window_frames)))
+    return np.stack(out)
+
+
+def atoms_figure(mean_windows: np.ndarray, desc: pd.DataFrame, spec_cfg, title: str):
+    """(A, 128, 512) mean spectrogram windows + their rows of :func:`describe_atoms` -> a figure, one panel per atom."""
+    import matplotlib.pyplot as plt
+
+    from . import spectrogram as spec
+
+    A = len(mean_windows)
+    cols = min(4, A)
+    rows = -(-A // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
+    top_hz = spec_cfg.fmax
+    secs = spec_cfg.window_frames * spec_cfg.hop / spec_cfg.sr
+    for k, ax in enumerate(axes.ravel()):
+        if k >= A:
+            ax.axis("off")
+            continue
+        r = desc.iloc[k]
+        ax.imshow(mean_windows[k], origin="lower", aspect="auto", cmap="magma", extent=(0, secs, 0, 1))
+        ticks = [500, 2000, 5000, 10000]  # mel axis: label a few frequencies at their mel positions
+        mel0, mel1 = spec.hz_to_mel(spec_cfg.fmin), spec.hz_to_mel(top_hz)
+        ax.set_yticks([(spec.hz_to_mel(f) - mel0) / (mel1 - mel0) for f in ticks], [f"{f / 1000:g}k" for f in ticks])
+        ax.set_title(f"atom {int(r['atom'])}: {r['top species']} ({r['top species share %']:.0f} %)\n"
+                     f"peak {r['peak Hz (median)']:.0f} Hz, active {r['active %']:.1f} %", fontsize=8)
+        ax.set_xlabel("s", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

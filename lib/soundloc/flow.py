@@ -399,3 +399,71 @@ def fit_cached(cfg: FlowConfig, latlon: np.ndarray, cond=None, prior_latlon: np.
         with atomic_path(path) as tmp:
             torch.save(head.state(), tmp)
     return head, True
+
+
+# ---------------------------------------------------------------- what the chapter reports
+def credible_regions(log_density: np.ndarray, areas_km2: np.ndarray, true_idx: np.ndarray,
+                     levels=(0.5, 0.9)) -> tuple[np.ndarray, np.ndarray]:
+    """(R, G) log densities over grid cells, (G,) cell areas km^2, (R,) index of each truth's cell ->
+    ((R, L) covered bool, (R, L) area km^2) of the highest-density sets (:func:`soundloc.geo.credible_set`)."""
+    from .geo import credible_set
+
+    ld = np.asarray(log_density, float)
+    true_idx = np.asarray(true_idx, np.int64)
+    if ld.ndim != 2 or ld.shape[1] != len(areas_km2) or len(true_idx) != len(ld):
+        raise ValueError(f"credible_regions: log_density {ld.shape}, areas {np.shape(areas_km2)}, "
+                         f"true_idx {true_idx.shape} do not fit")
+    cov, area = [], []
+    for lv in levels:
+        keep = credible_set(ld, areas_km2, lv)
+        cov.append(keep[np.arange(len(ld)), true_idx])
+        area.append(keep @ np.asarray(areas_km2, float))
+    return np.stack(cov, 1), np.stack(area, 1)
+
+
+def range_conditions(model, species: list[list[str]], weeks, anchors: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Species lists + weeks -> (N, A) log occurrence of the listed species (mean over the list) at ``anchors``
+    ((A, 2) lat/lon degrees), from a range model (e.g. BirdNET's): a condition that generalises to species
+    never seen in training. A list with no species the model knows gets log ``floor`` everywhere."""
+    from .ranges import range_map
+
+    weeks = np.asarray(weeks, np.int64)
+    if len(species) != len(weeks):
+        raise ValueError(f"range_conditions: {len(species)} species lists but {len(weeks)} weeks")
+    out = np.full((len(species), len(anchors)), floor, np.float64)
+    for w in np.unique(weeks):
+        rows = np.flatnonzero(weeks == w)
+        idx = [model.match(list(species[r]))[0] for r in rows]
+        uniq = np.unique(np.concatenate(idx)) if any(len(i) for i in idx) else np.zeros(0, np.int64)
+        if len(uniq) == 0:
+            continue
+        maps = np.asarray(range_map(model, anchors, int(w), species_idx=uniq), np.float64)  # (S_sel, A)
+        pos = {int(s): k for k, s in enumerate(uniq)}
+        for r, i in zip(rows, idx):
+            if len(i):
+                out[r] = maps[[pos[int(s)] for s in i]].mean(0)
+    return np.log(np.maximum(out, floor)).astype(np.float32)
+
+
+def density_figure(points: np.ndarray, panels: list[list[np.ndarray]], truths: np.ndarray, row_titles: list[str],
+                   col_titles: list[str], title: str):
+    """Grid of maps: ``panels[r][c]`` (G,) log densities over ``points`` (G, 2), one row per clip (true location
+    ``truths[r]`` marked), one column per method; colours are each panel's log density relative to its maximum."""
+    import matplotlib.pyplot as plt
+
+    from .maps import land_background
+
+    R, C = len(panels), len(panels[0])
+    fig, axes = plt.subplots(R, C, figsize=(6.5 * C, 3.3 * R), squeeze=False)
+    for r in range(R):
+        for c in range(C):
+            ax, ld = axes[r, c], np.asarray(panels[r][c], float)
+            land_background(ax)
+            rel = np.clip(ld - ld.max(), -8, 0)  # 8 nats below the peak and lower: transparent
+            keep = rel > -8
+            sc = ax.scatter(points[keep, 1], points[keep, 0], c=rel[keep], s=4, cmap="magma_r", vmin=-8, vmax=0)
+            ax.scatter([truths[r][1]], [truths[r][0]], marker="*", s=160, c="lime", edgecolors="k", zorder=5)
+            ax.set(xlim=(-180, 180), ylim=(-60, 85), xticks=[], yticks=[], title=f"{col_titles[c]}: {row_titles[r]}")
+    fig.colorbar(sc, ax=axes, shrink=0.5, label="log density - max (nats)")
+    fig.suptitle(title)
+    return fig
