@@ -141,6 +141,7 @@ def test_bad_conditions_are_named():
         flow.FlowHead(flow.FlowConfig(base="prior"))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_placement():
     head = flow.FlowHead(flow.FlowConfig(cond_dim=3, hidden=32, depth=2, base="prior", epochs=1),
@@ -151,3 +152,17 @@ def test_cuda_placement():
     assert x.is_cuda and (x.norm(dim=-1) - 1).abs().max() < 1e-5
     ld = head.log_density(np.array([[0.0, 0.0]]), np.zeros((2, 3)), steps=4)
     assert ld.shape == (2, 1) and np.isfinite(ld).all()
+
+
+def test_bench_flow_runs_and_reports_its_ratio():
+    import importlib.util
+
+    from soundloc import paths
+
+    spec = importlib.util.spec_from_file_location("bench_flow", paths.repo_root() / "bench" / "bench_flow.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.main(["--recordings", "4", "--samples", "8", "--steps", "2", "--gallery", "500", "--density-points", "16",
+                  "--repeats", "1"])
+    assert r["device"] == "cpu" and r["samples_per_s"] > 0 and r["density_points_per_s"] > 0
+    assert abs(r["ratio"] - r["flow_ms_per_recording"] / r["retrieval_ms_per_recording"]) < 1e-9
