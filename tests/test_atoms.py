@@ -61,9 +61,11 @@ def test_window_peak_hz_finds_the_band_above_its_noise_floor():
     a, b = noise.copy(), noise.copy()
     a[40, :60] = 250  # a short call in band 40 (512 frames: one window per clip, no padding)
     b[90, :60] = 250
-    hz = atoms.window_peak_hz([a, b], DEFAULT)
+    c = noise[:, :200].copy()
+    c[90, :40] = 250  # a short clip: 200 frames zero-padded to one 512-frame window
+    hz = atoms.window_peak_hz([a, b, c], DEFAULT)
     edges = np.linspace(hz_to_mel(DEFAULT.fmin), hz_to_mel(DEFAULT.fmax), DEFAULT.n_mels + 2)
-    want = 700.0 * (10 ** (edges[[41, 91]] / 2595.0) - 1)
+    want = 700.0 * (10 ** (edges[[41, 91, 91]] / 2595.0) - 1)
     assert np.allclose(hz, want)  # the raw loudest band would be the noisy top band (127) in both
 
 

@@ -131,16 +131,18 @@ def pool_recordings(acts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 def window_peak_hz(images, spec_cfg) -> np.ndarray:
     """Spectrogram images (list of (128, T) uint8) -> (W,) peak frequency (Hz) of every evaluation window, in
     the windows' order (the same windows as :func:`soundloc.pipeline.window_embeddings`): the mel band whose
-    mean level over the window's frames stands highest above that band's median over the whole recording
-    (its noise floor: broadband noise alone would favour the wide high-frequency bands), at its centre."""
+    level stands highest, on average over the window's frames, above that band's median over the whole
+    recording (its noise floor: broadband noise alone would favour the wide high-frequency bands), at its centre."""
     from . import spectrogram as spec
 
     edges = np.linspace(spec.hz_to_mel(spec_cfg.fmin), spec.hz_to_mel(spec_cfg.fmax), spec_cfg.n_mels + 2)[1:-1]
     centre_hz = 700.0 * (10 ** (edges / 2595.0) - 1)
     out = []
     for img in images:
-        w = spec.eval_windows(img, spec_cfg).astype(np.float32)  # (W, 128, 512)
-        level = w.mean(2) - np.median(np.asarray(img, np.float32), axis=1)
+        img = np.asarray(img, np.float32)
+        # level above each band's floor, >= 0, so that the zero padding of short clips favours no band
+        excess = np.clip(img - np.median(img, axis=1, keepdims=True), 0, None)
+        level = spec.eval_windows(excess, spec_cfg).mean(2)  # (W, 128)
         level[:, 0] = -1  # the DC row is zero by construction
         out.append(centre_hz[level.argmax(1)])
     return np.concatenate(out) if out else np.zeros(0)
