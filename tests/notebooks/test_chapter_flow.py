@@ -1,0 +1,37 @@
+"""Chapter 10 (flow head on the sphere, acoustic atoms) runs headlessly in SMALL mode and writes its tables."""
+import pandas as pd
+import pytest
+
+from nb_chapters import run_chapter
+
+
+@pytest.mark.slow
+def test_10_sphere_flow(tmp_path):
+    run_chapter("10_sphere_flow", tmp_path)
+    S = " (simulated)"
+    t = pd.read_csv(tmp_path / "10_simsounds.csv").set_index("method")
+    assert (t["n"] == 500).all() and len(t) == 5
+    flow_rows = [m for m in t.index if m.startswith("Flow head")]
+    assert len(flow_rows) == 1 and {"Regression (Haversine)", "Classification hierarchical 0-1-2"} <= set(t.index)
+    assert sum(m.startswith("AG-CLIP + location prior") for m in t.index) == 2
+    # the flow learns: far better than a random place on Earth (median ~10,000 km)
+    assert t.loc[flow_rows[0], "median_km" + S] < 5000
+    v = pd.read_csv(tmp_path / "10_flow_val.csv")
+    assert list(v["base"]) == ["uniform", "prior"] and (v["last epoch loss"] < v["first epoch loss"]).all()
+    assert v.loc[v.median_km.idxmin(), "base"] in flow_rows[0]  # the base chosen on validation is the one reported
+    c = pd.read_csv(tmp_path / "10_credible.csv")
+    assert len(c) == 4 and c["coverage %" + S].between(0, 100).all()
+    a90, a50 = (c[c["level %"] == lv].set_index("method")["median area (M km^2)" + S] for lv in (90, 50))
+    assert (a90 > a50).all()  # a 90 % region is larger than a 50 % one
+    r = pd.read_csv(tmp_path / "10_real_folds.csv")
+    both = r[r.reported_fold.astype(str) == "both"].set_index("method")
+    assert len(both) == 2 and (both["n"] == 2000).all()
+    assert both["median_km (real)"].max() < 5000
+    sae = pd.read_csv(tmp_path / "10_sae.csv").set_index("split")
+    assert sae.loc["test", "FVE %" + S] > 80 and 0 <= sae.loc["test", "dead atoms %" + S] <= 100
+    assert len(pd.read_csv(tmp_path / "10_atoms.csv")) == 12
+    assert len(pd.read_csv(tmp_path / "10_atoms_vs_raw.csv")) == 2
+    ck = pd.read_csv(tmp_path / "10_checks.csv")
+    assert len(ck) == 6 and ck["holds"].isin([True, False]).all()
+    for png in ("10_density_vs_agclip.png", "10_atoms.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
