@@ -118,6 +118,32 @@ class HeardHere:
         return occ * share
 
 
+    def frequency(self, exclude_fold=None) -> np.ndarray:
+        """Global-frequency baseline: (N,) folds to leave out | None -> (N | 1, S) recording counts per species."""
+        full = np.bincount(self.sp, minlength=self.n_species).astype(float)
+        if exclude_fold is None or self.folds is None:
+            return full[None]
+        per_fold = {f: np.bincount(self.sp[self.folds == f], minlength=self.n_species) for f in np.unique(self.folds)}
+        return np.stack([full - per_fold.get(f, 0) for f in np.asarray(exclude_fold)])
+
+
+def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid: list[HeardConfig]) -> pd.DataFrame:
+    """Cross-fitted choice: each config's out-of-fold mAP and recall@10 on the given lists (one row per config)."""
+    rows = []
+    for cfg in grid:
+        m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg), truth)
+        rows.append({"bandwidth_km": cfg.bandwidth_km, "prior_strength": cfg.prior_strength,
+                     "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
+    return pd.DataFrame(rows)
+
+
+def species_indices(model, names) -> np.ndarray:
+    """(R,) scientific names -> (R,) model species index, -1 where the model lacks the name."""
+    uniq = pd.unique(pd.Series(list(names)))
+    look = {n: (int(i[0]) if len(i) else -1) for n in uniq for i in [model.match([n])[0]]}
+    return np.array([look[n] for n in names], np.int64)
+
+
 def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
     """(R,) group ids -> (R,) fold 0..k-1, one random fold per group (cross-fitting by list)."""
     g = np.asarray(groups)
@@ -218,6 +244,17 @@ def richness_weeks(model, points: np.ndarray, weeks=None) -> np.ndarray:
     """(P, 2) points -> (W, P) expected richness (sum of occurrence over species) per week (default: monthly)."""
     weeks = list(MONTH_WEEKS.values()) if weeks is None else list(weeks)
     return np.stack([model.prob(points[:, 0], points[:, 1], w).sum(1) for w in weeks])
+
+
+def sound_affinity(model, species_idx, weights, points: np.ndarray, week=None) -> np.ndarray:
+    """Detected species (K,) + (K,) weights (e.g. BirdNET max scores), (P, 2) points -> (P,) weighted mean occurrence.
+
+    Where a recording's sound "belongs": high where most of what was heard is expected (GeoCLAP's
+    audio -> map, with BirdNET's species as the audio embedding and ranges as the place embedding).
+    """
+    w = np.asarray(weights, float)
+    occ = model.prob(points[:, 0], points[:, 1], week, species_idx=np.asarray(species_idx, np.int64))
+    return occ @ (w / w.sum())
 
 
 def month_layer_map(points: np.ndarray, values: np.ndarray, title: str, step_deg: float, threshold: float = 0.25,
