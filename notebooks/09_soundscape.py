@@ -32,6 +32,7 @@ OUT = None  # output folder; None means figures/
 N_LISTS = None  # iNatSounds-derived lists scored; None means 400 in SMALL mode, all otherwise
 MAP_STEP = None  # map grid step in degrees; None means 4 in SMALL mode, 2 otherwise
 N_BOOT = 1000  # bootstrap resamples for the intervals
+PSM_EPOCHS = None  # PSM / deterministic training epochs on SimSounds; None means 25 in SMALL mode, 80 otherwise
 SPECIES = ["Turdus merula", "Turdus migratorius", "Luscinia megarhynchos", "Gymnorhina tibicen"]  # teaching species
 
 # %%
@@ -230,6 +231,66 @@ rich_tab = pd.DataFrame({"region": ["land north of 45° N", "land south of 45° 
 ch.table(rich_tab, "richness", "Mean expected richness per land cell (real, BirdNET V2.4)")
 
 # %% [markdown]
+# ## PSM's probabilistic embeddings (simulated: SimSounds)
+# PSM embeds audio and place as Gaussians (mean + variance) and trains with PCME++'s closed-form
+# sampled distance. Ours: one MLP per side on chapter 01's frozen SimSounds backbone (windows
+# mean-pooled per recording) and on (lat, lon, month), trained probabilistically and, with the
+# variances ignored, deterministically (the same network and InfoNCE on cosine logits: the loss the
+# probabilistic one reduces to as variances vanish). Located on the 2° land gallery with the month
+# given. This is a small head on pooled embeddings, far weaker than chapter 03's AG-CLIP: only the
+# comparison between its two rows is the point. Simulated data, labelled so.
+
+# %%
+import torch
+
+from soundloc import agclip, pipeline, psm
+from soundloc.data.sim import SimConfig
+from soundloc.geo import cell_areas, haversine
+from soundloc.metrics import summary_row
+from soundloc.spectrogram import SpecConfig
+
+sim = pipeline.prepare_sim(SimConfig.small(0), SpecConfig(small=True), progress=False)
+backbone = pipeline.train_backbone(sim, pipeline.BaselineConfig.small(SEED, "cpu"), progress=False)
+feats = {}
+for split in ("train", "test"):
+    d = sim.splits[split]
+    feats[split] = (psm.pool_recordings(*pipeline.split_embeddings(backbone, sim, split, progress=False)),
+                    torch.tensor(d[["lat", "lon"]].to_numpy(), dtype=torch.float32),
+                    torch.tensor(pd.to_datetime(d["date"]).dt.month.to_numpy()))
+x_mean, x_sd = feats["train"][0].mean(0), feats["train"][0].std(0) + 1e-6
+
+# %%
+gal2 = land_grid(2.0)
+x_te, ll_te, mo_te = feats["test"]
+true_cell = np.argmin(((gal2[None] - ll_te.numpy()[:, None]) ** 2).sum(-1), 1)
+psm_cfg = psm.PSMConfig(in_dim=x_mean.shape[0], embed_dim=32, hidden=256, scale=20.0, vib_weight=1e-4)
+psm_rows, psm_models = [], {}
+for prob in (False, True):
+    net, hist = psm.fit((feats["train"][0] - x_mean) / x_sd, *feats["train"][1:], psm_cfg, prob,
+                        epochs=PSM_EPOCHS or (25 if SMALL else 80), seed=SEED)
+    post = psm.posterior(net, (x_te - x_mean) / x_sd, mo_te, gal2, prob)
+    k = post.argmax(1).numpy()
+    err = haversine(gal2[k, 0], gal2[k, 1], ll_te[:, 0].numpy(), ll_te[:, 1].numpy())
+    area, cov = agclip.credible_sets(post, cell_areas(gal2, 2.0), true_cell, (0.9,))
+    name = "PSM (probabilistic)" if prob else "deterministic (same net)"
+    psm_models[name] = (net, err)
+    psm_rows.append(summary_row(name, err, data="SimSounds (simulated)", **{"first loss": hist[0], "last loss": hist[-1],
+                                "90% region coverage %": 100 * cov.mean(), "90% region median km2": np.median(area)}))
+psm_tab = pd.DataFrame(psm_rows)
+ch.table(psm_tab, "psm", "PSM probabilistic vs deterministic embeddings on SimSounds test (simulated), month given")
+
+# %%
+from scipy.stats import spearmanr
+
+net, err = psm_models["PSM (probabilistic)"]
+var = net.uncertainty((x_te - x_mean) / x_sd).numpy()
+quint = pd.qcut(var, 5, labels=[f"Q{i}" for i in range(1, 6)])
+rho = spearmanr(var, err).statistic
+var_tab = pd.DataFrame({"variance quintile": quint, "error km": err}).groupby("variance quintile", observed=True)["error km"].median().reset_index()
+ch.table(var_tab, "psm_variance", f"PSM (simulated): median error by audio-variance quintile; Spearman(variance, error) = {rho:.3f}")
+print(f"Spearman correlation of PSM variance with error (simulated): {rho:.3f}")
+
+# %% [markdown]
 # ## Reading
 # Generated from this run's numbers.
 
@@ -244,5 +305,10 @@ print(f"* The heard-here model, chosen on iNatSounds lists, {'beats' if iv['2.5 
       f"{'beats it' if xv['2.5 %'] > 0 else ('is worse' if xv['97.5 %'] < 0 else 'is not shown different')} "
       f"(mAP {hh.mAP:.3f} vs {wk.mAP:.3f}).")
 print(f"* Expected richness north of 45° N rises from {rich_tab.January[0]:.0f} in January to {rich_tab.July[0]:.0f} in July.")
+pr = psm_tab.set_index("method")
+p_, d_ = pr.loc["PSM (probabilistic)"], pr.loc["deterministic (same net)"]
+print(f"* PSM (simulated): median {p_.median_km:.0f} km vs {d_.median_km:.0f} km deterministic; 90 % regions cover "
+      f"{p_['90% region coverage %']:.0f} % vs {d_['90% region coverage %']:.0f} %; the learned variance "
+      f"{'tracks' if rho > 0.2 else 'does not track'} the error (Spearman {rho:.2f}).")
 print("* Not comparable to GeoCLAP/PSM's numbers: they retrieve among overhead images with CLAP embeddings; "
       "we rank species at a known place, so no paper column appears here.")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,3 +103,61 @@ class PSM(nn.Module):
     def uncertainty(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in) audio features -> (B,) summed audio variance (larger: less sure where it belongs)."""
         return self.audio(x)[1].sum(1)
+
+
+# ---------------------------------------------------------------- training and evaluation
+def pool_recordings(emb: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """(W, D) window embeddings, (R + 1,) offsets -> (R, D) mean over each recording's windows."""
+    idx = torch.repeat_interleave(torch.arange(len(offsets) - 1), offsets.diff())
+    out = torch.zeros(len(offsets) - 1, emb.shape[1]).index_add_(0, idx, emb.float())
+    return out / offsets.diff().clamp_min(1)[:, None].float()
+
+
+def fit(x: torch.Tensor, latlon: torch.Tensor, month: torch.Tensor, cfg: PSMConfig, probabilistic: bool = True,
+        epochs: int = 60, batch: int = 256, lr: float = 2e-3, seed: int = 0) -> tuple["PSM", list[float]]:
+    """(R, in) features, (R, 2) places, (R,) months -> (trained PSM, contrastive loss per epoch).
+
+    ``probabilistic=False`` trains the same network with the variances ignored (the deterministic
+    AG-CLIP-style InfoNCE on cosine logits), the baseline beside it.
+    """
+    torch.manual_seed(seed)
+    model = PSM(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed)
+    hist = []
+    for _ in range(epochs):
+        perm, tot = torch.randperm(len(x), generator=g), 0.0
+        for s in range(0, len(x) - batch + 1, batch):
+            i = perm[s:s + batch]
+            if probabilistic:
+                parts = model.loss(x[i], latlon[i], month[i])
+            else:
+                a, b = model.audio(x[i])[0], model.location(model.place(latlon[i], month[i]))[0]
+                parts = {"contrastive": deterministic_loss(a, b, cfg.scale)}
+                parts["total"] = parts["contrastive"]
+            opt.zero_grad()
+            parts["total"].backward()
+            opt.step()
+            tot += parts["contrastive"].item()
+        hist.append(tot / max(len(x) // batch, 1))
+    return model, hist
+
+
+@torch.no_grad()
+def posterior(model: "PSM", x: torch.Tensor, month: torch.Tensor, points, probabilistic: bool = True) -> torch.Tensor:
+    """(R, in) features, (R,) months, (N, 2) gallery -> (R, N) softmax over the gallery of the logits."""
+    pts = torch.as_tensor(np.asarray(points), dtype=torch.float32)
+    mu_a, var_a = model.audio(x)
+    out = []
+    for m in month.unique():  # the location side depends on the month: embed the gallery once per month
+        sel = month == m
+        mu_b, var_b = model.location(model.place(pts, torch.full((len(pts),), int(m))))
+        if probabilistic:
+            logits = -0.5 * model.cfg.scale * csd(F.normalize(mu_a[sel], dim=1), var_a[sel], F.normalize(mu_b, dim=1), var_b)
+        else:
+            logits = model.cfg.scale * F.normalize(mu_a[sel], dim=1) @ F.normalize(mu_b, dim=1).T
+        out.append((sel.nonzero()[:, 0], logits.softmax(1)))
+    post = torch.empty(len(x), len(pts))
+    for rows, p in out:
+        post[rows] = p
+    return post

@@ -35,5 +35,12 @@ def test_09_soundscape(tmp_path):
     assert rich.loc["land north of 45° N", "July"] > rich.loc["land north of 45° N", "January"]
     for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness"):
         assert (tmp_path / f"09_{name}.png").stat().st_size > 20_000
+    # PSM: both rows on SimSounds, labelled simulated, trained (loss fell), and the variance table it reads from
+    p = pd.read_csv(tmp_path / "09_psm.csv").set_index("method")
+    assert list(p.index) == ["deterministic (same net)", "PSM (probabilistic)"] and (p.data == "SimSounds (simulated)").all()
+    assert (p["last loss"] < p["first loss"]).all() and p["90% region coverage %"].between(0, 100).all()
+    q = pd.read_csv(tmp_path / "09_psm_variance.csv")
+    assert list(q["variance quintile"]) == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert "simulated" in (tmp_path / "09_psm_variance.md").read_text().splitlines()[0]
     html = tmp_path / "09_species_months.html"
     assert "July" in html.read_text() and html.stat().st_size < 3_000_000
