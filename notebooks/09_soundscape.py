@@ -162,8 +162,9 @@ for row, i in zip(np.atleast_2d(axes), idx):
         a.set_title(f"{model.common_names[i]} ({model.species[i]}), {mon}: BirdNET occurrence (real)", fontsize=9)
 fig.colorbar(sc, ax=axes, shrink=0.5, label="occurrence probability")
 ch.figure(fig, "species_seasons")
-ch.map(ss.month_layer_map(pts, ss.species_weeks(model, idx[2], pts), f"{model.common_names[idx[2]]}: BirdNET occurrence "
-                          "by month (real)", MAP_STEP), "species_months")
+pts4 = land_grid(4.0)  # the HTML map stays on a 4 degree grid whatever MAP_STEP (about 1 MB)
+ch.map(ss.month_layer_map(pts4, ss.species_weeks(model, idx[2], pts4), f"{model.common_names[idx[2]]}: BirdNET occurrence "
+                          "by month (real)", 4.0), "species_months")
 
 # %% [markdown]
 # ## Where would it be heard? Range beside "heard here" (teaching)
@@ -229,6 +230,9 @@ rich_tab = pd.DataFrame({"region": ["land north of 45° N", "land south of 45° 
                          "January": [rich[0, north].mean(), rich[0, ~north].mean()],
                          "July": [rich[1, north].mean(), rich[1, ~north].mean()]})
 ch.table(rich_tab, "richness", "Mean expected richness per land cell (real, BirdNET V2.4)")
+pts6 = land_grid(6.0)  # a coarse grid keeps the 12-layer HTML map near 1.5 MB
+ch.map(ss.month_layer_map(pts6, ss.richness_weeks(model, pts6), "Expected bird richness by month (BirdNET V2.4 occurrence sum, real)",
+                          6.0, threshold=0.0, cmap="viridis"), "richness_months")
 
 # %% [markdown]
 # ## PSM's probabilistic embeddings (simulated: SimSounds)

@@ -44,3 +44,5 @@ def test_09_soundscape(tmp_path):
     assert "simulated" in (tmp_path / "09_psm_variance.md").read_text().splitlines()[0]
     html = tmp_path / "09_species_months.html"
     assert "July" in html.read_text() and html.stat().st_size < 3_000_000
+    html = tmp_path / "09_richness_months.html"
+    assert "December" in html.read_text() and html.stat().st_size < 3_000_000
