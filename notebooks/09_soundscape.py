@@ -18,7 +18,8 @@
 # be heard there; given a sound or a name, where on the map it belongs. Their overhead imagery and
 # CLAP weights are not available here, so we answer with what is: BirdNET V2.4's week-aware range
 # model, real complete species lists (XCDC dawn choruses) and real iNatSounds recordings. Everything
-# in this chapter is real data; nothing is simulated.
+# in this chapter is real data except the last section (PSM's probabilistic embeddings), which runs
+# on SimSounds and says "simulated" in its tables.
 #
 # A ranking of all 6,522 BirdNET species at a recording's true place and week is scored by how
 # high it puts the species actually heard there: recall@k (share of the heard species in the top k)
@@ -159,7 +160,8 @@ for row, i in zip(np.atleast_2d(axes), idx):
     for a, v, mon in zip(row, season[i], ("January", "July")):
         maps.land_background(a)
         sc = a.scatter(pts[:, 1], pts[:, 0], c=v, s=4 * MAP_STEP, cmap="YlOrRd", vmin=0, vmax=1, marker="s")
-        a.set_title(f"{model.common_names[i]} ({model.species[i]}), {mon}: BirdNET occurrence (real)", fontsize=9)
+        a.set_title(f"{model.common_names[i]} ({model.species[i]}), {mon}", fontsize=9)
+fig.suptitle("BirdNET V2.4 occurrence, January vs July (real)")
 fig.colorbar(sc, ax=axes, shrink=0.5, label="occurrence probability")
 ch.figure(fig, "species_seasons")
 pts4 = land_grid(4.0)  # the HTML map stays on a 4 degree grid whatever MAP_STEP (about 1 MB)
