@@ -113,3 +113,29 @@ def test_species_query_by_common_or_scientific_name_and_unknown_name(capsys, tmp
 def test_cli_needs_one_mode(capsys):
     assert main(["soundscape"]) == 2
     assert "exactly one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--lat", "95", "--lon", "0"], "outside [-90, 90]"),
+    (["--lat", "10"], "--lat and --lon go together"),
+    (["--lat", "10", "--lon", "0", "--top-k", "0"], "--top-k 0: must be >= 1"),
+    (["--lat", "10", "--lon", "0", "--date", "2020-02-31"], "is not a date YYYY-MM-DD"),
+    (["--sites", "nowhere.csv", "-o", "x.csv"], "nowhere.csv: no such file"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, msg, capsys):
+    assert main(["soundscape", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and err.count("\n") == 0 and err.startswith("soundloc soundscape")
+
+
+def test_cli_sites_missing_column_names_the_file(tmp_path, capsys):
+    p = tmp_path / "s.csv"
+    p.write_text("id,lat,lon\na,1,2\n")
+    assert main(["soundscape", "--sites", str(p), "-o", str(tmp_path / "o.csv")]) == 2
+    assert f"{p}: missing column(s) ['latitude', 'longitude']" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["soundscape", "--help"])
+    assert e.value.code == 0 and "soundloc soundscape --sites" in capsys.readouterr().out.split("examples:")[1]

@@ -196,13 +196,19 @@ def _cmd_soundscape(args) -> int:
     modes = sum(x is not None for x in (args.sites, args.species)) + (args.lat is not None or args.lon is not None)
     if modes != 1:
         raise UsageError("give exactly one of: --lat/--lon (one place), --sites CSV (batch), --species NAME (map)")
+    if args.sites is None and args.species is None:  # checked before the model loads
+        if args.lat is None or args.lon is None:
+            raise UsageError("--lat and --lon go together")
+        if not (-90 <= args.lat <= 90 and -180 <= args.lon <= 180):
+            raise UsageError(f"--lat {args.lat} --lon {args.lon}: outside [-90, 90] x [-180, 180]")
+    if args.sites is not None and not args.output:
+        raise UsageError("--sites needs -o ranked.csv")
+    sites_path = _existing(args.sites) if args.sites is not None else None
     model = load_range_model("birdnet", "torch", device=args.device)
     if args.species is not None:
         return _soundscape_species(args, model)
     if args.sites is not None:
-        if not args.output:
-            raise UsageError("--sites needs -o ranked.csv")
-        sites, errors = ss.read_sites(_existing(args.sites))
+        sites, errors = ss.read_sites(sites_path)
         for e in errors:
             print(f"{args.sites}: {e}", file=sys.stderr)
         ranked = ss.rank_sites(model, sites, args.top_k)
@@ -212,10 +218,6 @@ def _cmd_soundscape(args) -> int:
             ranked.to_csv(tmp, index=False)
         print(f"{len(sites)} sites ranked, {len(errors)} bad rows skipped; wrote {args.output}", file=sys.stderr)
         return 2 if errors else 0
-    if args.lat is None or args.lon is None:
-        raise UsageError("--lat and --lon go together")
-    if not (-90 <= args.lat <= 90 and -180 <= args.lon <= 180):
-        raise UsageError(f"--lat {args.lat} --lon {args.lon}: outside [-90, 90] x [-180, 180]")
     week = ss.week_of(args.date)
     top, richness = ss.rank_species(model, args.lat, args.lon, week, args.top_k)
     if args.json:
@@ -360,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("-o", "--output", metavar="RANKED.csv", help="batch output: id,rank,species,probability")
     sc.add_argument("--species", metavar="NAME", help="map one species (scientific or common name)")
     sc.add_argument("--map", metavar="OUT.html", help="with --species: folium map, one layer per month")
-    sc.add_argument("--map-step", type=float, default=2.0, help="map grid step in degrees (default 2: a small file)")
+    sc.add_argument("--map-step", type=float, default=4.0, help="map grid step in degrees (default 4: about 1 MB of HTML)")
     sc.add_argument("--top-k", type=int, default=20, help="species per place (default 20)")
     sc.add_argument("--json", action="store_true", help="print one JSON object")
     sc.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
