@@ -139,3 +139,11 @@ def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit) as e:
         main(["soundscape", "--help"])
     assert e.value.code == 0 and "soundloc soundscape --sites" in capsys.readouterr().out.split("examples:")[1]
+
+
+def test_nested_choice_picks_each_folds_config_on_the_other_folds():
+    # config 0 is best on fold 0's lists, config 1 on fold 1's: each fold gets the OTHER fold's winner
+    a = pd.DataFrame({"n_true": 1, "ap": [0.9, 0.9, 0.1, 0.1]})
+    b = pd.DataFrame({"n_true": 1, "ap": [0.2, 0.2, 0.8, 0.8]})
+    out, chosen = ss.nested_choice([a, b], np.array([0, 0, 1, 1]))
+    assert list(chosen) == [1, 0] and list(out.ap) == [0.2, 0.2, 0.1, 0.1]

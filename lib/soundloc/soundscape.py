@@ -127,14 +127,34 @@ class HeardHere:
         return np.stack([full - per_fold.get(f, 0) for f in np.asarray(exclude_fold)])
 
 
-def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid: list[HeardConfig]) -> pd.DataFrame:
-    """Cross-fitted choice: each config's out-of-fold mAP and recall@10 on the given lists (one row per config)."""
+def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid: list[HeardConfig],
+          per_list: list | None = None) -> pd.DataFrame:
+    """Cross-fitted choice: each config's out-of-fold mAP and recall@10 on the given lists (one row per config).
+
+    ``per_list``: a list to receive each config's per-list metrics (for :func:`nested_choice`).
+    """
     rows = []
     for cfg in grid:
         m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg), truth)
+        if per_list is not None:
+            per_list.append(m)
         rows.append({"bandwidth_km": cfg.bandwidth_km, "prior_strength": cfg.prior_strength,
                      "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
     return pd.DataFrame(rows)
+
+
+def nested_choice(per_config: list[pd.DataFrame], folds: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """C configs' per-list metrics (N rows each), (N,) folds -> (per-list metrics with each fold's config chosen
+    by mAP on the *other* folds' lists, (K,) chosen config per fold): a choice that never saw the list it scores."""
+    folds = np.asarray(folds)
+    ap = np.stack([m["ap"].to_numpy() for m in per_config])  # (C, N)
+    out = per_config[0].copy()
+    chosen = []
+    for k in np.unique(folds):
+        c = int(np.nanargmax(np.nanmean(ap[:, folds != k], axis=1)))
+        out.loc[folds == k] = per_config[c].loc[folds == k].to_numpy()
+        chosen.append(c)
+    return out, np.asarray(chosen)
 
 
 def species_indices(model, names) -> np.ndarray:

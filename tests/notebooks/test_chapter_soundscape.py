@@ -26,6 +26,8 @@ def test_09_soundscape(tmp_path):
         assert v.loc[data, "mAP heard - week occurrence"] == pytest.approx(d, abs=1e-9)
         assert v.loc[data, "2.5 %"] <= d <= v.loc[data, "97.5 %"]
     assert v.loc["iNatSounds lists", "beats occurrence"] == "yes"  # the fitting data: cross-fitted, it helps there
+    nested = r.loc[("iNatSounds lists (real)", "heard here, nested choice")]
+    assert nested["mAP"] > r.loc[("iNatSounds lists (real)", "week occurrence"), "mAP"]  # also with an honest choice
     # the choice was made on iNatSounds lists: the chosen row is the best of the choice table, not of XCDC's
     c, p = pd.read_csv(tmp_path / "09_choice.csv"), pd.read_csv(tmp_path / "09_posthoc_xcdc.csv")
     chosen = p[p.chosen]
