@@ -151,6 +151,13 @@ print(f"XCDC mAP: week occurrence {per_list['XCDC']['week occurrence'].ap.mean()
       f"chosen heard-here {per_list['XCDC']['heard here'].ap.mean():.3f}; best grid row in hindsight {posthoc.mAP.max():.3f}")
 
 # %% [markdown]
+# Why a choice made on iNatSounds lists cannot be made to favour dawn choruses: an iNatSounds list holds
+# what people *chose to record*, so its counts mix how audible a species is with how much recordists
+# want it (P(recorded) = P(heard) x P(kept | heard)). From recordings alone the two factors cannot be
+# told apart; only complete lists (XCDC here) separate them, and XCDC is kept for reporting. The grid
+# above shows the consequence rather than hiding it.
+
+# %% [markdown]
 # ## A species on the map, month by month (name query)
 # Names resolve by scientific or common name (`soundloc soundscape --species`); an unknown name gets
 # the closest matches. Below: occurrence in January and July for the teaching species, real ranges.
