@@ -1,4 +1,4 @@
-"""The ``soundloc`` command line: ``locate``, ``check``, ``eval``, ``species-locate``.
+"""The ``soundloc`` command line: ``locate``, ``check``, ``eval``, ``species-locate``, ``soundscape``.
 
 Bad input is one line on stderr naming the file and the problem, exit code 2.
 """
@@ -24,6 +24,12 @@ EXAMPLES = {
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
               "exit code 0 whatever the verdict; 2 for bad input"),
+    "soundscape": ("examples:\n  soundloc soundscape --lat 47.68 --lon -122.29 --date 2020-05-15 --top-k 10\n"
+                   "  soundloc soundscape --lat 46.5 --lon 6.6 --json\n"
+                   "  soundloc soundscape --sites sites.csv -o ranked.csv --top-k 25\n"
+                   "  soundloc soundscape --species 'Common Nightingale' --map nightingale.html\n"
+                   "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability;\n"
+                   "bad rows are reported by row number (data rows count from 1), the good ones written, exit code 2"),
 }
 
 
@@ -181,6 +187,67 @@ def _cmd_check(args) -> int:
     return 0
 
 
+def _cmd_soundscape(args) -> int:
+    from . import soundscape as ss
+    from .ranges import load_range_model
+
+    if args.top_k < 1:
+        raise UsageError(f"--top-k {args.top_k}: must be >= 1")
+    modes = sum(x is not None for x in (args.sites, args.species)) + (args.lat is not None or args.lon is not None)
+    if modes != 1:
+        raise UsageError("give exactly one of: --lat/--lon (one place), --sites CSV (batch), --species NAME (map)")
+    if args.sites is None and args.species is None:  # checked before the model loads
+        if args.lat is None or args.lon is None:
+            raise UsageError("--lat and --lon go together")
+        if not (-90 <= args.lat <= 90 and -180 <= args.lon <= 180):
+            raise UsageError(f"--lat {args.lat} --lon {args.lon}: outside [-90, 90] x [-180, 180]")
+    if args.sites is not None and not args.output:
+        raise UsageError("--sites needs -o ranked.csv")
+    sites_path = _existing(args.sites) if args.sites is not None else None
+    model = load_range_model("birdnet", "torch", device=args.device)
+    if args.species is not None:
+        return _soundscape_species(args, model)
+    if args.sites is not None:
+        sites, errors = ss.read_sites(sites_path)
+        for e in errors:
+            print(f"{args.sites}: {e}", file=sys.stderr)
+        ranked = ss.rank_sites(model, sites, args.top_k)
+        from .io import atomic_path
+
+        with atomic_path(args.output) as tmp:
+            ranked.to_csv(tmp, index=False)
+        print(f"{len(sites)} sites ranked, {len(errors)} bad rows skipped; wrote {args.output}", file=sys.stderr)
+        return 2 if errors else 0
+    week = ss.week_of(args.date)
+    top, richness = ss.rank_species(model, args.lat, args.lon, week, args.top_k)
+    if args.json:
+        print(json.dumps({"lat": args.lat, "lon": args.lon, "week": week, "expected_richness": richness,
+                          "species": top.to_dict(orient="records")}, default=float))
+        return 0
+    print(f"{args.lat:.3f}, {args.lon:.3f} ({'week ' + str(week) if week else 'year-round'}): "
+          f"expected richness {richness:.1f} species (BirdNET V2.4 occurrence)")
+    for r in top.itertuples():
+        print(f"  {r.rank:>3}. {r.probability:.3f}  {r.species} ({r.common_name})")
+    return 0
+
+
+def _soundscape_species(args, model) -> int:
+    from . import soundscape as ss
+    from .geo import land_grid
+    from .maps import save_map
+
+    idx = ss.find_species(model, args.species)
+    pts = land_grid(args.map_step)
+    vals = ss.species_weeks(model, idx, pts)
+    area = (vals >= 0.5).mean(1) * 100
+    print(f"{model.species[idx]} ({model.common_names[idx]}): % of land grid cells with occurrence >= 0.5, "
+          "Jan-Dec: " + " ".join(f"{v:.1f}" for v in area))
+    if args.map:
+        save_map(ss.month_layer_map(pts, vals, f"{model.common_names[idx]}: occurrence by month", args.map_step), args.map)
+        print(f"wrote {args.map}", file=sys.stderr)
+    return 0
+
+
 def _params(items: list[str], cfg) -> dict:
     """["key=value", ...] -> typed overrides of a frozen config's fields (one-line errors)."""
     import dataclasses
@@ -284,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     sl.add_argument("--quiet", action="store_true", help="no progress bar")
     sl.set_defaults(func=_cmd_species_locate)
+    sc = sub.add_parser("soundscape", help="what will be heard here? (place -> ranked species; species -> map)",
+                        epilog=EXAMPLES["soundscape"], formatter_class=fmt, description="Rank species by BirdNET V2.4 "
+                        "occurrence at a place and week, with expected richness; batch over a sites CSV; or map a "
+                        "species (scientific or common name) month by month.")
+    sc.add_argument("--lat", type=float, help="latitude (degrees)")
+    sc.add_argument("--lon", type=float, help="longitude (degrees)")
+    sc.add_argument("--date", type=_date, help="date YYYY-MM-DD (week-specific ranges); default: year-round")
+    sc.add_argument("--sites", metavar="SITES.csv", help="batch: CSV with id,latitude,longitude[,date]")
+    sc.add_argument("-o", "--output", metavar="RANKED.csv", help="batch output: id,rank,species,probability")
+    sc.add_argument("--species", metavar="NAME", help="map one species (scientific or common name)")
+    sc.add_argument("--map", metavar="OUT.html", help="with --species: folium map, one layer per month")
+    sc.add_argument("--map-step", type=float, default=4.0, help="map grid step in degrees (default 4: about 1 MB of HTML)")
+    sc.add_argument("--top-k", type=int, default=20, help="species per place (default 20)")
+    sc.add_argument("--json", action="store_true", help="print one JSON object")
+    sc.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
+    sc.set_defaults(func=_cmd_soundscape)
     return ap
 
 

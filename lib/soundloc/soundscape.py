@@ -1,0 +1,312 @@
+"""Soundscapes: what will be heard at a place and week (ranked species), how well a ranking recovers
+the species real recordings contain (recall@k, average precision), and a "heard here" model.
+
+The "heard here" model multiplies BirdNET's occurrence by nothing species-global: it shrinks the
+local *composition of real recordings* (iNatSounds: which species people recorded within a few
+hundred km) towards the range model's normalised occurrence, a Dirichlet posterior mean
+
+    score_s = occ_s * (K_s + alpha * q_s) / (sum_t K_t + alpha),   q_s = occ_s / sum_t occ_t,
+
+with K_s a Gaussian-kernel count of recordings of species s near the place. alpha (prior strength)
+and the kernel bandwidth are chosen on iNatSounds-derived lists by cross-fitting (folds of
+recording groups: no list is scored with its own fold's recordings); XCDC is never used to fit.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sps
+
+from .data.validate import DataError, _bad_rows, require_columns, week48
+
+EARTH_KM = 6371.0088
+
+
+# ---------------------------------------------------------------- ranking metrics
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """(N, S) scores -> (N, S) int 1-based rank of each species in its row (ties broken by index)."""
+    order = np.argsort(-np.asarray(scores), axis=1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(1, order.shape[1] + 1)[None].repeat(len(order), 0), axis=1)
+    return out
+
+
+def ranking_metrics(scores: np.ndarray, truth: list, ks=(10, 25, 50)) -> pd.DataFrame:
+    """(N, S) scores, N arrays of true species indices -> DataFrame per row: n_true, ap, recall@k.
+
+    AP = mean over true species of precision at its rank (sklearn's average_precision_score without
+    ties); recall@k = share of true species in the top k. Rows with no true species get NaN.
+    """
+    r = ranks(scores)
+    rows = []
+    for i, t in enumerate(truth):
+        t = np.unique(np.asarray(t, np.int64))
+        rk = np.sort(r[i, t]).astype(float)
+        row = {"n_true": len(t), "ap": float(np.mean(np.arange(1, len(rk) + 1) / rk)) if len(rk) else np.nan}
+        row.update({f"recall@{k}": float(np.mean(rk <= k)) if len(rk) else np.nan for k in ks})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(per_row: pd.DataFrame, method: str, data: str, n_boot: int = 0, seed: int = 0) -> dict:
+    """Per-row ranking metrics -> one table row: mean recall@k (%) and mAP [+ bootstrap 95 % interval of mAP]."""
+    d = per_row.dropna()
+    out = {"method": method, "data": data, "lists": len(d)}
+    out.update({c.replace("recall@", "R@") + " %": 100 * d[c].mean() for c in d if c.startswith("recall@")})
+    out["mAP"] = d["ap"].mean()
+    if n_boot:
+        idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
+        lo, hi = np.percentile(d["ap"].to_numpy()[idx].mean(1), [2.5, 97.5])
+        out["mAP 95% CI"] = f"{lo:.3f}-{hi:.3f}"
+    return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(N,) per-list scores of two methods -> (mean difference a - b, 2.5 %, 97.5 % bootstrap bounds)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    idx = np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))
+    lo, hi = np.percentile(diff[idx].mean(1), [2.5, 97.5])
+    return float(diff.mean()), float(lo), float(hi)
+
+
+# ---------------------------------------------------------------- "heard here"
+@dataclass(frozen=True)
+class HeardConfig:
+    bandwidth_km: float = 100.0  # Gaussian kernel sd over distance to real recordings (km)
+    prior_strength: float = 10.0  # alpha: recordings-worth of weight on the range model's composition
+    cutoff_sd: float = 3.0  # recordings beyond cutoff_sd * bandwidth are ignored (kernel < 1.1 %)
+
+
+class HeardHere:
+    """Occurrence x local composition of real recordings, shrunk towards occurrence (see module doc)."""
+
+    def __init__(self, rec_lat, rec_lon, rec_species: np.ndarray, n_species: int, folds: np.ndarray | None = None,
+                 config: HeardConfig = HeardConfig()):
+        """(R,) recording lat/lon degrees, (R,) species index (-1 = unknown, ignored), S, (R,) fold ids."""
+        from sklearn.neighbors import BallTree
+
+        ok = np.asarray(rec_species) >= 0
+        self.lat, self.lon = np.asarray(rec_lat, float)[ok], np.asarray(rec_lon, float)[ok]
+        self.sp = np.asarray(rec_species)[ok]
+        self.folds = None if folds is None else np.asarray(folds)[ok]
+        self.n_species, self.config = n_species, config
+        self.tree = BallTree(np.radians(np.c_[self.lat, self.lon]), metric="haversine")
+
+    def counts(self, lat, lon, exclude_fold=None, bandwidth_km: float | None = None) -> sps.csr_matrix:
+        """(N,) places [, (N,) fold to leave out] -> (N, S) sparse kernel-weighted recording counts K."""
+        h = bandwidth_km or self.config.bandwidth_km
+        q = np.radians(np.c_[np.asarray(lat, float), np.asarray(lon, float)])
+        ind, dist = self.tree.query_radius(q, r=self.config.cutoff_sd * h / EARTH_KM, return_distance=True)
+        row = np.repeat(np.arange(len(q)), [len(i) for i in ind])
+        col = np.concatenate(ind).astype(np.int64) if len(ind) else np.zeros(0, np.int64)
+        w = np.exp(-0.5 * (np.concatenate(dist) * EARTH_KM / h) ** 2) if len(ind) else np.zeros(0)
+        if exclude_fold is not None and self.folds is not None:
+            keep = self.folds[col] != np.asarray(exclude_fold)[row]
+            row, col, w = row[keep], col[keep], w[keep]
+        return sps.csr_matrix((w, (row, self.sp[col])), shape=(len(q), self.n_species))
+
+    def score(self, occ: np.ndarray, lat, lon, exclude_fold=None, config: HeardConfig | None = None) -> np.ndarray:
+        """(N, S) occurrence at (N,) places -> (N, S) heard-here scores (occurrence x shrunk local share)."""
+        cfg = config or self.config
+        K = self.counts(lat, lon, exclude_fold, cfg.bandwidth_km)
+        q = occ / np.maximum(occ.sum(1, keepdims=True), 1e-12)
+        share = (K.toarray() + cfg.prior_strength * q) / (np.asarray(K.sum(1)) + cfg.prior_strength)
+        return occ * share
+
+
+    def frequency(self, exclude_fold=None) -> np.ndarray:
+        """Global-frequency baseline: (N,) folds to leave out | None -> (N | 1, S) recording counts per species."""
+        full = np.bincount(self.sp, minlength=self.n_species).astype(float)
+        if exclude_fold is None or self.folds is None:
+            return full[None]
+        per_fold = {f: np.bincount(self.sp[self.folds == f], minlength=self.n_species) for f in np.unique(self.folds)}
+        return np.stack([full - per_fold.get(f, 0) for f in np.asarray(exclude_fold)])
+
+
+def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid: list[HeardConfig],
+          per_list: list | None = None) -> pd.DataFrame:
+    """Cross-fitted choice: each config's out-of-fold mAP and recall@10 on the given lists (one row per config).
+
+    ``per_list``: a list to receive each config's per-list metrics (for :func:`nested_choice`).
+    """
+    rows = []
+    for cfg in grid:
+        m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg), truth)
+        if per_list is not None:
+            per_list.append(m)
+        rows.append({"bandwidth_km": cfg.bandwidth_km, "prior_strength": cfg.prior_strength,
+                     "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
+    return pd.DataFrame(rows)
+
+
+def nested_choice(per_config: list[pd.DataFrame], folds: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """C configs' per-list metrics (N rows each), (N,) folds -> (per-list metrics with each fold's config chosen
+    by mAP on the *other* folds' lists, (K,) chosen config per fold): a choice that never saw the list it scores."""
+    folds = np.asarray(folds)
+    ap = np.stack([m["ap"].to_numpy() for m in per_config])  # (C, N)
+    out = per_config[0].copy()
+    chosen = []
+    for k in np.unique(folds):
+        c = int(np.nanargmax(np.nanmean(ap[:, folds != k], axis=1)))
+        out.loc[folds == k] = per_config[c].loc[folds == k].to_numpy()
+        chosen.append(c)
+    return out, np.asarray(chosen)
+
+
+def species_indices(model, names) -> np.ndarray:
+    """(R,) scientific names -> (R,) model species index, -1 where the model lacks the name."""
+    uniq = pd.unique(pd.Series(list(names)))
+    look = {n: (int(i[0]) if len(i) else -1) for n in uniq for i in [model.match([n])[0]]}
+    return np.array([look[n] for n in names], np.int64)
+
+
+def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
+    """(R,) group ids -> (R,) fold 0..k-1, one random fold per group (cross-fitting by list)."""
+    g = np.asarray(groups)
+    return np.random.default_rng(seed).integers(0, k, g.max() + 1)[g]
+
+
+# ---------------------------------------------------------------- place -> ranked species
+def week_of(date) -> int | None:
+    """'YYYY-MM-DD' | None -> BirdNET week 1-48 (None: year-round)."""
+    if date is None or (isinstance(date, float) and np.isnan(date)) or str(date).strip() == "":
+        return None
+    d = pd.Timestamp(str(date)[:10])
+    return int(week48(d.month, d.day))
+
+
+def rank_species(model, lat: float, lon: float, week: int | None = None, top_k: int = 20,
+                 scores: np.ndarray | None = None) -> tuple[pd.DataFrame, float]:
+    """One place (+ week) -> (top_k DataFrame rank, species, common_name, probability, expected richness).
+
+    probability is the range model's occurrence (or the given (S,) ``scores``); expected richness is
+    the sum of occurrence probabilities over all species (expected number of species present).
+    """
+    occ = model.prob(np.array([lat]), np.array([lon]), week)[0]
+    s = occ if scores is None else np.asarray(scores)
+    top = np.argsort(-s, kind="stable")[:top_k]
+    df = pd.DataFrame({"rank": np.arange(1, len(top) + 1), "species": [model.species[i] for i in top],
+                       "common_name": [model.common_names[i] for i in top], "probability": s[top].astype(float)})
+    return df, float(occ.sum())
+
+
+def read_sites(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """sites CSV (id, latitude, longitude[, date]) -> (good rows with week, ["row N (id=..): reason", ...]).
+
+    Row numbers count data rows from 1 (the header is row 0), as a spreadsheet shows them minus one.
+    """
+    path = Path(path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    require_columns(df, ["id", "latitude", "longitude"], str(path))
+    d = df.replace({"": None})
+    bad = _bad_rows(d, "id", "latitude", "longitude", "date" if "date" in df else None)
+    errors, drop = [], np.zeros(len(df), bool)
+    for i in range(len(df)):
+        why = [reason for reason, mask in bad.items() if mask[i]]
+        if why:
+            drop[i] = True
+            errors.append(f"row {i + 1} (id={df.id.iloc[i]!r}): {'; '.join(why)}")
+    good = df.loc[~drop].reset_index(drop=True)
+    good["latitude"], good["longitude"] = good.latitude.astype(float), good.longitude.astype(float)
+    good["week"] = pd.Series([week_of(v) for v in (good["date"] if "date" in good else [None] * len(good))],
+                             dtype=object)  # None = year-round
+    return good, errors
+
+
+def rank_sites(model, sites: pd.DataFrame, top_k: int = 20) -> pd.DataFrame:
+    """Sites (id, latitude, longitude, week) -> long DataFrame id, rank, species, probability (vectorised per week)."""
+    out = []
+    for wk, g in sites.groupby(sites["week"].fillna(-1).astype(int), sort=False):
+        occ = model.prob(g.latitude.to_numpy(), g.longitude.to_numpy(), None if wk == -1 else wk)
+        top = np.argsort(-occ, axis=1, kind="stable")[:, :top_k]
+        k = top.shape[1]
+        out.append(pd.DataFrame({"id": np.repeat(g["id"].to_numpy(), k), "rank": np.tile(np.arange(1, k + 1), len(g)),
+                                 "species": np.asarray(model.species)[top.ravel()],
+                                 "probability": np.take_along_axis(occ, top, 1).ravel().astype(float),
+                                 "_order": np.repeat(g.index.to_numpy(), k)}))
+    if not out:
+        return pd.DataFrame(columns=["id", "rank", "species", "probability"])
+    return pd.concat(out).sort_values(["_order", "rank"]).drop(columns="_order").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- name query
+def find_species(model, name: str, n_close: int = 5) -> int:
+    """Scientific or common name (case-insensitive) -> species index; unknown -> KeyError with closest names."""
+    idx, _ = model.match([name])
+    if len(idx):
+        return int(idx[0])
+    key = " ".join(str(name).casefold().split())
+    commons = {" ".join(c.casefold().split()): i for i, c in enumerate(model.common_names)}
+    if key in commons:
+        return commons[key]
+    labels = [f"{c} ({s})" for s, c in zip(model.species, model.common_names)]
+    pool = {c.casefold(): l for c, l in zip(model.common_names, labels)} | {s.casefold(): l for s, l in zip(model.species, labels)}
+    close = difflib.get_close_matches(key, list(pool), n=n_close * 2, cutoff=0.6)
+    hint = list(dict.fromkeys(pool[c] for c in close))[:n_close]
+    raise KeyError(f"unknown species {name!r}" + (f"; closest: {', '.join(hint)}" if hint else "; no close match"))
+
+
+# ---------------------------------------------------------------- maps
+MONTH_WEEKS = {m: 4 * (m - 1) + 2 for m in range(1, 13)}  # one BirdNET week per month (its 2nd week)
+
+
+def species_weeks(model, idx: int, points: np.ndarray, weeks=None) -> np.ndarray:
+    """Species index, (P, 2) lat/lon points -> (W, P) occurrence for each week (default: one per month)."""
+    weeks = list(MONTH_WEEKS.values()) if weeks is None else list(weeks)
+    return np.stack([model.prob(points[:, 0], points[:, 1], w, species_idx=[idx])[:, 0] for w in weeks])
+
+
+def richness_weeks(model, points: np.ndarray, weeks=None) -> np.ndarray:
+    """(P, 2) points -> (W, P) expected richness (sum of occurrence over species) per week (default: monthly)."""
+    weeks = list(MONTH_WEEKS.values()) if weeks is None else list(weeks)
+    return np.stack([model.prob(points[:, 0], points[:, 1], w).sum(1) for w in weeks])
+
+
+def sound_affinity(model, species_idx, weights, points: np.ndarray, week=None) -> np.ndarray:
+    """Detected species (K,) + (K,) weights (e.g. BirdNET max scores), (P, 2) points -> (P,) weighted mean occurrence.
+
+    Where a recording's sound "belongs": high where most of what was heard is expected (GeoCLAP's
+    audio -> map, with BirdNET's species as the audio embedding and ranges as the place embedding).
+    """
+    w = np.asarray(weights, float)
+    occ = model.prob(points[:, 0], points[:, 1], week, species_idx=np.asarray(species_idx, np.int64))
+    return occ @ (w / w.sum())
+
+
+def month_layer_map(points: np.ndarray, values: np.ndarray, title: str, step_deg: float, threshold: float = 0.25,
+                    cmap: str = "YlOrRd_09"):
+    """(P, 2) grid points, (12, P) values -> folium map with one toggleable layer per month (cells >= threshold).
+
+    Kept small: cells are rectangles of the coarse grid with coordinates rounded to 0.01 degrees.
+    """
+    import calendar
+
+    import branca.colormap as cm
+    import folium
+
+    from .maps import _title
+
+    m = folium.Map(location=(20, 0), zoom_start=2, tiles="OpenStreetMap", world_copy_jump=True)
+    vmax = float(np.max(values)) or 1.0
+    scale = getattr(cm.linear, cmap).scale(0, vmax)
+    scale.caption = title
+    h = step_deg / 2
+    for mo in range(values.shape[0]):
+        v = values[mo]
+        keep = np.flatnonzero(v >= threshold * vmax)
+        feats = [{"type": "Feature", "properties": {"v": round(float(v[i]), 3)},
+                  "geometry": {"type": "Polygon", "coordinates": [[[round(x, 2), round(y, 2)] for x, y in (
+                      (points[i, 1] - h, points[i, 0] - h), (points[i, 1] + h, points[i, 0] - h),
+                      (points[i, 1] + h, points[i, 0] + h), (points[i, 1] - h, points[i, 0] + h),
+                      (points[i, 1] - h, points[i, 0] - h))]]}} for i in keep]
+        folium.GeoJson({"type": "FeatureCollection", "features": feats}, name=calendar.month_name[mo + 1],
+                       show=mo == 0, style_function=lambda f, s=scale: {
+                           "fillColor": s(f["properties"]["v"]), "color": None, "weight": 0, "fillOpacity": 0.7}).add_to(m)
+    scale.add_to(m)
+    folium.LayerControl(collapsed=False).add_to(m)
+    _title(m, title)
+    return m

@@ -1,0 +1,50 @@
+"""Chapter 09 (soundscapes) runs headlessly in SMALL mode and writes the numbers its reading relies on."""
+import pandas as pd
+import pytest
+
+from nb_chapters import run_chapter
+
+
+@pytest.mark.slow
+def test_09_soundscape(tmp_path):
+    run_chapter("09_soundscape", tmp_path)
+    r = pd.read_csv(tmp_path / "09_rankings.csv").set_index(["data", "method"])
+    methods = ["week occurrence", "year-round occurrence", "global frequency", "heard here"]
+    for data in ("XCDC (real)", "iNatSounds lists (real)"):
+        assert [m for m in methods if (data, m) in r.index] == methods
+    x = r.loc["XCDC (real)"]
+    # the issue's first measurement, reproduced (BirdNET V2.4, week-aware, all 6,522 species)
+    assert x.loc["week occurrence", "R@10 %"] == pytest.approx(25.8, abs=0.05)
+    assert x.loc["week occurrence", "R@50 %"] == pytest.approx(66.0, abs=0.05)
+    assert x.loc["week occurrence", "mAP"] == pytest.approx(0.330, abs=0.0005)
+    assert x.loc["year-round occurrence", "mAP"] == pytest.approx(0.297, abs=0.0005)
+    assert (x["lists"] == 576).all() and x.loc["global frequency", "mAP"] < 0.1
+    # the reading's verdicts come from the paired bootstrap table
+    v = pd.read_csv(tmp_path / "09_verdict.csv").set_index("data")
+    for data, key in (("XCDC", "XCDC (real)"), ("iNatSounds lists", "iNatSounds lists (real)")):
+        d = r.loc[(key, "heard here"), "mAP"] - r.loc[(key, "week occurrence"), "mAP"]
+        assert v.loc[data, "mAP heard - week occurrence"] == pytest.approx(d, abs=1e-9)
+        assert v.loc[data, "2.5 %"] <= d <= v.loc[data, "97.5 %"]
+    assert v.loc["iNatSounds lists", "beats occurrence"] == "yes"  # the fitting data: cross-fitted, it helps there
+    nested = r.loc[("iNatSounds lists (real)", "heard here, nested choice")]
+    assert nested["mAP"] > r.loc[("iNatSounds lists (real)", "week occurrence"), "mAP"]  # also with an honest choice
+    # the choice was made on iNatSounds lists: the chosen row is the best of the choice table, not of XCDC's
+    c, p = pd.read_csv(tmp_path / "09_choice.csv"), pd.read_csv(tmp_path / "09_posthoc_xcdc.csv")
+    chosen = p[p.chosen]
+    assert len(chosen) == 1 and chosen.prior_strength.iloc[0] == c.loc[c.mAP.idxmax(), "prior_strength"]
+    assert chosen.mAP.iloc[0] == pytest.approx(x.loc["heard here", "mAP"], abs=1e-9)
+    rich = pd.read_csv(tmp_path / "09_richness.csv").set_index("region")
+    assert rich.loc["land north of 45° N", "July"] > rich.loc["land north of 45° N", "January"]
+    for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness"):
+        assert (tmp_path / f"09_{name}.png").stat().st_size > 20_000
+    # PSM: both rows on SimSounds, labelled simulated, trained (loss fell), and the variance table it reads from
+    p = pd.read_csv(tmp_path / "09_psm.csv").set_index("method")
+    assert list(p.index) == ["deterministic (same net)", "PSM (probabilistic)"] and (p.data == "SimSounds (simulated)").all()
+    assert (p["last loss"] < p["first loss"]).all() and p["90% region coverage %"].between(0, 100).all()
+    q = pd.read_csv(tmp_path / "09_psm_variance.csv")
+    assert list(q["variance quintile"]) == ["Q1", "Q2", "Q3", "Q4", "Q5"]
+    assert "simulated" in (tmp_path / "09_psm_variance.md").read_text().splitlines()[0]
+    html = tmp_path / "09_species_months.html"
+    assert "July" in html.read_text() and html.stat().st_size < 3_000_000
+    html = tmp_path / "09_richness_months.html"
+    assert "December" in html.read_text() and html.stat().st_size < 3_000_000

@@ -1,0 +1,149 @@
+"""soundloc.soundscape: ranking metrics (hand-checked, scikit-learn), heard-here cross-fitting, sites CSV, name query, CLI."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from soundloc import soundscape as ss
+from soundloc.cli import main
+
+
+def test_ranking_metrics_hand_checked():
+    # ranks 1..5 for species 0..4; true species 0 and 2 sit at ranks 1 and 3
+    scores = np.array([[0.9, 0.8, 0.7, 0.6, 0.5], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    m = ss.ranking_metrics(scores, [[0, 2], [0]], ks=(1, 2, 3))
+    assert m.loc[0, "ap"] == pytest.approx((1 / 1 + 2 / 3) / 2)  # precision@1 = 1, precision@3 = 2/3
+    assert list(m.loc[0, ["recall@1", "recall@2", "recall@3"]]) == [0.5, 0.5, 1.0]
+    assert m.loc[1, "ap"] == pytest.approx(1 / 5) and m.loc[1, "recall@3"] == 0.0  # species 0 ranks last
+    assert m.loc[1, "n_true"] == 1
+    row = ss.summarize(m, "x", "toy")
+    assert row["mAP"] == pytest.approx(((1 + 2 / 3) / 2 + 0.2) / 2) and row["R@3 %"] == pytest.approx(50.0)
+
+
+def test_ranking_metrics_agree_with_sklearn():
+    from sklearn.metrics import average_precision_score, top_k_accuracy_score  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((40, 300))
+    truth = [rng.choice(300, rng.integers(1, 20), replace=False) for _ in range(40)]
+    m = ss.ranking_metrics(scores, truth, ks=(10, 50))
+    for i, t in enumerate(truth):
+        y = np.zeros(300, bool)
+        y[t] = True
+        assert m.loc[i, "ap"] == pytest.approx(average_precision_score(y, scores[i]))
+        top = np.argsort(-scores[i])[:10]
+        assert m.loc[i, "recall@10"] == pytest.approx(y[top].sum() / y.sum())
+
+
+def test_paired_bootstrap_interval_covers_the_mean_difference():
+    a, b = np.linspace(0, 1, 50), np.linspace(0, 1, 50) - 0.1
+    d, lo, hi = ss.paired_bootstrap(a, b)
+    assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)
+
+
+def test_heard_here_cross_fitting_and_shrinkage():
+    # two recordings of species 1 at the query place (fold 0), one of species 2 100 km away (fold 1)
+    h = ss.HeardHere([0.0, 0.0, 0.9], [0.0, 0.0, 0.0], np.array([1, 1, 2]), 3, folds=np.array([0, 0, 1]),
+                     config=ss.HeardConfig(bandwidth_km=100.0, prior_strength=1.0))
+    k = h.counts([0.0], [0.0]).toarray()[0]
+    assert k[0] == 0 and k[1] == pytest.approx(2.0) and 0.5 < k[2] < 0.7  # exp(-0.5) at one bandwidth
+    k_out = h.counts([0.0], [0.0], exclude_fold=[0]).toarray()[0]
+    assert k_out[1] == 0 and k_out[2] == pytest.approx(k[2])  # the list's own fold is left out
+    occ = np.array([[0.9, 0.5, 0.3]])
+    s = h.score(occ, [0.0], [0.0])
+    assert s[0, 1] > s[0, 0]  # recorded here lifts species 1 above the more common species 0
+    # an overwhelming prior gives back occurrence's ranking (score ~ occ^2 / sum occ)
+    big = h.score(occ, [0.0], [0.0], config=ss.HeardConfig(100.0, 1e9))
+    assert list(np.argsort(-big[0])) == [0, 1, 2]
+
+
+def test_read_sites_reports_every_bad_row(tmp_path):
+    p = tmp_path / "sites.csv"
+    p.write_text("id,latitude,longitude,date\na,47.6,-122.3,2020-05-15\nb,95,0,\nc,46.5,6.6,\n"
+                 "d,1,2,2020-13-40\na,1,1,\ne,x,1,\n")
+    good, errors = ss.read_sites(p)
+    assert list(good["id"]) == ["a", "c"] and list(good["week"]) == [19, None]
+    assert errors == ["row 2 (id='b'): latitude outside [-90, 90]", "row 4 (id='d'): date not YYYY-MM-DD",
+                      "row 5 (id='a'): duplicate id", "row 6 (id='e'): NaN or non-numeric coordinate"]
+
+
+def test_week_of():
+    assert ss.week_of("2020-01-01") == 1 and ss.week_of("2020-12-31") == 48 and ss.week_of(None) is None
+    assert ss.week_of("") is None
+
+
+def test_cli_batch_writes_good_rows_and_names_bad_ones(tmp_path, capsys):
+    sites, out = tmp_path / "sites.csv", tmp_path / "ranked.csv"
+    sites.write_text("id,latitude,longitude,date\nsea,47.68,-122.29,2020-05-15\nbad,95,0,\njura,46.5,6.6,\n")
+    assert main(["soundscape", "--sites", str(sites), "-o", str(out), "--top-k", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "row 2 (id='bad'): latitude outside [-90, 90]" in err and "2 sites ranked, 1 bad rows skipped" in err
+    r = pd.read_csv(out)
+    assert list(r.columns) == ["id", "rank", "species", "probability"] and len(r) == 10
+    assert list(r.id.unique()) == ["sea", "jura"] and list(r["rank"][:5]) == [1, 2, 3, 4, 5]
+    assert r.groupby("id").probability.apply(lambda p: p.is_monotonic_decreasing).all()
+    assert "Turdus migratorius" in set(r.species[r.id == "sea"]) and "Turdus merula" in set(r.species[r.id == "jura"])
+
+
+def test_cli_one_place_json(capsys):
+    assert main(["soundscape", "--lat", "47.68", "--lon", "-122.29", "--date", "2020-05-15", "--top-k", "3", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["week"] == 19 and len(d["species"]) == 3 and 10 < d["expected_richness"] < 200
+    assert d["species"][0]["species"] == "Turdus migratorius" and d["species"][0]["common_name"] == "American Robin"
+
+
+def test_species_query_by_common_or_scientific_name_and_unknown_name(capsys, tmp_path):
+    from soundloc.ranges import load_range_model
+
+    model = load_range_model("birdnet", "torch", device="cpu")
+    i = ss.find_species(model, "Luscinia megarhynchos")
+    assert ss.find_species(model, "common  NIGHTINGALE") == i
+    with pytest.raises(KeyError, match=r"unknown species 'Comon Nightingale'; closest: Common Nightingale \(Luscinia"):
+        ss.find_species(model, "Comon Nightingale")
+    assert main(["soundscape", "--species", "Comon Nightingale"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "closest: Common Nightingale (Luscinia megarhynchos)" in err
+    html = tmp_path / "n.html"
+    assert main(["soundscape", "--species", "Common Nightingale", "--map", str(html), "--map-step", "5"]) == 0
+    text = html.read_text()
+    assert "January" in text and "December" in text and html.stat().st_size < 3_000_000
+
+
+def test_cli_needs_one_mode(capsys):
+    assert main(["soundscape"]) == 2
+    assert "exactly one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--lat", "95", "--lon", "0"], "outside [-90, 90]"),
+    (["--lat", "10"], "--lat and --lon go together"),
+    (["--lat", "10", "--lon", "0", "--top-k", "0"], "--top-k 0: must be >= 1"),
+    (["--lat", "10", "--lon", "0", "--date", "2020-02-31"], "is not a date YYYY-MM-DD"),
+    (["--sites", "nowhere.csv", "-o", "x.csv"], "nowhere.csv: no such file"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, msg, capsys):
+    assert main(["soundscape", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and err.count("\n") == 0 and err.startswith("soundloc soundscape")
+
+
+def test_cli_sites_missing_column_names_the_file(tmp_path, capsys):
+    p = tmp_path / "s.csv"
+    p.write_text("id,lat,lon\na,1,2\n")
+    assert main(["soundscape", "--sites", str(p), "-o", str(tmp_path / "o.csv")]) == 2
+    assert f"{p}: missing column(s) ['latitude', 'longitude']" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["soundscape", "--help"])
+    assert e.value.code == 0 and "soundloc soundscape --sites" in capsys.readouterr().out.split("examples:")[1]
+
+
+def test_nested_choice_picks_each_folds_config_on_the_other_folds():
+    # config 0 is best on fold 0's lists, config 1 on fold 1's: each fold gets the OTHER fold's winner
+    a = pd.DataFrame({"n_true": 1, "ap": [0.9, 0.9, 0.1, 0.1]})
+    b = pd.DataFrame({"n_true": 1, "ap": [0.2, 0.2, 0.8, 0.8]})
+    out, chosen = ss.nested_choice([a, b], np.array([0, 0, 1, 1]))
+    assert list(chosen) == [1, 0] and list(out.ap) == [0.2, 0.2, 0.1, 0.1]
