@@ -41,7 +41,7 @@ from soundloc.baselines import naive_errors
 from soundloc.data import fetch, load_gold, load_inat, load_xcdc
 from soundloc.metrics import errors_km, summary_row
 from soundloc.reference import geoclip_coordinates
-from soundloc.spectrogram import compute_spectrogram
+from soundloc.spectrogram import compute_spectrogram, show_spectrogram
 
 ch = book.start("00", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, NAIVE_SEEDS=NAIVE_SEEDS,
                 types={"DATA": str, "NAIVE_SEEDS": int})
@@ -131,13 +131,13 @@ ch.map(maps.folium_hexbin(xcells, "n", "XCDC recordings per H3 cell (real)", cma
 # %%
 clips = {"Seattle soundscape, XC563936 (real, first 12 s)": fetch("audio/XC563936_soundscape.mp3"),
          "Jura forest, 2019-05-22 05:15 (real)": fetch("audio/jura_2019-05-22/S4A03895_20190522_051500.wav")}
-fig, axes = plt.subplots(len(clips), 1, figsize=(14, 6))
+fig, axes = plt.subplots(len(clips), 1, figsize=(14, 6.5), layout="constrained")
 for ax, (title, path) in zip(axes, clips.items()):
     wave = load_audio(path)[: 12 * 22050]
     img = compute_spectrogram(wave)
-    ax.imshow(img, aspect="auto", cmap="magma", extent=(0, len(wave) / 22050, 0, 128))
-    ax.set(title=f"{title}: {img.shape[0]} mel bands x {img.shape[1]} frames", xlabel="seconds", ylabel="mel band")
-fig.tight_layout()
+    im = show_spectrogram(ax, img)
+    ax.set_title(f"{title}: {img.shape[0]} mel bands x {img.shape[1]} frames")
+fig.colorbar(im, ax=axes, label="level (dB re full scale, clipped at -100)")
 ch.figure(fig, "spectrograms")
 
 # %% [markdown]
