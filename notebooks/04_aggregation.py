@@ -129,13 +129,14 @@ ch.table(coverage, "real_coverage", "Real recordings whose annotated species the
 true = real[["lat", "lon"]].to_numpy()
 preds = agg.grouped_predictions(ranges.source("real, annotated species"), groupings,
                                 budget_bytes=SUM_BUDGET_GB * 1e9)
-ours = agg.grouped_table(preds, true, groupings)
-covered = agg.grouped_table(preds, true, groupings, subset=~ranges.fallback)
+ours = agg.grouped_table(preds, true, groupings, ci=True, seed=SEED)
+covered = agg.grouped_table(preds, true, groupings, subset=~ranges.fallback, ci=True, seed=SEED)
 t4 = pd.concat([ours.assign(recordings="all"), covered.assign(recordings="covered species")])
 t4.insert(1, "data", f"real iNatSounds test, annotated-species ranges, {GALLERY}")
 t4 = paper.beside_paper(t4, paper.TABLE4, agg.PAPER_ROWS).rename(columns=PAPER_COLS)
 ch.table(t4, "real_table4", f"Table 4 on the real iNatSounds test set ({len(real)} recordings): "
-         "annotated-species ranges grouped by H3 cell x period, beside the paper's AG-CLIP numbers")
+         "annotated-species ranges grouped by H3 cell x period, beside the paper's AG-CLIP numbers; 95 % CIs by "
+         "bootstrap over recordings")
 
 # %%
 fig = agg.error_vs_grouping_figure(ours, f"Error vs grouping, real iNatSounds test ({len(real)} recordings, "
@@ -239,7 +240,7 @@ print(f"species-range settings chosen on the SimSounds validation split: {best}"
 # %%
 sim_groupings = agg.all_groupings(sim.test)
 strue = sim.latlon("test")
-rows = [agg.grouped_table(agg.grouped_predictions(src, sim_groupings, progress=False), strue, sim_groupings)
+rows = [agg.grouped_table(agg.grouped_predictions(src, sim_groupings, progress=False), strue, sim_groupings, ci=True, seed=SEED)
         .assign(model=m) for m, src in methods.items()]
 simtab = pd.concat(rows, ignore_index=True)
 simtab = pipeline.simulated_beside_paper(simtab, paper.TABLE4, {k: k for k in agg.PAPER_ROWS},

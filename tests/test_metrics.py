@@ -144,3 +144,11 @@ def test_summary_row_ci_brackets_each_estimate():
     assert lo <= row["median_km"] <= hi
     lo, hi = (float(x) for x in row["region_% 95% CI"].strip("[]").split(", "))
     assert lo <= row["region_%"] <= hi
+
+
+def test_bootstrap_ci_of_a_proportion_matches_the_normal_approximation():
+    from soundloc.metrics import bootstrap_ci
+    x = np.r_[np.ones(30), np.zeros(70)]  # 30 % of 100 recordings flagged
+    lo, hi = bootstrap_ci(x, B=4000, seed=1)
+    se = np.sqrt(0.3 * 0.7 / 100)
+    assert lo == pytest.approx(0.3 - 1.96 * se, abs=0.015) and hi == pytest.approx(0.3 + 1.96 * se, abs=0.015)

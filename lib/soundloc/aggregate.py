@@ -275,13 +275,18 @@ def grouping_stats(groupings: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dict[str, np.ndarray],
-                  subset: np.ndarray | None = None) -> pd.DataFrame:
+                  subset: np.ndarray | None = None, ci: bool = False, seed: int = 0) -> pd.DataFrame:
     """{grouping: (R, 2) predictions}, (R, 2) true lat/lon -> one recording-level summary row per grouping.
 
-    ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings).
+    ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings);
+    ``ci`` adds 95 % bootstrap intervals over recordings (``metrics.summary_row_ci``).
     """
+    from functools import partial
+
     from .geo import haversine
-    from .metrics import summary_row
+    from .metrics import summary_row, summary_row_ci
+
+    summary_row = partial(summary_row_ci, seed=seed) if ci else summary_row
 
     stats = grouping_stats(groupings).set_index("grouping")
     rows = []

@@ -94,6 +94,15 @@ def bootstrap_metrics(dist_km, B: int = BOOTSTRAP_B, seed: int = 0, level: float
     return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "lo", "hi"])
 
 
+def bootstrap_ci(values, stat: str = "mean", B: int = BOOTSTRAP_B, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """(n,) values (e.g. 0/1 outcomes of a verdict) -> percentile bootstrap CI of their mean or median."""
+    x = np.asarray(values, float)
+    fn = {"mean": np.mean, "median": np.median}[stat]
+    a = (1 - level) / 2
+    lo, hi = np.quantile(fn(x[bootstrap_index(x.size, B, seed)], axis=1), [a, 1 - a])
+    return float(lo), float(hi)
+
+
 def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
             level: float = 0.95) -> dict:
     """Paired bootstrap of a - b on one metric over the same recordings -> diff, lo, hi, verdict.
