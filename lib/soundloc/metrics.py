@@ -56,8 +56,10 @@ def summary_row(name: str, dist_km, **extra) -> dict:
     return row
 
 
-def summary_table(results: dict[str, np.ndarray]) -> pd.DataFrame:
-    """{method: (N,) errors km} -> DataFrame with one ``summary_row`` per method."""
+def summary_table(results: dict[str, np.ndarray], ci: bool = False, seed: int = 0) -> pd.DataFrame:
+    """{method: (N,) errors km} -> DataFrame with one ``summary_row`` per method (``summary_row_ci`` if ``ci``)."""
+    if ci:
+        return pd.DataFrame([summary_row_ci(k, v, seed=seed) for k, v in results.items()])
     return pd.DataFrame([summary_row(k, v) for k, v in results.items()])
 
 
