@@ -240,13 +240,13 @@ ch.reading("reading", [
     f"Like for like (year-round ranges, flat prior, argmax) our ranges reach {row.loc[PAPER_STYLE, 'median_km']:,.0f} km "
     f"against the paper's {row.loc[PAPER_STYLE, 'paper median_km']:,.0f} km; the cross-fitted "
     f"{row.loc['cross-fitted choice', 'median_km']:,.0f} km owes its gain to the location prior and the decoder, not to the ranges.",
-    book.say_compare(week_cmp, "Week-aware ranges without a prior", "year-round ranges")
+    book.say_compare(week_cmp, "Adding the week without a prior", "year-round ranges")
     + (" Without a prior the week does not help: it moves the argmax within a range that is already too broad."
        if week_cmp["verdict"] != "better" else ""),
     f"The folds chose prior bandwidths {', '.join(f'{b:,.0f}' for b in bw)} km on a grid of "
     f"{grid_bw[0]:,.0f}-{grid_bw[-1]:,.0f} km" + (f"; {', '.join(f'{b:,.0f}' for b in edge)} km lies at the grid's edge."
                                                   if edge else ", inside the grid."),
-    f"Parameters chosen on SimSounds alone (outside the test set: {sim_best}) give "
+    f"Parameters chosen on SimSounds alone (outside the test set: {', '.join(f'{k} {v:g}' if not isinstance(v, str) else f'{k} {v}' for k, v in sim_best.items())}) give "
     f"{row.loc['parameters chosen on SimSounds (outside the test set)', 'median_km']:,.0f} km; "
     + book.say_compare(compare(errs["parameters chosen on SimSounds (outside the test set)"], errs["cross-fitted choice"], seed=SEED),
                        "that variant", "the cross-fitted one")
