@@ -22,7 +22,7 @@ def test_00_data(tmp_path):
 
 @pytest.mark.slow
 def test_02_species_oracles(tmp_path):
-    _run("02_species_oracles", tmp_path, N_EVAL=600, N_REF=3000)
+    _run("02_species_oracles", tmp_path, N_EVAL=600, N_REF=3000, N_SIM=300)
     o = pd.read_csv(tmp_path / "02_oracles.csv")
     o = o[o.threshold == 0.1].set_index("method")
     full, c50, k10 = (o.loc[m] for m in ("Oracle: full checklist", "Oracle: 50% corrupted", "Oracle: keep random 10"))
