@@ -351,7 +351,7 @@ ch.reading("chorus_reading", [
     f"classifier ({cci.loc[ref_name, 'median_km']:,.0f} km, 95 % CI {cci.loc[ref_name, 'median_km 95% CI']}): "
     "differences between models on this split are inside the intervals and are not read as gains.",
     f"The annotated species lists reach {cci.loc['Ranges: annotated species', 'median_km']:,.0f} km "
-    f"(95 % CI {cci.loc['Ranges: annotated species', 'median_km 95% CI']}); "
-    + book.say_compare(ann_vs_naive, "they", "the naive baseline"),
+    f"(95 % CI {cci.loc['Ranges: annotated species', 'median_km 95% CI']}). "
+    + book.say_compare(ann_vs_naive, "Locating from them", "the naive baseline"),
     "SMALL mode has only these few choruses; `-p SMALL False` uses the large world's 300.",
 ])
