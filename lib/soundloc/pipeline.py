@@ -868,7 +868,7 @@ def simulated_beside_paper(ours: pd.DataFrame, table: dict | None = None, mappin
     table = paper.TABLE1 if table is None else table
     mapping = {m: m for m in ours["method"] if m in table} if mapping is None else mapping
     out = ours.rename(columns={c: c + suffix for c in ours.columns
-                               if c not in ("method", "n") and pd.api.types.is_numeric_dtype(ours[c])})
+                               if c not in ("method", "n") and (pd.api.types.is_numeric_dtype(ours[c]) or "95% CI" in c)})
     both = paper.beside_paper(out, table, mapping)
     return both.rename(columns={f"paper {c}": paper_prefix + c for c in paper.COLS})
 

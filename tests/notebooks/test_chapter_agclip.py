@@ -57,7 +57,7 @@ def test_03_agclip(tmp_path):
             assert h["n"] == 500 and pd.isna(h[PAPER_PREFIX + "median_km"])
     cmp = pd.read_csv(tmp_path / "03_table1_compare.csv")
     assert (cmp.question == "same decoder and prior").sum() == 8 and set(cmp.verdict) <= {"better", "worse", "tie"}
-    assert t["median_km 95% CI"].str.startswith("[").all()
+    assert t["median_km 95% CI" + SIM_SUFFIX].str.startswith("[").all()
     # the reading is generated from this run's fusion table: its verdict and numbers
     reading = (tmp_path / "03_reading.md").read_text()
     assert f"AG-CLIP alone ({f.loc['AG-CLIP', 'median_km']:,.0f} km)" in reading
