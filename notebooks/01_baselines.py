@@ -119,6 +119,13 @@ ch.table(res.models_table(), P + "models", f"Models of this chapter — {SIM}: t
          floatfmt=".3g")
 ch.table(res.range_sweep.drop(columns=["method"]), P + "range_settings_val",
          f"Species-range settings tried on the validation split, {SIM}; the lowest median wins")
+rs = res.range_sweep.sort_values(["median_km", "region_%"], ascending=[True, False])
+w, top = rs.prior_weight.iloc[0], res.range_sweep.prior_weight.max()
+ties = rs[rs.median_km == rs.median_km.iloc[0]].prior_weight.tolist()
+ch.reading(P + "range_reading", [
+    f"The location-prior weight chosen on validation is {w:g} ({rs.median_km.iloc[0]:,.0f} km) on a grid up to {top:g}"
+    + (": at the grid's top edge, so a larger weight might do better." if w == top else ", inside the grid.")
+    + (f" Weights {', '.join(f'{x:g}' for x in ties)} tie on the median; the higher region accuracy decided." if len(ties) > 1 else "")])
 pd.Series(res.seconds, name="seconds").round(1)
 
 # %% [markdown]

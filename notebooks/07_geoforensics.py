@@ -67,6 +67,7 @@ from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_spec
                                 check_species, confusion_table, find_clip_weights, image_geolocate, plot_check,
                                 sim_cases, species_frame)
 from soundloc.geo import haversine
+from soundloc.metrics import bootstrap_ci, ci_text
 from soundloc.io import save_table
 from soundloc.locate import LocateOptions
 from soundloc.spectrogram import SpecConfig
@@ -210,6 +211,19 @@ table = pd.concat([table, pd.DataFrame([
      "planted recall_%": 100 * conv["planted_recall"]}])], ignore_index=True)
 ch.table(table, "sim_verdicts", f"Test split ({len(r)} recordings per case): out-of-range detection with settings chosen on "
          f"validation (reading {READING}, score >= {CONFIG.min_score:g}, p < {CONFIG.range_threshold:g}), {SIM}")
+
+# %% [markdown]
+# With 60 recordings per case the rates are uncertain by several points: 95 % bootstrap CIs over
+# the recordings of each case.
+
+# %%
+ci_rows = []
+for c, d in per.items():
+    for col, hit in (("flagged_%", d.verdict != "consistent"), ("species_line_%", d.n_flagged > 0)):
+        lo, hi = bootstrap_ci(hit.to_numpy(float), seed=SEED)
+        ci_rows.append({"case": c, "data": SIM, "recordings": len(d), "rate": col, "estimate_%": 100 * hit.mean(),
+                        "95% CI": ci_text(100 * lo, 100 * hi, 1)})
+ch.table(pd.DataFrame(ci_rows), "sim_verdicts_ci", f"Test split rates with 95 % bootstrap CIs ({len(r)} recordings per case), {SIM}")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))

@@ -86,3 +86,69 @@ def test_ids_must_match(tmp_path, capsys):
     assert err.count("\n") == 0 and "dup.csv" in err and "duplicate id" in err
     assert main(["eval", str(tmp_path / "missing.csv"), "--dataset", "xcdc"]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
+
+
+# ---- bootstrap intervals and paired comparisons -----------------------------------------------
+from soundloc.metrics import bootstrap_index, bootstrap_metrics, compare, summary_row_ci  # noqa: E402
+
+
+def test_bootstrap_equals_a_plain_loop_over_the_same_index_matrix():
+    d = np.random.default_rng(1).lognormal(6, 1.2, 137)
+    idx = bootstrap_index(d.size, 300, seed=4)
+    assert idx.shape == (300, 137)
+    loop = np.array([[geo_metrics(d[i])[k] for k in ("median_error", "region", "continent")] for i in idx])
+    bm = bootstrap_metrics(d, B=300, seed=4)
+    for j, k in enumerate(("median_error", "region", "continent")):
+        lo, hi = np.quantile(loop[:, j], [0.025, 0.975])
+        assert bm.loc[k, "lo"] == pytest.approx(lo) and bm.loc[k, "hi"] == pytest.approx(hi)
+        assert bm.loc[k, "estimate"] == pytest.approx(geo_metrics(d)[k])
+    # seeded: the same call gives the same interval, another seed another one
+    assert bm.equals(bootstrap_metrics(d, B=300, seed=4))
+    assert not bm.equals(bootstrap_metrics(d, B=300, seed=5))
+
+
+def test_bootstrap_agrees_with_scipy():
+    from scipy.stats import bootstrap
+    d = np.random.default_rng(2).lognormal(6, 1.0, 400)
+    bm = bootstrap_metrics(d, B=4000, seed=0)
+    ref = bootstrap((d,), np.median, n_resamples=4000, method="percentile", random_state=0).confidence_interval
+    width = ref.high - ref.low
+    assert abs(bm.loc["median_error", "lo"] - ref.low) < 0.1 * width
+    assert abs(bm.loc["median_error", "hi"] - ref.high) < 0.1 * width
+    acc = bootstrap(((d <= 750).astype(float),), np.mean, n_resamples=4000, method="percentile", random_state=0)
+    assert bm.loc["country", "lo"] == pytest.approx(acc.confidence_interval.low, abs=0.01)
+    assert bm.loc["country", "hi"] == pytest.approx(acc.confidence_interval.high, abs=0.01)
+
+
+def test_compare_calls_better_worse_and_tie():
+    rng = np.random.default_rng(3)
+    base = rng.lognormal(7, 1.0, 300)
+    assert compare(0.5 * base, base)["verdict"] == "better"  # halves every error
+    assert compare(2.0 * base, base)["verdict"] == "worse"
+    tiny = base * (1 + rng.normal(0, 0.01, base.size))  # noise well inside the interval
+    assert compare(tiny, base)["verdict"] == "tie"
+    # accuracies: higher is better, so halving errors is "better" there too
+    assert compare(0.5 * base, base, metric="continent")["verdict"] == "better"
+    r = compare(0.5 * base, base)
+    assert r["diff"] == pytest.approx(np.median(0.5 * base) - np.median(base)) and r["lo"] <= r["diff"] <= r["hi"]
+    with pytest.raises(ValueError, match="same recordings"):
+        compare(base[:10], base)
+
+
+def test_summary_row_ci_brackets_each_estimate():
+    d = np.random.default_rng(5).lognormal(6.5, 1.0, 200)
+    row = summary_row_ci("m", d)
+    keys = list(row)
+    assert keys.index("median_km 95% CI") == keys.index("median_km") + 1
+    lo, hi = (float(x.replace(",", "")) for x in row["median_km 95% CI"].strip("[]").split(", "))
+    assert lo <= row["median_km"] <= hi
+    lo, hi = (float(x) for x in row["region_% 95% CI"].strip("[]").split(", "))
+    assert lo <= row["region_%"] <= hi
+
+
+def test_bootstrap_ci_of_a_proportion_matches_the_normal_approximation():
+    from soundloc.metrics import bootstrap_ci
+    x = np.r_[np.ones(30), np.zeros(70)]  # 30 % of 100 recordings flagged
+    lo, hi = bootstrap_ci(x, B=4000, seed=1)
+    se = np.sqrt(0.3 * 0.7 / 100)
+    assert lo == pytest.approx(0.3 - 1.96 * se, abs=0.015) and hi == pytest.approx(0.3 + 1.96 * se, abs=0.015)

@@ -200,3 +200,20 @@ def test_recording_predict_equals_manual_average(encoder, kind):
             np.testing.assert_allclose(res.latlon[i], head.predict_from_scores(s)[0].numpy(), atol=1e-4)
     avg = average_by_recording(torch.arange(6.0)[:, None], torch.tensor([0, 0, 1, 2, 2, 2]), 3)
     assert avg[:, 0].tolist() == [0.5, 2.0, 4.0]
+
+
+def test_hierarchical_log_posterior_is_normalised_and_agrees_with_the_decoder():
+    from soundloc.models import hierarchical_log_posterior
+    (c0, c1, c2), (p0, p1, p2), paris, _ = _case()
+    lp = hierarchical_log_posterior([p0, p1, p2], [c0, c1, c2])
+    assert lp.shape == p2.shape and torch.allclose(lp.exp().sum(-1), torch.ones(len(lp)))
+    assert int(lp.argmax(-1)[0]) == int(hierarchical_decode([p0, p1, p2], [c0, c1, c2], "sum")[0]) == paris[2]
+
+
+def test_decode_log_posterior_uses_the_shared_decoder():
+    from soundloc.agclip import decode_log_posterior
+    # three points: a lone peak far away, and two neighbours 100 km apart whose mass together is larger
+    pts = np.array([[0.0, 0.0], [40.0, 10.0], [40.9, 10.0]])
+    lp = torch.log(torch.tensor([[0.4, 0.3, 0.3]]))
+    assert decode_log_posterior(lp, pts, "argmax")[0] == 0
+    assert decode_log_posterior(lp, pts, "mass_within", radius_km=200)[0] in (1, 2)

@@ -30,3 +30,61 @@ def test_every_chapter_has_an_embedded_figure():
 def test_figure_refs_parser_on_a_hand_written_case():
     text = "see `figures/03_posterior_maps.png` and figures/04_real_error_vs_grouping.md, not figures/x.png"
     assert _figure_refs(text) == {"03_posterior_maps.png", "04_real_error_vs_grouping.md"}
+
+
+# ---- every number the README's results quote is in the committed table they cite ---------------
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from soundloc.provenance import quoted_numbers, section, unbacked_numbers  # noqa: E402
+
+RESULTS = "Latest measured results"
+
+
+def _tables(tmp_path):
+    pd.DataFrame({"method": ["ours", "paper-style"], "median_km": [987.6, 3160.2], "region_%": [9.43, 2.3],
+                  "median_km 95% CI": ["[912, 1,043]", "[3,050, 3,270]"]}).to_csv(tmp_path / "02_annotated.csv", index=False)
+    pd.DataFrame({"grouping": ["res 5"], "median_km": [581.2], "coverage": [0.734]}).to_csv(tmp_path / "04_real_table4.csv", index=False)
+    return tmp_path
+
+
+GOOD = """## Latest measured results
+<!-- tables: 02_annotated -->
+Ours reaches **988 km** (95 % CI 912 to 1,043 km), 9.4 % region; like for like 3,160 km. Settings such as
+the <= 900 km target, ~60 km site uncertainty, `200 km` in code and within 200 km are not results.
+
+| method | median km | region % |
+|---|---|---|
+| ours | 988 | 9.4 |
+
+Grouped (see `figures/04_real_table4.md`): 581 km, sets cover 73 %.
+"""
+
+
+def test_provenance_accepts_backed_numbers(tmp_path):
+    assert unbacked_numbers(GOOD, _tables(tmp_path)) == []
+    got = [(q.text, q.unit) for q in quoted_numbers(GOOD)]
+    assert got == [("988", "km"), ("912", "km"), ("1,043", "km"), ("9.4", "%"), ("3,160", "km"),
+                   ("988", "km"), ("9.4", "%"), ("581", "km"), ("73", "%")]
+
+
+@pytest.mark.parametrize("old,new", [("988 km", "989 km"), ("| 9.4 |", "| 9.5 |"), ("3,160 km", "3,161 km"),
+                                     ("581 km", "582 km"), ("1,043 km", "1,044 km")])
+def test_provenance_fails_when_a_number_is_changed(tmp_path, old, new):
+    bad = unbacked_numbers(GOOD.replace(old, new, 1), _tables(tmp_path))
+    assert len(bad) == 1 and new.strip("| ").split()[0] in bad[0]
+
+
+def test_provenance_needs_a_citation_and_an_existing_table(tmp_path):
+    bad = unbacked_numbers("## R\nOurs: 988 km.\n", _tables(tmp_path))
+    assert bad == ["line 2: 988 km quoted in a scope that cites no table"]
+    with pytest.raises(FileNotFoundError, match="09_missing"):
+        unbacked_numbers("<!-- tables: 09_missing -->\n988 km\n", _tables(tmp_path))
+
+
+@pytest.mark.xfail(strict=True, reason="the README's results section does not follow the provenance convention yet "
+                   "(soundloc.provenance); the lead removes this marker when rewriting it")
+def test_readme_results_come_from_the_tables_they_cite():
+    first, text = section(README.read_text(), RESULTS)
+    bad = unbacked_numbers(text, ROOT / "figures", first)
+    assert not bad, "README numbers not backed by the tables they cite:\n" + "\n".join(bad)

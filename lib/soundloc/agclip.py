@@ -1149,6 +1149,42 @@ def hierarchical_baseline(sim, backbone, base_cfg, emb: dict, split: str = "test
     return _km(classes[2].decode(idx.cpu().numpy()), sim.latlon(split))
 
 
+def hierarchical_gallery_log_posterior(sim, backbone, base_cfg, emb: dict, points: np.ndarray,
+                                       split: str = "test", progress: bool = True) -> torch.Tensor:
+    """Chapter 01's hierarchical classifier as a (R, N) log posterior over AG-CLIP's gallery points.
+
+    Each point gets its res-2 class's probability shared equally among the gallery points of that
+    class (points in no class get eps), so AG-CLIP and the classifier can be decoded the same way
+    (``decode_log_posterior``) with the same location prior over the same gallery.
+    """
+    from .models import hierarchical_log_posterior
+    from .pipeline import head_scores, train_geo_models
+
+    geo = train_geo_models(sim, backbone, base_cfg, progress, {k: emb[k] for k in ("train", "val")})
+    scores = [head_scores(geo[f"res{r}"].model.head, *emb[split]) for r in (0, 1, 2)]
+    classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
+    lp = hierarchical_log_posterior(scores, classes)                      # (R, C)
+    cls = classes[2].encode(points[:, 0], points[:, 1])                   # (N,) class of each point, -1 none
+    count = np.bincount(cls[cls >= 0], minlength=len(classes[2]))
+    share = torch.as_tensor(-np.log(np.maximum(count, 1)), dtype=torch.float32)
+    out = torch.full((len(lp), len(points)), float(np.log(1e-12)))
+    inside = torch.as_tensor(np.flatnonzero(cls >= 0))
+    c = torch.as_tensor(cls[cls >= 0])
+    out[:, inside] = lp[:, c] + share[c]
+    return out.log_softmax(1)
+
+
+def decode_log_posterior(log_post: torch.Tensor, points: np.ndarray, decoder: str = "argmax",
+                         radius_km: float = 200.0) -> np.ndarray:
+    """(Q, N) log posterior over gallery ``points`` -> (Q,) decoded gallery indices, by :func:`decode` itself.
+
+    Zero query and gallery features make decode's similarity term 0, so the posterior enters as its
+    ``prior`` and every model goes through one decoder implementation.
+    """
+    Q, N = log_post.shape
+    return decode(torch.zeros(Q, 1), torch.zeros(N, 1), points, 1.0, decoder, radius_km, prior=log_post)
+
+
 def main_entry(res: AGCLIPResult):
     """The main AG-CLIP model's zoo entry of a :func:`run_agclip` result (first seed of "agclip")."""
     return res.models[next(k for k in res.models if k.startswith("agclip (seed "))]

@@ -279,13 +279,18 @@ def grouping_stats(groupings: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dict[str, np.ndarray],
-                  subset: np.ndarray | None = None) -> pd.DataFrame:
+                  subset: np.ndarray | None = None, ci: bool = False, seed: int = 0) -> pd.DataFrame:
     """{grouping: (R, 2) predictions}, (R, 2) true lat/lon -> one recording-level summary row per grouping.
 
-    ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings).
+    ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings);
+    ``ci`` adds 95 % bootstrap intervals over recordings (``metrics.summary_row_ci``).
     """
+    from functools import partial
+
     from .geo import haversine
-    from .metrics import summary_row
+    from .metrics import summary_row, summary_row_ci
+
+    summary_row = partial(summary_row_ci, seed=seed) if ci else summary_row
 
     stats = grouping_stats(groupings).set_index("grouping")
     rows = []
@@ -362,30 +367,28 @@ def example_groups(groups: np.ndarray, err_own: np.ndarray, err_group: np.ndarra
     return ok[np.argsort(-gain[ok])][:k]
 
 
-def error_vs_grouping_figure(ours: pd.DataFrame, title: str, paper_table: dict | None = None, ax=None):
-    """Median error (bars) and region accuracy (line) per grouping; the paper's numbers as separate markers."""
+def error_vs_grouping_figure(ours: pd.DataFrame, title: str, paper_table: dict | None = None):
+    """Median error and region accuracy per grouping as two panels of bars from 0; the paper's beside ours -> Figure.
+
+    Groupings are categories, so bars (no lines joining them) and one y-axis per panel.
+    """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
     x = np.arange(len(ours))
-    ax.bar(x - 0.2, ours["median_km"], width=0.4, color="#4c72b0", label="ours: median error (km)")
-    if paper_table:
-        pv = [paper_table[m][0] if m in paper_table else np.nan for m in ours["method"]]
-        ax.bar(x + 0.2, pv, width=0.4, color="#bbbbbb", label="paper (AG-CLIP, iNatSounds): median error (km)")
-    ax.set_xticks(x, ours["method"], rotation=25, ha="right")
-    ax.set_ylabel("median error (km)")
-    ax2 = ax.twinx()
-    ax2.plot(x, ours["region_%"], "o-", color="#dd8452", label="ours: region accuracy (200 km, %)")
-    if paper_table:
-        ax2.plot(x, [paper_table[m][2] if m in paper_table else np.nan for m in ours["method"]], "s", color="#8c564b",
-                 label="paper: region accuracy (%)")
-    ax2.set_ylabel("accuracy within 200 km (%)")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
-    ax.set_title(title)
-    return ax
+    for ax, col, pcol, label in ((axes[0], "median_km", 0, "median error (km)"),
+                                 (axes[1], "region_%", 2, "within 200 km (region, %)")):
+        w = 0.4 if paper_table else 0.8
+        ax.bar(x - (w / 2 if paper_table else 0), ours[col], width=w, color="#4c72b0", label="ours")
+        if paper_table:
+            pv = [paper_table[m][pcol] if m in paper_table else np.nan for m in ours["method"]]
+            ax.bar(x + w / 2, pv, width=w, color="#bbbbbb", label="paper (AG-CLIP, iNatSounds)")
+        ax.set_xticks(x, ours["method"], rotation=25, ha="right")
+        ax.set_ylim(bottom=0)
+        ax.set(ylabel=label, title=label)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
 
 
 def example_groups_figure(true: np.ndarray, own: np.ndarray, grouped: np.ndarray, groups: np.ndarray,

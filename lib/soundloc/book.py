@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .io import save_table
+from .io import atomic_path, markdown_table, save_table
 from .maps import save_fig, save_map
 
 SIM_LABEL = "simulated (SimSounds)"
@@ -50,8 +50,21 @@ class Chapter:
     def table(self, df: pd.DataFrame, name: str, title: str, floatfmt: str = ".1f") -> pd.DataFrame:
         """Save ``NN_name.csv`` + ``.md``, print it, and return it (for display)."""
         save_table(df, self.path(name, ""), title=title, floatfmt=floatfmt)
-        print(f"{title}\n{df.to_markdown(index=False, floatfmt=floatfmt)}\n")
+        print(f"{title}\n{markdown_table(df, floatfmt)}\n")
         return df
+
+    def reading(self, name: str, sentences: list[str], title: str | None = None) -> str:
+        """Write generated reading sentences to ``NN_name.md``, print them, and return the text.
+
+        Readings are built from the run's own tables (f-strings over their values), never typed in.
+        """
+        if not sentences or not all(isinstance(s, str) and s.strip() for s in sentences):
+            raise ValueError(f"reading {name!r}: give one or more non-empty sentences")
+        text = ((f"**{title}**\n\n" if title else "") + "\n".join(f"- {s.strip()}" for s in sentences) + "\n")
+        with atomic_path(self.path(name, ".md")) as tmp:
+            tmp.write_text(text)
+        print(text)
+        return text
 
     def figure(self, fig, name: str) -> Path:
         return save_fig(fig, self.path(name, ".png"))
@@ -80,3 +93,15 @@ def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | No
     except (ValueError, RuntimeError) as e:
         raise ParameterError(f"parameter DEVICE={DEVICE!r}: {e}") from None
     return Chapter(prefix, out, SMALL, SEED, device)
+
+
+def say_compare(r: dict, a: str, b: str, unit: str = "km") -> str:
+    """A ``metrics.compare`` result -> a sentence that calls a tie a tie, e.g. "A beats B by 120 km ..."."""
+    scale, u = (1.0, " km") if unit == "km" else (100.0, " points")
+    d, lo, hi = (scale * r[k] for k in ("diff", "lo", "hi"))
+    ci = f"{d:+,.0f}{u}, 95 % CI [{lo:+,.0f}, {hi:+,.0f}]" if unit == "km" else f"{d:+.1f}{u}, 95 % CI [{lo:+.1f}, {hi:+.1f}]"
+    what = r["metric"].replace("_error", " error")
+    if r["verdict"] == "tie":
+        return f"{a} and {b} tie on the {what} ({ci}: the interval includes 0)."
+    word = "better" if r["verdict"] == "better" else "worse"
+    return f"{a} is {word} than {b} on the {what} ({ci})."

@@ -4,10 +4,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -108,13 +110,35 @@ def write_json(obj, path) -> Path:
     return Path(path)
 
 
+def _fmt_float(v: float, decimals: int) -> str:
+    """A float at ``decimals`` places, or at 2 significant digits when those places would hide it (0.03, not 0.0)."""
+    if not np.isfinite(v):
+        return "" if np.isnan(v) else str(v)
+    if v != 0 and abs(v) < 10 ** (1 - decimals):
+        return f"{v:.2g}"
+    return f"{v:.{decimals}f}"
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".1f") -> str:
+    """DataFrame -> Markdown table; float columns at ``floatfmt`` (".Nf"), never rounding a small value to 0."""
+    m = re.fullmatch(r"\.(\d+)f", floatfmt)
+    if m is None:
+        return df.to_markdown(index=False, floatfmt=floatfmt)
+    out = df.copy()
+    num = [c for c in out if pd.api.types.is_float_dtype(out[c])]
+    for c in num:
+        out[c] = [_fmt_float(v, int(m.group(1))) for v in out[c]]
+    align = ["right" if (c in num or pd.api.types.is_numeric_dtype(df[c])) else "left" for c in out]
+    return out.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
 def save_table(df: pd.DataFrame, stem: str | os.PathLike, *, title: str | None = None, floatfmt: str = ".1f") -> tuple[Path, Path]:
     """Write ``stem.csv`` and ``stem.md`` (a Markdown table with an optional title line)."""
     stem = Path(stem)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False)
-    md = df.to_markdown(index=False, floatfmt=floatfmt)
+    md = markdown_table(df, floatfmt)
     with atomic_path(md_path) as tmp:
         tmp.write_text((f"**{title}**\n\n" if title else "") + md + "\n")
     return csv_path, md_path

@@ -243,11 +243,25 @@ def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate")
 
 
 # ---------------------------------------------------------------- display
+def grid_step(points: np.ndarray) -> float | None:
+    """(N, 2) lat/lon -> the spacing (degrees) of a regular lat-lon grid, or None for irregular (sampled) galleries."""
+    ulat, ulon = np.unique(points[:, 0]), np.unique(points[:, 1])
+    if len(ulat) < 2 or len(ulon) < 2:
+        return None
+    step = float(np.diff(ulat).min())
+    for u in (ulat, ulon):
+        k = np.diff(u) / step
+        if not np.allclose(k, np.round(k), atol=1e-6):
+            return None
+    return step
+
+
 def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=None, pred=None, ax=None,
                    extent: tuple | None = None, top: int = 4000, label: str = "posterior probability"):
     """(N, 2) gallery + (N,) posterior -> matplotlib axis: land, the ``top`` most probable points coloured by
     probability (log scale), true (green star) and predicted (red x) places; ``extent`` = (lon0, lon1, lat0, lat1)."""
     import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
     from matplotlib.colors import LogNorm
 
     from .maps import land_background
@@ -257,8 +271,15 @@ def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=N
     land_background(ax)
     idx = np.argsort(-posterior)[:top][::-1]
     p = np.maximum(posterior[idx], 1e-12)
-    sc = ax.scatter(points[idx, 1], points[idx, 0], c=p, s=6, cmap="magma_r", norm=LogNorm(max(p.min(), p.max() * 1e-4),
-                    p.max()), marker="s", linewidths=0, zorder=1)
+    norm = LogNorm(max(p.min(), p.max() * 1e-4), p.max())
+    step = grid_step(points)
+    if step:  # a regular grid: fill each cell, so no land shows through between the points as white lines
+        lat, lon, h = points[idx, 0], points[idx, 1], step / 2
+        cells = np.stack([np.c_[lon - h, lat - h], np.c_[lon + h, lat - h], np.c_[lon + h, lat + h], np.c_[lon - h, lat + h]], 1)
+        sc = PolyCollection(cells, array=p, cmap="magma_r", norm=norm, linewidths=0, zorder=1)
+        ax.add_collection(sc)
+    else:
+        sc = ax.scatter(points[idx, 1], points[idx, 0], c=p, s=6, cmap="magma_r", norm=norm, marker="s", linewidths=0, zorder=1)
     ax.figure.colorbar(sc, ax=ax, shrink=0.7, label=label)
     if true is not None:
         ax.plot(true[1], true[0], "*", color="limegreen", mec="k", ms=14, zorder=3, label="true location")

@@ -56,6 +56,95 @@ def summary_row(name: str, dist_km, **extra) -> dict:
     return row
 
 
-def summary_table(results: dict[str, np.ndarray]) -> pd.DataFrame:
-    """{method: (N,) errors km} -> DataFrame with one ``summary_row`` per method."""
+def summary_table(results: dict[str, np.ndarray], ci: bool = False, seed: int = 0) -> pd.DataFrame:
+    """{method: (N,) errors km} -> DataFrame with one ``summary_row`` per method (``summary_row_ci`` if ``ci``)."""
+    if ci:
+        return pd.DataFrame([summary_row_ci(k, v, seed=seed) for k, v in results.items()])
     return pd.DataFrame([summary_row(k, v) for k, v in results.items()])
+
+
+# ---- intervals: percentile bootstrap over recordings ------------------------------------------
+BOOTSTRAP_B = 1000  # resamples: the 2.5/97.5 percentiles of 1,000 draws move by < 1 % of the CI width
+
+
+def bootstrap_index(n: int, B: int = BOOTSTRAP_B, seed: int = 0) -> np.ndarray:
+    """One seeded (B, n) matrix of resampled row indices; reuse it to pair two methods' errors."""
+    if n < 1:
+        raise ValueError("bootstrap needs at least one recording")
+    return np.random.default_rng(seed).integers(0, n, size=(B, n))
+
+
+def _stats(D: np.ndarray) -> dict[str, np.ndarray]:
+    """(B, n) errors km -> {metric: (B,)}: median/mean km, accuracies as fractions (vectorised)."""
+    out = {"median_error": np.median(D, axis=1), "mean_error": D.mean(axis=1)}
+    out.update({k: (D <= t).mean(axis=1) for k, t in THRESHOLDS_KM.items()})
+    return out
+
+
+def bootstrap_metrics(dist_km, B: int = BOOTSTRAP_B, seed: int = 0, level: float = 0.95,
+                      index: np.ndarray | None = None) -> pd.DataFrame:
+    """(n,) errors km -> DataFrame indexed by metric with estimate, lo, hi (percentile bootstrap CI).
+
+    Recordings are resampled with replacement by one (B, n) index matrix (``bootstrap_index``);
+    accuracies are fractions, as in ``geo_metrics``.
+    """
+    d = np.asarray(dist_km, float)
+    point = geo_metrics(d)
+    idx = bootstrap_index(d.size, B, seed) if index is None else index
+    a = (1 - level) / 2
+    rows = {k: (point[k], *np.quantile(v, [a, 1 - a])) for k, v in _stats(d[idx]).items()}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "lo", "hi"])
+
+
+def bootstrap_ci(values, stat: str = "mean", B: int = BOOTSTRAP_B, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """(n,) values (e.g. 0/1 outcomes of a verdict) -> percentile bootstrap CI of their mean or median."""
+    x = np.asarray(values, float)
+    fn = {"mean": np.mean, "median": np.median}[stat]
+    a = (1 - level) / 2
+    lo, hi = np.quantile(fn(x[bootstrap_index(x.size, B, seed)], axis=1), [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
+            level: float = 0.95) -> dict:
+    """Paired bootstrap of a - b on one metric over the same recordings -> diff, lo, hi, verdict.
+
+    ``verdict`` is "better"/"worse" for a when the CI of the difference excludes 0 (lower is better for
+    km, higher for accuracies), else "tie": a difference inside the interval is not a gain.
+    """
+    a, b = np.asarray(dist_a, float), np.asarray(dist_b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired comparison needs the same recordings: {a.shape} vs {b.shape}")
+    if metric not in METRIC_KEYS:
+        raise ValueError(f"unknown metric {metric!r}; one of {METRIC_KEYS}")
+    idx = bootstrap_index(a.size, B, seed)
+    diff = _stats(a[idx])[metric] - _stats(b[idx])[metric]
+    q = (1 - level) / 2
+    lo, hi = np.quantile(diff, [q, 1 - q])
+    est = geo_metrics(a)[metric] - geo_metrics(b)[metric]
+    lower_better = metric.endswith("_error")
+    if lo > 0 or hi < 0:
+        a_smaller = hi < 0
+        verdict = "better" if a_smaller == lower_better else "worse"
+    else:
+        verdict = "tie"
+    return {"metric": metric, "diff": float(est), "lo": float(lo), "hi": float(hi), "verdict": verdict}
+
+
+def ci_text(lo: float, hi: float, digits: int) -> str:
+    """A CI as table text, e.g. ``[912, 1,043]``."""
+    return f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"
+
+
+def summary_row_ci(name: str, dist_km, B: int = BOOTSTRAP_B, seed: int = 0, **extra) -> dict:
+    """``summary_row`` with a 95 % bootstrap CI (over recordings) after the median and each accuracy."""
+    row = summary_row(name, dist_km, **extra)
+    bm = bootstrap_metrics(dist_km, B=B, seed=seed)
+    ci = {"median_km": ci_text(bm.lo["median_error"], bm.hi["median_error"], 0)}
+    ci.update({f"{k}_%": ci_text(100 * bm.lo[k], 100 * bm.hi[k], 1) for k in THRESHOLDS_KM})
+    out = {}
+    for k, v in row.items():
+        out[k] = v
+        if k in ci:
+            out[f"{k} 95% CI"] = ci[k]
+    return out

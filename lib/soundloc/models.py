@@ -445,12 +445,7 @@ def hierarchical_decode(probs: Sequence[torch.Tensor], classes: Sequence[H3Class
     dev = probs[-1].device
     logp = [p.float().clamp_min(eps).log() for p in probs]
     if mode == "sum":
-        score = logp[-1].clone()
-        for lvl, anc in enumerate(ancestors):
-            a = torch.as_tensor(anc, device=dev)
-            g = logp[lvl][:, a.clamp_min(0)]
-            score += torch.where(a[None] >= 0, g, torch.full_like(g, math.log(eps)))
-        return score.argmax(-1)
+        return _sum_scores(logp, ancestors, eps).argmax(-1)
     if mode == "greedy":
         choice = logp[0].argmax(-1)                                       # (B,)
         for lvl in range(1, len(logp)):
@@ -460,6 +455,28 @@ def hierarchical_decode(probs: Sequence[torch.Tensor], classes: Sequence[H3Class
             choice = logp[lvl].masked_fill(~mask, -math.inf).argmax(-1)
         return choice
     raise ValueError(f"hierarchical_decode mode={mode!r}: expected 'sum' or 'greedy'")
+
+
+def _sum_scores(logp: list, ancestors, eps: float) -> torch.Tensor:
+    """Per-level (B, C_l) log probabilities -> (B, C_finest) summed log scores along each cell's ancestors."""
+    score = logp[-1].clone()
+    for lvl, anc in enumerate(ancestors):
+        a = torch.as_tensor(anc, device=logp[-1].device)
+        g = logp[lvl][:, a.clamp_min(0)]
+        score += torch.where(a[None] >= 0, g, torch.full_like(g, math.log(eps)))
+    return score
+
+
+def hierarchical_log_posterior(probs: Sequence[torch.Tensor], classes: Sequence[H3Classes], parent: str = "center",
+                               eps: float = 1e-8) -> torch.Tensor:
+    """Per-level (B, C_l) probabilities -> (B, C_finest) log posterior over the finest cells.
+
+    The ``mode="sum"`` score of :func:`hierarchical_decode` normalised over the finest cells, so its
+    argmax is that decoder's choice and it can be decoded like any other posterior.
+    """
+    _, ancestors = h3_hierarchy(classes, parent)
+    logp = [p.float().clamp_min(eps).log() for p in probs]
+    return _sum_scores(logp, ancestors, eps).log_softmax(-1)
 
 
 class MultiResH3Head(Head):

@@ -777,7 +777,8 @@ def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence
 # The richness normalisation (RangeLocConfig.richness_weight) is left out: it sums all 6,522 BirdNET species
 # per gallery point and week, about 8 CPU minutes the first time, and did not help the predicted-species rows
 # consistently on the validation split.
-RANGE_GRID = tuple({"prior_weight": p} for p in (0.0, 0.5, 1.0, 2.0))
+# the grid runs past the chosen value (2 was its top once): a choice at the edge would show as 8
+RANGE_GRID = tuple({"prior_weight": p} for p in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
 
 
 def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int = 0, progress: bool = True,
@@ -867,7 +868,7 @@ def simulated_beside_paper(ours: pd.DataFrame, table: dict | None = None, mappin
     table = paper.TABLE1 if table is None else table
     mapping = {m: m for m in ours["method"] if m in table} if mapping is None else mapping
     out = ours.rename(columns={c: c + suffix for c in ours.columns
-                               if c not in ("method", "n") and pd.api.types.is_numeric_dtype(ours[c])})
+                               if c not in ("method", "n") and (pd.api.types.is_numeric_dtype(ours[c]) or "95% CI" in c)})
     both = paper.beside_paper(out, table, mapping)
     return both.rename(columns={f"paper {c}": paper_prefix + c for c in paper.COLS})
 

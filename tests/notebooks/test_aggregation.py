@@ -59,6 +59,8 @@ def test_04_aggregation(tmp_path):
 
     checks = pd.read_csv(tmp_path / "04_checks.csv").set_index("statement")["holds"]
     assert checks["real: res-5 grouping (whole year) lowers the median error vs no grouping"]
+    cmp = pd.read_csv(tmp_path / "04_real_compare.csv").set_index(["a", "b"])
+    assert set(cmp.verdict) <= {"better", "worse", "tie"} and len(cmp) == 5
     assert checks["real: over 80 % of res-6 weekly groups hold one species, as the paper says"] == (weekly > 80)
     for f in ("04_real_error_vs_grouping.png", "04_species_per_group.png", "04_real_example_groups.png",
               "04_sim_error_vs_grouping.png"):

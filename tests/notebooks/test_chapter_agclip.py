@@ -50,3 +50,14 @@ def test_03_agclip(tmp_path):
     assert (tmp_path / "03_posterior_maps.png").stat().st_size > 20_000  # the three posteriors drawn
     checks = pd.read_csv(tmp_path / "03_checks.csv").set_index("statement")["holds"]
     assert checks["AG-CLIP (mass decoding) beats the hierarchical classifier at region accuracy"]
+    # like for like: the classifier decoded as AG-CLIP is (same gallery, decoders and prior), compared pairwise
+    for d in ("argmax retrieval", "posterior mass within 200 km"):
+        for pre in ("", " + location prior"):
+            h = t.loc[f"Hierarchical on the train gallery{pre} ({d})"]
+            assert h["n"] == 500 and pd.isna(h[PAPER_PREFIX + "median_km"])
+    cmp = pd.read_csv(tmp_path / "03_table1_compare.csv")
+    assert (cmp.question == "same decoder and prior").sum() == 8 and set(cmp.verdict) <= {"better", "worse", "tie"}
+    assert t["median_km 95% CI" + SIM_SUFFIX].str.startswith("[").all()
+    # the reading is generated from this run's fusion table: its verdict and numbers
+    reading = (tmp_path / "03_reading.md").read_text()
+    assert f"AG-CLIP alone ({f.loc['AG-CLIP', 'median_km']:,.0f} km)" in reading

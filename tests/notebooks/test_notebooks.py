@@ -25,7 +25,7 @@ def test_00_data(tmp_path):
 
 @pytest.mark.slow
 def test_02_species_oracles(tmp_path):
-    _run("02_species_oracles", tmp_path, N_EVAL=600, N_REF=3000)
+    _run("02_species_oracles", tmp_path, N_EVAL=600, N_REF=3000, N_SIM=300)
     o = pd.read_csv(tmp_path / "02_oracles.csv")
     o = o[o.threshold == 0.1].set_index("method")
     full, c50, k10 = (o.loc[m] for m in ("Oracle: full checklist", "Oracle: 50% corrupted", "Oracle: keep random 10"))
@@ -38,6 +38,19 @@ def test_02_species_oracles(tmp_path):
     cov = pd.read_csv(tmp_path / "02_coverage.csv").set_index("supercategory")
     assert cov.loc["Aves", "covered_%"] > 99 and cov.recordings.sum() == 49527
     assert len(pd.read_csv(tmp_path / "02_crossfit_choice.csv")) == 2
+    # the paper's numbers sit only on the comparable row; every row carries its interval
+    paper_style = "paper-style: year-round ranges, flat prior, argmax"
+    assert a.loc[paper_style, "paper median_km"] == 1263 and a.drop(index=paper_style)["paper median_km"].isna().all()
+    assert (a["like for like with the paper"] == "yes").sum() == 1
+    lo, hi = (float(x.replace(",", "")) for x in a.loc["cross-fitted choice", "median_km 95% CI"].strip("[]").split(", "))
+    assert lo <= a.loc["cross-fitted choice", "median_km"] <= hi
+    assert "parameters chosen on SimSounds (outside the test set)" in a.index
+    assert len(pd.read_csv(tmp_path / "02_sim_choice_sweep.csv")) == 28
+    cmp = pd.read_csv(tmp_path / "02_compare.csv")
+    assert set(cmp.verdict) <= {"better", "worse", "tie"}
+    # the reading quotes this run's table, not typed-in numbers
+    reading = (tmp_path / "02_reading.md").read_text()
+    assert f"{a.loc[paper_style, 'median_km']:,.0f} km" in reading and f"{full['region_%']:.1f} %" in reading
 
 
 @pytest.mark.slow
@@ -70,6 +83,14 @@ def test_05_xcdc(tmp_path, xcdc_release_tar):
     assert med["Ranges: annotated species"] < med["Ranges: predicted species all"]  # the detector's gap
     assert c.loc["AG-CLIP (chorus-locations gallery)", "paper (XCDC) median_km"] == 912
     assert med["AG-CLIP (chorus-locations gallery)"] < med["Naive (random train location)"]
+    # intervals on n = 20 and the real-data reading, generated from this run's tables
+    ci = pd.read_csv(tmp_path / "05_models_chorus_ci.csv")
+    assert (ci["n"] == 20).all() and ci["median_km 95% CI"].str.startswith("[").all()
+    iran = pd.read_csv(tmp_path / "05_iran.csv").set_index("recordings")
+    assert iran.n.sum() == 576
+    reading = (tmp_path / "05_reading.md").read_text()
+    assert f"{int(iran.loc['northern Iran', 'n'])} recordings come from northern Iran" in reading
+    assert f"{withdate['median_km']:,.0f} km" in reading
 
 
 def test_parameter_of_wrong_type_is_a_clear_error(tmp_path):
