@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .data.validate import DataError
+from .locate import FP_RATE
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
@@ -19,6 +20,7 @@ EXAMPLES = {
     "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
                "  soundloc locate recording.mp3 --date 2020-03-15 --top-k 10 --json\n"
                "  soundloc locate clips/*.wav --date 2019-05-22 --aggregate --map where.html\n"
+               "  soundloc locate rec.mp3 --level 0.9 --regions where.geojson --decoder min_distance --json\n"
                "  soundloc locate clip.wav --method fused --model data/cache/models/agclip-KEY/model.pt\n"
                "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
@@ -126,47 +128,83 @@ def _cmd_species_locate(args) -> int:
 
 def _cmd_locate(args) -> int:
     from .locate import LocateOptions, aggregate, locate
+    from .regions import write_geojson
 
     for p in args.audio:
         _audio_file(p)
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be >= 1")
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level {args.level}: must lie in (0, 1), e.g. 0.9")
+    if not 0 <= args.fp_rate < 1:
+        raise UsageError(f"--fp-rate {args.fp_rate}: must lie in [0, 1)")
     if args.method in ("agclip", "fused") and not args.model:
         raise UsageError(f"--method {args.method} needs --model CHECKPOINT (an AG-CLIP model.pt; chapter 03 trains "
                          "one on SimSounds under data/cache/models/agclip-*/, which has never heard real audio)")
     if args.model:
         _existing(args.model)
     opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
-                         model=args.model, fusion_weight=args.fusion_weight)
+                         model=args.model, fusion_weight=args.fusion_weight, fp_rate=args.fp_rate, decoder=args.decoder,
+                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})))
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
-    agg = aggregate(locs, args.top_k) if args.aggregate and len(locs) > 1 else None
+    agg = aggregate(locs, args.top_k, opts=opts) if args.aggregate and len(locs) > 1 else None
+    shown = locs if agg is None else [agg]
     if args.map:
-        _write_maps(locs if agg is None else [agg], args.map)
+        _write_maps(shown, args.map, args.level)
+    if args.regions:
+        ids = _region_ids(locs) + (["aggregate"] if agg is not None else [])
+        write_geojson([l.region_feature(args.level, i) for l, i in zip(locs + ([agg] if agg else []), ids) if l.regions],
+                      args.regions)
+        print(f"wrote {args.regions}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"method": args.method, "gallery": args.gallery, "results": [l.to_dict() for l in locs],
+        print(json.dumps({"method": args.method, "gallery": args.gallery, "level": args.level,
+                          "results": [l.to_dict() for l in locs],
                           "aggregate": None if agg is None else agg.to_dict()}, default=float))
         return 0
     for l in locs + ([agg] if agg is not None else []):
         wk = f"week {l.week}" if l.week else "no date"
-        print(f"{l.path} ({args.method}, {wk}): best location {l.lat:.2f}, {l.lon:.2f}")
-        for r in l.topk.itertuples():
-            print(f"  {r.rank:>2}. {r.lat:7.2f} {r.lon:8.2f}  p = {r.prob:.4f}")
+        if l.evidence:
+            print(f"{l.path} ({args.method}, {wk}): best location {l.lat:.2f}, {l.lon:.2f} ({l.decoder}); "
+                  f"expected error {l.expected_error_km:,.0f} km")
+        else:
+            print(f"{l.path} ({args.method}, {wk}): no location (no usable evidence)")
+        for r in sorted(l.regions, key=lambda r: -r.level):
+            print(f"  {100 * r.level:.0f} % credible region: {r.area_km2:,.0f} km^2, up to {r.radius_km:,.0f} km from the point")
+        if l.evidence:
+            for r in l.topk.itertuples():
+                print(f"  {r.rank:>2}. {r.lat:7.2f} {r.lon:8.2f}  p = {r.prob:.4f}")
         if l.species is not None:
             sp = ", ".join(f"{r.scientific_name} ({r.common_name}) {r.max_score:.2f}" for r in l.species.itertuples())
             print(f"  species: {sp or 'none detected'}")
+        for w in l.warnings:
+            print(f"  WARNING ({w['code']}): {w['message']}")
         for n in l.notes:
             print(f"  note: {n}")
     return 0
 
 
-def _write_maps(locs, out: str) -> None:
+def _region_ids(locs) -> list[str]:
+    """Recording ids for GeoJSON features: file stems, the full path where two stems collide."""
+    stems = [Path(l.path).stem for l in locs]
+    return [s if stems.count(s) == 1 else l.path for s, l in zip(stems, locs)]
+
+
+def _write_maps(locs, out: str, level: float = 0.9) -> None:
+    import folium
+
     from .maps import folium_posterior, save_map
 
     base = Path(out)
     for l in locs:
         path = base if len(locs) == 1 else base.with_name(f"{base.stem}-{Path(l.path).stem}{base.suffix or '.html'}")
-        save_map(folium_posterior(l.points, l.posterior, f"{Path(l.path).name}: location posterior ({l.method})",
-                                  pred=(l.lat, l.lon)), path)
+        m = folium_posterior(l.points, l.posterior, f"{Path(l.path).name}: location posterior ({l.method})",
+                             pred=(l.lat, l.lon) if l.evidence else None)
+        if l.regions:
+            r = l.region(level)
+            folium.GeoJson(l.region_feature(level), name=f"{100 * level:.0f} % credible region",
+                           style_function=lambda _: {"color": "#08519c", "weight": 2, "fillOpacity": 0.08},
+                           tooltip=f"{100 * level:.0f} % credible region: {r.area_km2:,.0f} km²").add_to(m)
+        save_map(m, path)
         print(f"wrote {path}", file=sys.stderr)
 
 
@@ -241,7 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--overlap", type=float, default=0.0, help="BirdNET window overlap in seconds (0-3)")
     lo.add_argument("--aggregate", action="store_true", help="also report the mean posterior of all files (one site)")
     lo.add_argument("--json", action="store_true", help="print one JSON object")
-    lo.add_argument("--map", metavar="OUT.html", help="write the posterior as a folium map")
+    lo.add_argument("--map", metavar="OUT.html", help="write the posterior and its --level credible region as a folium map")
+    lo.add_argument("--level", type=float, default=0.9,
+                    help="credible level of the region in --regions and --map (default 0.9; 0.5 is always reported too)")
+    lo.add_argument("--regions", metavar="OUT.geojson",
+                    help="write each recording's --level credible region as GeoJSON (RFC 7946; properties id, level, area_km2)")
+    lo.add_argument("--decoder", default="argmax", choices=["argmax", "min_distance", "mass_within"],
+                    help="point estimate: most probable cell (default), least expected distance, most mass within --radius-km")
+    lo.add_argument("--radius-km", type=float, default=200.0, help="radius of --decoder mass_within (default 200)")
+    lo.add_argument("--fp-rate", type=float, default=FP_RATE,
+                    help=f"ranges: chance that a detection is spurious, so one wrong species cannot veto a place "
+                         f"(default {FP_RATE:g}, chosen in chapter 12; 0 = every detection trusted)")
     lo.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     lo.add_argument("--model", metavar="MODEL.pt", help="AG-CLIP checkpoint for --method agclip / fused")
     lo.add_argument("--fusion-weight", type=float, default=1.0,
