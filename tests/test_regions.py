@@ -6,7 +6,7 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from soundloc import geo, regions as RG
+from soundloc import calibration as C, geo, regions as RG
 
 
 def _fiji_posterior(step=1.0):

@@ -52,8 +52,18 @@ def species_terms(loc, idx: np.ndarray, weights: np.ndarray, week) -> np.ndarray
     if c.absence_weight > 0:
         t -= c.absence_weight * np.log1p(-np.minimum(c.detectability * p, c.absence_cap))
     if c.richness_weight > 0:
-        t -= c.richness_weight * np.log(np.maximum(loc.richness(week), 1e-3))[None]
+        t -= c.richness_weight * _week_terms(loc, week)[1][None]
     return np.asarray(weights, np.float64)[:, None] * t
+
+
+def _week_terms(loc, week) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) normalised log prior (base terms) and (N,) log richness of a week, memoised on the geolocator."""
+    memo = loc.__dict__.setdefault("_evidence_week_terms", {})
+    if week not in memo:
+        base = loc._base(week).cpu().numpy().astype(np.float64)
+        rich = np.log(np.maximum(loc.richness(week), 1e-3)) if loc.config.richness_weight > 0 else None
+        memo[week] = (base - logsumexp(base), rich)
+    return memo[week]
 
 
 def robust_evidence(loc, names, weights, week, fp_rate: float) -> Evidence:
@@ -66,8 +76,7 @@ def robust_evidence(loc, names, weights, week, fp_rate: float) -> Evidence:
     unk = set(unknown)
     known = [n for n in names if n not in unk]
     w = np.array([x for n, x in zip(names, weights) if n not in unk], np.float64)
-    base = loc._base(week).cpu().numpy().astype(np.float64)
-    log_prior = base - logsumexp(base)
+    log_prior = _week_terms(loc, week)[0]
     t = species_terms(loc, idx, w, week)  # (K, N)
     if fp_rate > 0 and len(t):
         log_true = np.log1p(-fp_rate) + t
@@ -80,3 +89,36 @@ def robust_evidence(loc, names, weights, week, fp_rate: float) -> Evidence:
     p_false = (np.zeros(len(t)) if log_false is None else np.exp(log_false - mix) @ post)
     prior = np.exp(log_prior)
     return Evidence(post, prior, known, p_false, kl_nats(post, prior), list(unknown))
+
+
+def posteriors(loc, species, weights, weeks, fp_rate: float) -> tuple[np.ndarray, list]:
+    """R species lists, R weight lists | None, (R,) weeks, eps -> ((R, N) float32 robust posteriors, R Evidence
+    without their (N,) arrays)."""
+    if weights is None:
+        weights = [[1.0] * len(s) for s in species]
+    P = np.zeros((len(species), len(loc.points)), np.float32)
+    out = []
+    for r, (s, w, wk) in enumerate(zip(species, weights, weeks)):
+        ev = robust_evidence(loc, list(s), list(w), wk, fp_rate)
+        P[r] = ev.posterior
+        ev.posterior = ev.prior = None  # keep the (R, N) matrix only
+        out.append(ev)
+    return P, out
+
+
+def inject_far_species(species, lat, lon, min_km: float = 5000.0, seed: int = 0) -> list[str]:
+    """R species lists with (R,) places -> (R,) one species per list, drawn from another list at least ``min_km``
+    away and absent from this one (a spurious detection from another continent)."""
+    from .geo import pairwise_km
+
+    rng = np.random.default_rng(seed)
+    ll = np.column_stack([lat, lon]).astype(float)
+    far = pairwise_km(ll, ll) >= min_km
+    out = []
+    for r, s in enumerate(species):
+        cand = np.flatnonzero(far[r])
+        if not len(cand):
+            raise ValueError(f"list {r}: no other list is {min_km:g} km away")
+        pool = [x for x in species[int(rng.choice(cand))] if x not in set(s)]
+        out.append(str(rng.choice(pool)) if pool else str(species[int(rng.choice(cand))][0]))
+    return out
