@@ -56,6 +56,7 @@ def test_locate_json_geojson_and_map_carry_the_credible_region(seattle, tmp_path
     r50, r90 = r["regions"]
     assert 0 < r50["area_km2"] < r90["area_km2"] and r90["mass"] >= 0.9 and r["expected_error_km"] > 0
     assert r["info_gain_nats"] > L.WEAK_KL_NATS and r["warnings"] == [] and r["lat"] is not None
+    assert r["temperature"] == L.TEMPERATURE_LIST  # nine species: the list temperature of chapter 12
     fc = json.loads(gj.read_text())
     (f,) = fc["features"]
     assert f["properties"]["id"] == "XC563936_soundscape" and f["properties"]["level"] == 0.9
@@ -97,3 +98,12 @@ def test_weak_evidence_is_said_on_hand_made_posteriors():
     pts = np.array([[10.0, 20.0], [30.0, 40.0]])
     ln = L.describe("n", "x", None, pts, np.array([0.25, 0.75]), 2, opts)
     assert ln.regions == [] and ln.warnings[0]["code"] == "no_region" and (ln.lat, ln.lon) == (30.0, 40.0)
+
+
+def test_calibrated_regions_are_wider_than_raw(seattle, capsys, one_thread):
+    base = ["locate", seattle, "--date", "2020-03-15", "--gallery", "land2", "--json"]
+    assert main(base) == 0
+    cal = json.loads(capsys.readouterr().out)["results"][0]
+    locs = L.locate(seattle, "2020-03-15", opts=L.LocateOptions(gallery="land2", calibrate=False))
+    raw = locs[0].to_dict()
+    assert raw["temperature"] == 1.0 and cal["regions"][1]["area_km2"] > 1.5 * raw["regions"][1]["area_km2"]

@@ -107,3 +107,23 @@ def test_temperature_widens_regions():
     r0, r1 = (RG.credible_regions(g, q, [0.9])[0].area_km2 for q in P)
     assert r1 > 1.5 * r0 and a == pytest.approx((r0 + r1) / 2)
     assert RG.temper(p[None], 1.0, areas)[0] == pytest.approx(p)
+
+
+def test_crossfit_temperature_recovers_an_overconfident_posterior():
+    """Truths drawn from a posterior twice as wide as the one reported: T chosen on one fold fixes the other's coverage."""
+    g = geo.uniform_grid(2.0)
+    areas = geo.cell_areas(g, 2.0)
+    rng = np.random.default_rng(0)
+    R = 400
+    centres = g[rng.choice(np.flatnonzero(np.abs(g[:, 0]) < 50), R)]
+    d = geo.pairwise_km(centres, g)
+    reported = np.exp(-0.5 * (d / 300.0) ** 2) * areas  # the posterior says 300 km ...
+    truth_p = np.exp(-0.5 * (d / 600.0) ** 2) * areas  # ... the truth spreads 600 km (log density / 4: T = 4)
+    truth = g[[rng.choice(len(g), p=p / p.sum()) for p in truth_p]]
+    folds = np.arange(R) % 2
+    tab, above = C.crossfit_temperature(g, reported / reported.sum(1, keepdims=True), truth[:, 0], truth[:, 1], folds,
+                                        [1.0, 2.0, 4.0, 8.0])
+    assert set(tab.temperature) == {4.0}
+    assert (tab.coverage_raw < tab.level - 0.15).all() and (abs(tab.coverage_calibrated - tab.level) < 0.08).all()
+    rel = C.reliability(above[0], [0.5, 0.9])
+    assert rel.coverage.tolist() == [(above[0] < 0.5).mean(), (above[0] < 0.9).mean()]
