@@ -48,9 +48,9 @@ import pandas as pd
 
 from soundloc import book, calibration, evidence, regions, taxonomy
 from soundloc.data import load_inat, load_xcdc
-from soundloc.geo import haversine
+from soundloc.geo import cell_areas, haversine
 from soundloc.geolocate import spatial_folds
-from soundloc.locate import FP_RATE, SPURIOUS_P, range_geolocator
+from soundloc.locate import FP_RATE, SPURIOUS_P, TEMPERATURE_LIST, range_geolocator
 from soundloc.species_sets import inat_lists
 
 ch = book.start("12", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT)
@@ -116,6 +116,25 @@ ch.table(report, "fp_choice", "False-positive rate chosen on the other fold: rep
 print(f"chosen eps per reported fold: {choice}; the package default FP_RATE is {FP_RATE:g}")
 
 # %% [markdown]
+# ## The point estimate
+# Three decoders of the same posterior (`--decoder`): the most probable cell, the cell with the least
+# expected distance to the truth, the cell with the most mass within 200 km. The default is chosen on
+# one fold of the clean iNatSounds lists and reported on the other.
+
+# %%
+P_clean, _ = evidence.posteriors(loc, list(lists.species), None, lists.week, FP_RATE)
+dec = []
+for name in regions.DECODERS:
+    pt = np.array([regions.decode(loc.points, p, name) for p in P_clean])
+    err = haversine(pt[:, 0], pt[:, 1], lists.lat, lists.lon)
+    dec += [{"decoder": name, "fold": f, "median_km": np.median(err[folds_l == f]), "mean_km": err[folds_l == f].mean()}
+            for f in (0, 1)]
+dec = pd.DataFrame(dec)
+ch.table(dec, "decoders", f"Decoders on clean iNatSounds lists (real), per fold, eps {FP_RATE:g}, {GALLERY}")
+best_dec = {f: dec[dec.fold == 1 - f].sort_values("median_km").decoder.iloc[0] for f in (0, 1)}
+print(f"decoder chosen on the other fold, per reported fold: {best_dec}")
+
+# %% [markdown]
 # ## 2 · Coverage of the credible regions, before and after a temperature
 
 # %%
@@ -131,6 +150,22 @@ cal = pd.concat(cal_rows)[["data", "fold", "n", "temperature", "level", "coverag
                            "median_area_raw_km2", "median_area_calibrated_km2"]]
 ch.table(cal, "coverage", f"Credible-region coverage on the held-out fold, T chosen on the other fold (real, {GALLERY}, eps {FP_RATE:g})",
          floatfmt=".3f")
+
+# %% [markdown]
+# ## The command line's temperature on XCDC
+# `soundloc locate` tempers list posteriors by a fixed `TEMPERATURE_LIST`. Chosen here on all
+# iNatSounds lists and reported on XCDC, a different data set.
+
+# %%
+T_lists, _ = calibration.choose_temperature(loc.points, P_clean, lists.lat, lists.lon, T_GRID)
+x = sets["XCDC lists"]
+P_x, _ = evidence.posteriors(loc, list(x.species), None, x.week, FP_RATE)
+areas = cell_areas(loc.points, regions.grid_step(loc.points))
+xt = pd.concat([regions.coverage_table(loc.points, regions.temper(P_x, T, areas), x.lat, x.lon).assign(temperature=T, chosen_on=on)
+                for T, on in ((1.0, "none (raw)"), (T_lists, "iNatSounds lists"), (TEMPERATURE_LIST, "package default"))])
+ch.table(xt, "xcdc_cli_temperature", f"XCDC lists (real): coverage with the temperature chosen on iNatSounds lists, {GALLERY}",
+         floatfmt=".3f")
+print(f"temperature chosen on iNatSounds lists: {T_lists:g} (package TEMPERATURE_LIST = {TEMPERATURE_LIST:g})")
 
 # %% [markdown]
 # ## Reliability diagram

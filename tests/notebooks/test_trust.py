@@ -25,3 +25,12 @@ def test_12_trust(tmp_path):
     assert (lists.gap_raw < -0.1).all() and (lists.gap_calibrated.abs() < lists.gap_raw.abs()).all()
     assert (cov[cov.data == "XCDC lists"].temperature > 1).all()
     assert (tmp_path / "12_reliability.png").stat().st_size > 10_000
+
+    # the package defaults are the ones this chapter chose on iNatSounds lists (their provenance)
+    from soundloc.locate import LocateOptions, TEMPERATURE_LIST
+
+    xt = pd.read_csv(tmp_path / "12_xcdc_cli_temperature.csv")
+    assert xt[xt.chosen_on == "iNatSounds lists"].temperature.iloc[0] == TEMPERATURE_LIST
+    dec = pd.read_csv(tmp_path / "12_decoders.csv")
+    assert dec.groupby("fold").apply(lambda g: g.sort_values("median_km").decoder.iloc[0], include_groups=False).eq(
+        LocateOptions().decoder).all()
