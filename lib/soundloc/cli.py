@@ -21,6 +21,7 @@ EXAMPLES = {
                "  soundloc locate recording.mp3 --date 2020-03-15 --top-k 10 --json\n"
                "  soundloc locate clips/*.wav --date 2019-05-22 --aggregate --map where.html\n"
                "  soundloc locate rec.mp3 --level 0.9 --regions where.geojson --decoder min_distance --json\n"
+               "  soundloc locate recordings/ -o results.csv --workers 2   (or recordings.csv with path,date)\n"
                "  soundloc locate clip.wav --method fused --model data/cache/models/agclip-KEY/model.pt\n"
                "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
@@ -130,8 +131,12 @@ def _cmd_locate(args) -> int:
     from .locate import LocateOptions, aggregate, locate
     from .regions import write_geojson
 
-    for p in args.audio:
-        _audio_file(p)
+    batch = args.output is not None
+    if not batch:
+        for p in args.audio:
+            if Path(p).is_dir() or p.lower().endswith(".csv"):
+                raise UsageError(f"{p}: a folder or CSV is a batch: add -o results.csv (or .parquet)")
+            _audio_file(p)
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be >= 1")
     if not 0 < args.level < 1:
@@ -146,6 +151,8 @@ def _cmd_locate(args) -> int:
     opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
                          model=args.model, fusion_weight=args.fusion_weight, fp_rate=args.fp_rate, decoder=args.decoder,
                          radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})))
+    if batch:
+        return _locate_batch(args, opts)
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
     agg = aggregate(locs, args.top_k, opts=opts) if args.aggregate and len(locs) > 1 else None
     shown = locs if agg is None else [agg]
@@ -180,6 +187,27 @@ def _cmd_locate(args) -> int:
             print(f"  WARNING ({w['code']}): {w['message']}")
         for n in l.notes:
             print(f"  note: {n}")
+    return 0
+
+
+def _locate_batch(args, opts) -> int:
+    """Folder(s), CSV(s) path[,date][,id] or files -> one row per recording in args.output (resumable)."""
+    from functools import partial
+
+    from .batch import Item, read_items, run_batch
+    from .locate import locate_row
+
+    items = []
+    for p in args.audio:
+        if Path(p).is_dir() or p.lower().endswith(".csv"):
+            items += read_items(_existing(p) if not Path(p).is_dir() else p)
+        else:
+            items.append(Item(Path(p).name, str(_existing(p)), args.date))
+    if args.date:
+        items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
+    rep = run_batch(items, partial(locate_row, opts=opts, method=args.method, level=args.level), args.output,
+                    workers=args.workers, progress=not args.quiet)
+    print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""), file=sys.stderr)
     return 0
 
 
@@ -269,7 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"],
                         formatter_class=fmt, description="Detect species with BirdNET and locate each recording with "
                         "their ranges (or another registered method): best location, top-k with probabilities, species.")
-    lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3")
+    lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3; with -o also folders and CSVs "
+                    "(path[,date][,id])")
+    lo.add_argument("-o", "--output", metavar="OUT.csv",
+                    help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
+    lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    lo.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
     lo.add_argument("--method", default="ranges", choices=sorted(methods),
                     help="; ".join(f"{k}: {v}" for k, v in methods.items()))

@@ -442,3 +442,21 @@ def locate_annotated_audio(rows: pd.DataFrame, opts: LocateOptions = LocateOptio
                         "error_km": haversine(pred[:, 0], pred[:, 1], r["lat"].to_numpy(float), r["lon"].to_numpy(float)),
                         "detected": ["; ".join(s.scientific_name) for s in sums]})
     return out, rep
+
+
+# ---------------------------------------------------------------- batches
+def locate_row(item, opts: LocateOptions = LocateOptions(), method: str = "ranges", level: float = 0.9) -> dict:
+    """A batch Item (id, path, date) -> one output row: path, date, latitude, longitude (empty without evidence),
+    credible area km^2 at ``level``, expected error, decoder, top species, warning codes (soundloc.batch)."""
+    if level not in opts.levels:
+        from dataclasses import replace
+
+        opts = replace(opts, levels=tuple(sorted({*opts.levels, level})))
+    loc = locate([item.path], date=item.date, method=method, top_k=1, opts=opts)[0]
+    sp = loc.species
+    return {"path": item.path, "date": item.date or "", "latitude": loc.lat if loc.evidence else None,
+            "longitude": loc.lon if loc.evidence else None,
+            f"area_km2_{100 * level:.0f}": loc.region(level).area_km2 if loc.regions else None,
+            "expected_error_km": loc.expected_error_km, "decoder": loc.decoder,
+            "top_species": "" if sp is None or sp.empty else str(sp.scientific_name.iloc[0]),
+            "warnings": ";".join(w["code"] for w in loc.warnings)}
