@@ -108,3 +108,25 @@ def test_cli_batch_on_a_real_recording_and_a_broken_file(mirror, tmp_path, capsy
     assert "0 located this run, 1 already done, 1 errors" in capsys.readouterr().err
     assert main(["locate", str(lst), "--gallery", "land2"]) == 2
     assert "a folder or CSV is a batch: add -o" in capsys.readouterr().err
+
+
+def test_check_claims_batch_flags_the_false_claim_and_names_bad_rows(mirror, tmp_path, capsys, one_thread):
+    sea = mirror / "audio" / "XC563936_soundscape.mp3"
+    claims = tmp_path / "claims.csv"
+    claims.write_text(f"id,path,lat,lon,date\ntrue,{sea},47.6766,-122.294,2020-03-15\nparis,{sea},48.8566,2.3522,2020-03-15\n")
+    out = tmp_path / "flags.csv"
+    assert main(["check", "--claims", str(claims), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert "2 claims: 2 checked this run" in capsys.readouterr().err
+    f = pd.read_csv(out).set_index("id")
+    assert f.verdict.to_dict() == {"true": "consistent", "paris": "inconsistent"}
+    assert f.flag.to_dict() == {"true": False, "paris": True} and "Junco hyemalis" in f.out_of_range["paris"]
+    for text, msg in (("path,lat,lon\na.wav,95,0\n", "row 2: (95.0, 0.0) is not a latitude"),
+                      ("path,lat,lon,date\na.wav,1,2,2020-01-01\nb.wav,north,2,\n", "row 3: lat/lon ('north', '2') are not numbers"),
+                      ("path,lat,lon,date\na.wav,1,2,2020-01-41\n", "row 2: date '2020-01-41' is not YYYY-MM-DD"),
+                      ("path,lat\na.wav,1\n", "missing column(s) ['lon']")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        assert main(["check", "--claims", str(bad), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("soundloc check: error: ") and msg in err, err
+    assert main(["check", "--claims", str(claims)]) == 2 and "--claims needs -o" in capsys.readouterr().err

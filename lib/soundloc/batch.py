@@ -27,6 +27,8 @@ class Item:
     id: str  # unique row id (relative path for folders, the CSV's id column or path otherwise)
     path: str  # audio file
     date: str | None = None  # YYYY-MM-DD or None (year-round)
+    lat: float | None = None  # claimed latitude, degrees (claims batches only)
+    lon: float | None = None  # claimed longitude, degrees
 
 
 @dataclass
@@ -38,9 +40,9 @@ class BatchReport:
     n_done: int
     errors: Counter = field(default_factory=Counter)  # error kind -> count
 
-    def text(self) -> str:
+    def text(self, noun: str = "recordings", verb: str = "located") -> str:
         err = ", ".join(f"{k} x{n}" for k, n in self.errors.most_common()) or "none"
-        return (f"{self.n_items} recordings: {self.n_done} located this run, {self.n_resumed} already done, "
+        return (f"{self.n_items} {noun}: {self.n_done} {verb} this run, {self.n_resumed} already done, "
                 f"{sum(self.errors.values())} errors ({err})")
 
 
@@ -76,6 +78,40 @@ def read_items(src: str | os.PathLike) -> list[Item]:
         k = int(ids.duplicated().to_numpy().nonzero()[0][0])
         raise DataError(f"{src}: row {k + 2}: duplicate id {ids[k]!r}")
     return items
+
+
+def read_claims(src: str | os.PathLike) -> list[Item]:
+    """A CSV of claims path,lat,lon[,date][,id] -> Items with lat/lon; DataError naming the row of a bad value."""
+    from .data.validate import DataError
+
+    src = Path(src)
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "lat", "lon") if c not in df]
+    if missing:
+        raise DataError(f"{src}: missing column(s) {missing} (expected path,lat,lon[,date][,id])")
+    items = read_items(src)  # paths, dates and ids checked there
+    out = []
+    for i, (it, la, lo) in enumerate(zip(items, df["lat"], df["lon"]), start=2):
+        try:
+            lat, lon = float(la), float(lo)
+        except ValueError:
+            raise DataError(f"{src}: row {i}: lat/lon ({la!r}, {lo!r}) are not numbers") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise DataError(f"{src}: row {i}: ({lat}, {lon}) is not a latitude in [-90, 90] and longitude in [-180, 180]")
+        out.append(Item(it.id, it.path, it.date, lat, lon))
+    return out
+
+
+def check_row(item: Item, config=None, opts=None) -> dict:
+    """A claim Item -> one row: path, claimed lat/lon/date, verdict, flag (not consistent), out-of-range species,
+    credible mass above the claim (soundloc.forensics.check)."""
+    from .forensics import CheckConfig, check
+    from .locate import LocateOptions
+
+    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
+    return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,
+            "flag": r.verdict != "consistent", "out_of_range": ";".join(r.species.scientific_name[r.species.out_of_range]),
+            "hpd_mass": r.hpd_mass}
 
 
 def journal_path(out: str | os.PathLike) -> Path:

@@ -26,6 +26,7 @@ EXAMPLES = {
                "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
+              "  soundloc check --claims claims.csv -o flags.csv   (claims.csv: path,lat,lon,date)\n"
               "exit code 0 whatever the verdict; 2 for bad input"),
 }
 
@@ -207,7 +208,8 @@ def _locate_batch(args, opts) -> int:
         items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
     rep = run_batch(items, partial(locate_row, opts=opts, method=args.method, level=args.level), args.output,
                     workers=args.workers, progress=not args.quiet)
-    print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""), file=sys.stderr)
+    print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -240,10 +242,32 @@ def _cmd_check(args) -> int:
     from .forensics import CheckConfig, check
     from .locate import LocateOptions
 
-    _audio_file(args.audio)
     cfg = CheckConfig(range_threshold=args.range_threshold, min_score=args.min_score, hpd_level=args.hpd_level)
-    rep = check(args.audio, args.lat, args.lon, args.date, cfg, LocateOptions(gallery=args.gallery, device=args.device))
+    opts = LocateOptions(gallery=args.gallery, device=args.device)
+    if args.claims:
+        if not args.output:
+            raise UsageError("--claims needs -o flags.csv (or .parquet)")
+        return _check_batch(args, cfg, opts)
+    missing = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon)) if v is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --claims claims.csv -o flags.csv)")
+    _audio_file(args.audio)
+    rep = check(args.audio, args.lat, args.lon, args.date, cfg, opts)
     print(json.dumps(rep.to_dict(), default=float) if args.json else rep.text())
+    return 0
+
+
+def _check_batch(args, cfg, opts) -> int:
+    """A claims CSV path,lat,lon[,date][,id] -> a verdict and a flag per row in args.output (resumable)."""
+    from functools import partial
+
+    from .batch import check_row, read_claims, run_batch
+
+    rep = run_batch(read_claims(_existing(args.claims)), partial(check_row, config=cfg, opts=opts), args.output,
+                    workers=args.workers, progress=not args.quiet)
+    print(f"{rep.text('claims', 'checked')}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -333,9 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "
                         "place and week, where the claim falls under the audio posterior, and a verdict "
                         "(consistent / suspicious / inconsistent).")
-    ck.add_argument("audio", help="audio file")
-    ck.add_argument("--lat", type=float, required=True, help="claimed latitude (degrees)")
-    ck.add_argument("--lon", type=float, required=True, help="claimed longitude (degrees)")
+    ck.add_argument("audio", nargs="?", help="audio file (or --claims)")
+    ck.add_argument("--lat", type=float, help="claimed latitude (degrees)")
+    ck.add_argument("--lon", type=float, help="claimed longitude (degrees)")
+    ck.add_argument("--claims", metavar="CLAIMS.csv", help="batch: a CSV path,lat,lon[,date][,id], one claim per row")
+    ck.add_argument("-o", "--output", metavar="FLAGS.csv", help="batch: a verdict and a flag per claim (.csv or .parquet)")
+    ck.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
     ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
     ck.add_argument("--min-score", type=float, default=0.5, help="detection score for a species to count as evidence")
