@@ -130,3 +130,14 @@ def test_check_claims_batch_flags_the_false_claim_and_names_bad_rows(mirror, tmp
         err = capsys.readouterr().err
         assert err.startswith("soundloc check: error: ") and msg in err, err
     assert main(["check", "--claims", str(claims)]) == 2 and "--claims needs -o" in capsys.readouterr().err
+
+
+def test_dask_local_cluster_of_two_workers_gives_the_same_table(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    items = _items(10, bad={2})
+    B.run_batch(items, _job, tmp_path / "a.csv", progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert len(cluster.workers) == 2
+        rep = B.run_batch(items, _job, tmp_path / "b.csv", progress=False, scheduler=cluster.scheduler_address)
+    assert rep.errors == {"ValueError": 1} and rep.n_done == 9
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

@@ -141,10 +141,11 @@ def _call(job: Callable, item: Item):
 
 
 def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
-              progress: bool = True) -> BatchReport:
+              progress: bool = True, scheduler: str | None = None) -> BatchReport:
     """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
 
-    ``workers`` 0 runs inline, N > 0 in a local process pool of N.
+    ``workers`` 0 runs inline, N > 0 in a local process pool of N; ``scheduler`` (a dask.distributed address,
+    e.g. tcp://host:8786) runs the jobs on that Dask cluster instead, results journaled as they complete.
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -159,16 +160,25 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
     errors = []
     bar = tqdm(total=len(todo), desc="recordings", disable=not progress, leave=False)
     with open(jpath, "a") as journal:
-        if workers > 0:
+        from functools import partial
+
+        client = pool = None
+        if scheduler:
+            from distributed import Client, as_completed
+
+            client = Client(scheduler)  # the default client while it runs: as_completed looks it up
+            futs = client.map(partial(_call, job), todo, pure=False)
+            which = {f.key: it for f, it in zip(futs, todo)}
+            pairs = ((which[f.key], res) for f, res in as_completed(futs, with_results=True))
+        elif workers > 0:
             from concurrent.futures import ProcessPoolExecutor
-            from functools import partial
 
             pool = ProcessPoolExecutor(workers)
-            results = pool.map(partial(_call, job), todo)
+            pairs = zip(todo, pool.map(partial(_call, job), todo))
         else:
-            pool, results = None, (_call(job, it) for it in todo)
+            pairs = ((it, _call(job, it)) for it in todo)
         try:
-            for it, res in zip(todo, results):
+            for it, res in pairs:
                 if res[0] == "ok":
                     journal.write(json.dumps(res[1], default=str) + "\n")
                     journal.flush()
@@ -183,6 +193,8 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
             bar.close()
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
+            if client is not None:
+                client.close()
     _write_table(pd.DataFrame([done[i] for i in ids if i in done]), out)
     epath = Path(f"{out}.errors.csv")
     if errors:

@@ -207,7 +207,7 @@ def _locate_batch(args, opts) -> int:
     if args.date:
         items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
     rep = run_batch(items, partial(locate_row, opts=opts, method=args.method, level=args.level), args.output,
-                    workers=args.workers, progress=not args.quiet)
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
     return 0
@@ -265,7 +265,7 @@ def _check_batch(args, cfg, opts) -> int:
     from .batch import check_row, read_claims, run_batch
 
     rep = run_batch(read_claims(_existing(args.claims)), partial(check_row, config=cfg, opts=opts), args.output,
-                    workers=args.workers, progress=not args.quiet)
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     print(f"{rep.text('claims', 'checked')}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
     return 0
@@ -326,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("-o", "--output", metavar="OUT.csv",
                     help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
     lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    lo.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     lo.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
     lo.add_argument("--method", default="ranges", choices=sorted(methods),
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--claims", metavar="CLAIMS.csv", help="batch: a CSV path,lat,lon[,date][,id], one claim per row")
     ck.add_argument("-o", "--output", metavar="FLAGS.csv", help="batch: a verdict and a flag per claim (.csv or .parquet)")
     ck.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    ck.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
     ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
