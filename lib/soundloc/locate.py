@@ -59,7 +59,9 @@ class LocateOptions:
     prior_weight: float = 1.0  # agclip: weight of the GeoCLIP photo-density location prior (0 = none)
     fusion_weight: float = 1.0  # fused: exponent w of the range posterior in p_agclip * p_ranges^w
     fp_rate: float = FP_RATE  # ranges: chance that a detection is spurious (0 = every detection vetoes where it is absent)
-    decoder: str = "mass_within"  # point estimate: one of soundloc.regions.DECODERS (chapter 12 chose it on iNatSounds lists)
+    # point estimate, one of soundloc.regions.DECODERS: both folds of iNatSounds lists chose it in chapter 12 (SMALL, land2);
+    # on land1 the folds chose argmax and min_distance, the three decoders' medians within 10 % of each other
+    decoder: str = "mass_within"
     radius_km: float = 200.0  # radius of the mass_within decoder
     levels: tuple = _regions.LEVELS  # credible levels whose regions are reported
     calibrate: bool = True  # ranges: temper the posterior (TEMPERATURE_ONE / TEMPERATURE_LIST) before regions and points
