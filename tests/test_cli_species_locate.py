@@ -37,3 +37,18 @@ def test_species_locate_bad_input_is_one_line_exit_2(tmp_path, capsys, text, msg
     rc, _ = _run(tmp_path, text, "--week-from-date")
     err = capsys.readouterr().err.strip()
     assert rc == 2 and msg in err and err.count("\n") == 0
+
+
+def test_species_locate_details_adds_the_batch_columns(tmp_path, capsys):
+    rc, out = _run(tmp_path, "audio_id,species,date\n"
+                   "a,Gymnorhina tibicen;Dacelo novaeguineae,2023-05-10\n"
+                   "b,Notus species,2023-05-10\n"
+                   "c,Turdus migratorius,2023-05-12\n", "--week-from-date", "--details")
+    assert rc == 0
+    p = pd.read_csv(out, keep_default_na=False)
+    assert list(p.columns) == ["audio_id", "latitude", "longitude", "area_km2_90", "expected_error_km", "decoder",
+                               "top_species", "warnings"]
+    assert p.warnings.tolist()[1] == "no_known_species" and p.top_species[0] == "Gymnorhina tibicen"
+    # one species (American Robin) spreads wider than two Australian endemics together
+    assert 0 < p.area_km2_90[0] < p.area_km2_90[2] and (p.expected_error_km > 0).all() and set(p.decoder) == {"argmax"}
+    assert main(["eval", str(out), "--gold", str(out)]) == 0  # the benchmark scorer still reads it

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .data.validate import DataError
+from .locate import FP_RATE
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
@@ -19,10 +20,13 @@ EXAMPLES = {
     "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
                "  soundloc locate recording.mp3 --date 2020-03-15 --top-k 10 --json\n"
                "  soundloc locate clips/*.wav --date 2019-05-22 --aggregate --map where.html\n"
+               "  soundloc locate rec.mp3 --level 0.9 --regions where.geojson --decoder min_distance --json\n"
+               "  soundloc locate recordings/ -o results.csv --workers 2   (or recordings.csv with path,date)\n"
                "  soundloc locate clip.wav --method fused --model data/cache/models/agclip-KEY/model.pt\n"
                "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
+              "  soundloc check --claims claims.csv -o flags.csv   (claims.csv: path,lat,lon,date)\n"
               "exit code 0 whatever the verdict; 2 for bad input"),
     "soundscape": ("examples:\n  soundloc soundscape --lat 47.68 --lon -122.29 --date 2020-05-15 --top-k 10\n"
                    "  soundloc soundscape --lat 46.5 --lon 6.6 --json\n"
@@ -118,6 +122,8 @@ def _cmd_species_locate(args) -> int:
     loc = RangeGeolocator(model, gallery(args.gallery), cfg, gallery_name=args.gallery, device=args.device)
     if overrides:
         loc = loc.with_config(**overrides)
+    if args.details:
+        return _species_locate_details(args, df, loc, species, weeks)
     res = loc.locate(species, weeks=weeks, progress=not args.quiet)
     for name, n in res.unknown.most_common():
         print(f"unknown species (not in {model.name}): {name} x{n}", file=sys.stderr)
@@ -130,49 +136,144 @@ def _cmd_species_locate(args) -> int:
     return 0
 
 
+def _species_locate_details(args, df, loc, species, weeks) -> int:
+    """species-locate --details: benchmark columns + area_km2_90, expected_error_km, decoder, top_species, warnings."""
+    import numpy as np
+    import pandas as pd
+
+    from .evidence import kl_nats
+    from .io import atomic_path
+    from .locate import WEAK_KL_NATS
+    from .regions import credible_regions, expected_distance_km, grid_step
+
+    step, rows = grid_step(loc.points), []
+    wk = [None] * len(species) if weeks is None else weeks
+    for s in range(0, len(species), 512):  # (512, N) posteriors at a time
+        res = loc.locate(species[s:s + 512], weeks=wk[s:s + 512], return_posterior=True, progress=False)
+        for j, (post, r) in enumerate(zip(res.posterior, res.pred.itertuples())):
+            p = post.astype(np.float64) / post.sum()
+            reg = credible_regions(loc.points, p, [0.9], point=(r.lat, r.lon), step=step)[0]
+            base = loc._base(None if r.week < 0 else int(r.week)).cpu().numpy().astype(np.float64)
+            prior = np.exp(base - base.max())
+            warn = ["no_known_species"] if r.fallback else (
+                ["weak_evidence"] if kl_nats(p, prior / prior.sum()) < WEAK_KL_NATS else [])
+            rows.append({"audio_id": df.audio_id.iloc[s + j], "latitude": r.lat, "longitude": r.lon,
+                         "area_km2_90": reg.area_km2, "expected_error_km": expected_distance_km(loc.points, p, r.lat, r.lon)[0],
+                         "decoder": loc.config.decoder, "top_species": species[s + j][0] if species[s + j] else "",
+                         "warnings": ";".join(warn)})
+    with atomic_path(args.output) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
+    print(f"{len(rows)} queries located with credible areas; wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def _cmd_locate(args) -> int:
     from .locate import LocateOptions, aggregate, locate
+    from .regions import write_geojson
 
-    for p in args.audio:
-        _audio_file(p)
+    batch = args.output is not None
+    if not batch:
+        for p in args.audio:
+            if Path(p).is_dir() or p.lower().endswith(".csv"):
+                raise UsageError(f"{p}: a folder or CSV is a batch: add -o results.csv (or .parquet)")
+            _audio_file(p)
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be >= 1")
+    if not 0 < args.level < 1:
+        raise UsageError(f"--level {args.level}: must lie in (0, 1), e.g. 0.9")
+    if not 0 <= args.fp_rate < 1:
+        raise UsageError(f"--fp-rate {args.fp_rate}: must lie in [0, 1)")
     if args.method in ("agclip", "fused") and not args.model:
         raise UsageError(f"--method {args.method} needs --model CHECKPOINT (an AG-CLIP model.pt; chapter 03 trains "
                          "one on SimSounds under data/cache/models/agclip-*/, which has never heard real audio)")
     if args.model:
         _existing(args.model)
     opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
-                         model=args.model, fusion_weight=args.fusion_weight)
+                         model=args.model, fusion_weight=args.fusion_weight, fp_rate=args.fp_rate, decoder=args.decoder,
+                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})))
+    if batch:
+        return _locate_batch(args, opts)
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
-    agg = aggregate(locs, args.top_k) if args.aggregate and len(locs) > 1 else None
+    agg = aggregate(locs, args.top_k, opts=opts) if args.aggregate and len(locs) > 1 else None
+    shown = locs if agg is None else [agg]
     if args.map:
-        _write_maps(locs if agg is None else [agg], args.map)
+        _write_maps(shown, args.map, args.level)
+    if args.regions:
+        ids = _region_ids(locs) + (["aggregate"] if agg is not None else [])
+        write_geojson([l.region_feature(args.level, i) for l, i in zip(locs + ([agg] if agg else []), ids) if l.regions],
+                      args.regions)
+        print(f"wrote {args.regions}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"method": args.method, "gallery": args.gallery, "results": [l.to_dict() for l in locs],
+        print(json.dumps({"method": args.method, "gallery": args.gallery, "level": args.level,
+                          "results": [l.to_dict() for l in locs],
                           "aggregate": None if agg is None else agg.to_dict()}, default=float))
         return 0
     for l in locs + ([agg] if agg is not None else []):
         wk = f"week {l.week}" if l.week else "no date"
-        print(f"{l.path} ({args.method}, {wk}): best location {l.lat:.2f}, {l.lon:.2f}")
-        for r in l.topk.itertuples():
-            print(f"  {r.rank:>2}. {r.lat:7.2f} {r.lon:8.2f}  p = {r.prob:.4f}")
+        if l.evidence:
+            print(f"{l.path} ({args.method}, {wk}): best location {l.lat:.2f}, {l.lon:.2f} ({l.decoder}); "
+                  f"expected error {l.expected_error_km:,.0f} km")
+        else:
+            print(f"{l.path} ({args.method}, {wk}): no location (no usable evidence)")
+        for r in sorted(l.regions, key=lambda r: -r.level):
+            print(f"  {100 * r.level:.0f} % credible region: {r.area_km2:,.0f} km^2, up to {r.radius_km:,.0f} km from the point")
+        if l.evidence:
+            for r in l.topk.itertuples():
+                print(f"  {r.rank:>2}. {r.lat:7.2f} {r.lon:8.2f}  p = {r.prob:.4f}")
         if l.species is not None:
             sp = ", ".join(f"{r.scientific_name} ({r.common_name}) {r.max_score:.2f}" for r in l.species.itertuples())
             print(f"  species: {sp or 'none detected'}")
+        for w in l.warnings:
+            print(f"  WARNING ({w['code']}): {w['message']}")
         for n in l.notes:
             print(f"  note: {n}")
     return 0
 
 
-def _write_maps(locs, out: str) -> None:
+def _locate_batch(args, opts) -> int:
+    """Folder(s), CSV(s) path[,date][,id] or files -> one row per recording in args.output (resumable)."""
+    from functools import partial
+
+    from .batch import Item, read_items, run_batch
+    from .locate import locate_row
+
+    items = []
+    for p in args.audio:
+        if Path(p).is_dir() or p.lower().endswith(".csv"):
+            items += read_items(_existing(p) if not Path(p).is_dir() else p)
+        else:
+            items.append(Item(Path(p).name, str(_existing(p)), args.date))
+    if args.date:
+        items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
+    rep = run_batch(items, partial(locate_row, opts=opts, method=args.method, level=args.level), args.output,
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
+    print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _region_ids(locs) -> list[str]:
+    """Recording ids for GeoJSON features: file stems, the full path where two stems collide."""
+    stems = [Path(l.path).stem for l in locs]
+    return [s if stems.count(s) == 1 else l.path for s, l in zip(stems, locs)]
+
+
+def _write_maps(locs, out: str, level: float = 0.9) -> None:
+    import folium
+
     from .maps import folium_posterior, save_map
 
     base = Path(out)
     for l in locs:
         path = base if len(locs) == 1 else base.with_name(f"{base.stem}-{Path(l.path).stem}{base.suffix or '.html'}")
-        save_map(folium_posterior(l.points, l.posterior, f"{Path(l.path).name}: location posterior ({l.method})",
-                                  pred=(l.lat, l.lon)), path)
+        m = folium_posterior(l.points, l.posterior, f"{Path(l.path).name}: location posterior ({l.method})",
+                             pred=(l.lat, l.lon) if l.evidence else None)
+        if l.regions:
+            r = l.region(level)
+            folium.GeoJson(l.region_feature(level), name=f"{100 * level:.0f} % credible region",
+                           style_function=lambda _: {"color": "#08519c", "weight": 2, "fillOpacity": 0.08},
+                           tooltip=f"{100 * level:.0f} % credible region: {r.area_km2:,.0f} km²").add_to(m)
+        save_map(m, path)
         print(f"wrote {path}", file=sys.stderr)
 
 
@@ -180,9 +281,18 @@ def _cmd_check(args) -> int:
     from .forensics import CheckConfig, check
     from .locate import LocateOptions
 
-    _audio_file(args.audio)
     cfg = CheckConfig(range_threshold=args.range_threshold, min_score=args.min_score, hpd_level=args.hpd_level)
-    rep = check(args.audio, args.lat, args.lon, args.date, cfg, LocateOptions(gallery=args.gallery, device=args.device))
+    opts = LocateOptions(gallery=args.gallery, device=args.device)
+    if args.claims:
+        if not args.output:
+            raise UsageError("--claims needs -o flags.csv (or .parquet)")
+        return _check_batch(args, cfg, opts)
+    missing = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon)) if v is None]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --claims claims.csv -o flags.csv)")
+    _audio_file(args.audio)
+    rep = check(args.audio, args.lat, args.lon, args.date, cfg, opts)
     print(json.dumps(rep.to_dict(), default=float) if args.json else rep.text())
     return 0
 
@@ -248,6 +358,19 @@ def _soundscape_species(args, model) -> int:
     return 0
 
 
+def _check_batch(args, cfg, opts) -> int:
+    """A claims CSV path,lat,lon[,date][,id] -> a verdict and a flag per row in args.output (resumable)."""
+    from functools import partial
+
+    from .batch import check_row, read_claims, run_batch
+
+    rep = run_batch(read_claims(_existing(args.claims)), partial(check_row, config=cfg, opts=opts), args.output,
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
+    print(f"{rep.text('claims', 'checked')}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
+          file=sys.stderr)
+    return 0
+
+
 def _params(items: list[str], cfg) -> dict:
     """["key=value", ...] -> typed overrides of a frozen config's fields (one-line errors)."""
     import dataclasses
@@ -298,7 +421,13 @@ def build_parser() -> argparse.ArgumentParser:
     lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"],
                         formatter_class=fmt, description="Detect species with BirdNET and locate each recording with "
                         "their ranges (or another registered method): best location, top-k with probabilities, species.")
-    lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3")
+    lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3; with -o also folders and CSVs "
+                    "(path[,date][,id])")
+    lo.add_argument("-o", "--output", metavar="OUT.csv",
+                    help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
+    lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    lo.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
+    lo.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
     lo.add_argument("--method", default="ranges", choices=sorted(methods),
                     help="; ".join(f"{k}: {v}" for k, v in methods.items()))
@@ -308,7 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--overlap", type=float, default=0.0, help="BirdNET window overlap in seconds (0-3)")
     lo.add_argument("--aggregate", action="store_true", help="also report the mean posterior of all files (one site)")
     lo.add_argument("--json", action="store_true", help="print one JSON object")
-    lo.add_argument("--map", metavar="OUT.html", help="write the posterior as a folium map")
+    lo.add_argument("--map", metavar="OUT.html", help="write the posterior and its --level credible region as a folium map")
+    lo.add_argument("--level", type=float, default=0.9,
+                    help="credible level of the region in --regions and --map (default 0.9; 0.5 is always reported too)")
+    lo.add_argument("--regions", metavar="OUT.geojson",
+                    help="write each recording's --level credible region as GeoJSON (RFC 7946; properties id, level, area_km2)")
+    lo.add_argument("--decoder", default="mass_within", choices=["argmax", "min_distance", "mass_within"],
+                    help="point estimate: most mass within --radius-km (default, chosen in chapter 12 on iNatSounds lists), "
+                         "most probable cell, least expected distance to the truth")
+    lo.add_argument("--radius-km", type=float, default=200.0, help="radius of --decoder mass_within (default 200)")
+    lo.add_argument("--fp-rate", type=float, default=FP_RATE,
+                    help=f"ranges: chance that a detection is spurious, so one wrong species cannot veto a place "
+                         f"(default {FP_RATE:g}, chosen in chapter 12; 0 = every detection trusted)")
     lo.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     lo.add_argument("--model", metavar="MODEL.pt", help="AG-CLIP checkpoint for --method agclip / fused")
     lo.add_argument("--fusion-weight", type=float, default=1.0,
@@ -318,9 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "
                         "place and week, where the claim falls under the audio posterior, and a verdict "
                         "(consistent / suspicious / inconsistent).")
-    ck.add_argument("audio", help="audio file")
-    ck.add_argument("--lat", type=float, required=True, help="claimed latitude (degrees)")
-    ck.add_argument("--lon", type=float, required=True, help="claimed longitude (degrees)")
+    ck.add_argument("audio", nargs="?", help="audio file (or --claims)")
+    ck.add_argument("--lat", type=float, help="claimed latitude (degrees)")
+    ck.add_argument("--lon", type=float, help="claimed longitude (degrees)")
+    ck.add_argument("--claims", metavar="CLAIMS.csv", help="batch: a CSV path,lat,lon[,date][,id], one claim per row")
+    ck.add_argument("-o", "--output", metavar="FLAGS.csv", help="batch: a verdict and a flag per claim (.csv or .parquet)")
+    ck.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
+    ck.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
+    ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
     ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
     ck.add_argument("--min-score", type=float, default=0.5, help="detection score for a species to count as evidence")
@@ -350,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a RangeLocConfig field, e.g. absence_weight=0.5")
     sl.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     sl.add_argument("--quiet", action="store_true", help="no progress bar")
+    sl.add_argument("--details", action="store_true", help="also write area_km2_90, expected_error_km, decoder, "
+                    "top_species and warnings per row (soundloc eval reads the first three columns only)")
     sl.set_defaults(func=_cmd_species_locate)
     sc = sub.add_parser("soundscape", help="what will be heard here? (place -> ranked species; species -> map)",
                         epilog=EXAMPLES["soundscape"], formatter_class=fmt, description="Rank species by BirdNET V2.4 "

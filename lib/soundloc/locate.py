@@ -24,6 +24,22 @@ import pandas as pd
 
 from .data.validate import week48
 from .geo import haversine
+from . import regions as _regions
+from .evidence import kl_nats
+
+# Detection false-positive rate of the ranges method (soundloc.evidence): the chance that a detection is of a species
+# not at the place. Chapter 12 sweeps it on iNatSounds test lists with one species injected from a list >= 5,000 km
+# away (SMALL run, land2): the two spatial folds chose 0.1 and 0.0, with median errors within 10 % of each other from
+# 0 to 0.2 (the presence floor already bounds a veto); 0.05 lies between and flags 15-17 % of the injected species.
+FP_RATE = 0.05
+WEAK_KL_NATS = 0.5  # information gain (KL posterior || prior) below which the evidence is called weak
+SPURIOUS_P = 0.5  # a detection more likely spurious than this is reported as disagreeing with the others
+# Temperatures of the ranges posterior (log density / T) so that its credible regions hold their nominal share, chosen in
+# chapter 12 (SMALL run, land2): one covered species chose T = 1.0 on both spatial folds of iNatSounds test recordings;
+# all iNatSounds lists chose 2.0 (multiplying species that are not independent evidence is overconfident), reported
+# on XCDC lists in the chapter.
+TEMPERATURE_ONE = 1.0
+TEMPERATURE_LIST = 2.0
 
 PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
 
@@ -42,6 +58,13 @@ class LocateOptions:
     model: str | None = None  # AG-CLIP checkpoint (model.pt) for the agclip and fused methods
     prior_weight: float = 1.0  # agclip: weight of the GeoCLIP photo-density location prior (0 = none)
     fusion_weight: float = 1.0  # fused: exponent w of the range posterior in p_agclip * p_ranges^w
+    fp_rate: float = FP_RATE  # ranges: chance that a detection is spurious (0 = every detection vetoes where it is absent)
+    # point estimate, one of soundloc.regions.DECODERS: both folds of iNatSounds lists chose it in chapter 12 (SMALL, land2);
+    # on land1 the folds chose argmax and min_distance, the three decoders' medians within 10 % of each other
+    decoder: str = "mass_within"
+    radius_km: float = 200.0  # radius of the mass_within decoder
+    levels: tuple = _regions.LEVELS  # credible levels whose regions are reported
+    calibrate: bool = True  # ranges: temper the posterior (TEMPERATURE_ONE / TEMPERATURE_LIST) before regions and points
 
 
 @dataclass
@@ -55,11 +78,25 @@ class MethodOutput:
     species: pd.DataFrame | None = None  # detected species (scientific_name, common_name, max_score, ...)
     notes: list = field(default_factory=list)
     areas: np.ndarray | None = None  # (N,) cell areas km^2 of a grid gallery (density = posterior / areas); None: equal weights
+    prior: np.ndarray | None = None  # (N,) the posterior the method gives with no evidence (for the information gain)
+    warnings: list = field(default_factory=list)  # {"code", "message"} dicts: weak or conflicting evidence
+    evidence: bool = True  # False when nothing was heard that the method can use: the posterior is its prior
+    p_spurious: dict = field(default_factory=dict)  # species -> posterior probability that its detection is spurious
+    temperature: float = 1.0  # calibration: :func:`describe` divides the log density by it
+
+
+def warning(code: str, message: str) -> dict:
+    """A warning entry: ``code`` one of no_species, no_known_species, weak_evidence, conflicting_species, no_region."""
+    return {"code": code, "message": message}
 
 
 @dataclass
 class Location:
-    """One file's answer: best location, top-k, detected species, posterior on the gallery."""
+    """One file's answer: best location, top-k, detected species, posterior on the gallery, credible regions, warnings.
+
+    ``lat``/``lon`` are the decoded point even without evidence (for error_km); :meth:`to_dict` and the CLI
+    give no point then, only the prior's region and a warning.
+    """
 
     path: str
     method: str
@@ -71,7 +108,33 @@ class Location:
     points: np.ndarray  # (N, 2)
     posterior: np.ndarray  # (N,) probability mass of each point
     notes: list = field(default_factory=list)
+    decoder: str = "argmax"  # how (lat, lon) was read off the posterior
+    regions: list = field(default_factory=list)  # soundloc.regions.Region per credible level
+    expected_error_km: float = float("nan")  # expected distance from (lat, lon) to the truth under the posterior
+    info_gain_nats: float = float("nan")  # KL(posterior || the method's no-evidence posterior)
+    warnings: list = field(default_factory=list)  # {"code", "message"} dicts
+    evidence: bool = True  # False: nothing usable was heard, the posterior is the prior
+    temperature: float = 1.0  # the posterior is the method's, log density divided by this (calibration)
     areas: np.ndarray | None = None  # (N,) cell areas km^2 of a grid gallery; None: equal weights
+
+    def region(self, level: float):
+        """The Region at ``level`` (KeyError naming the levels computed)."""
+        for r in self.regions:
+            if abs(r.level - level) < 1e-9:
+                return r
+        raise KeyError(f"no {level:g} credible region; computed: {[r.level for r in self.regions]}")
+
+    def region_geometry(self, level: float):
+        """shapely MultiPolygon (lon/lat) of the ``level`` credible region."""
+        return _regions.cells_geometry(self.points, self.region(level).cells, _regions.grid_step(self.points))
+
+    def region_feature(self, level: float, rid: str | None = None) -> dict:
+        """GeoJSON Feature of the ``level`` region: properties id, level, area_km2 (+ decoder, lat, lon, warnings)."""
+        r = self.region(level)
+        return _regions.region_feature(rid or self.path, self.region_geometry(level), r.level, r.area_km2,
+                                       decoder=self.decoder, lat=self.lat if self.evidence else None,
+                                       lon=self.lon if self.evidence else None,
+                                       warnings=[w["code"] for w in self.warnings])
 
     def error_km(self, lat: float, lon: float) -> float:
         """Great-circle distance (km) from the best location to (lat, lon)."""
@@ -80,8 +143,20 @@ class Location:
     def to_dict(self, n_species: int = 20) -> dict:
         """JSON-ready summary (no posterior)."""
         sp = [] if self.species is None else json.loads(self.species.head(n_species).to_json(orient="records"))
-        return {"path": self.path, "method": self.method, "week": self.week, "lat": self.lat, "lon": self.lon,
-                "top_k": self.topk.to_dict("records"), "species": sp, "notes": list(self.notes)}
+        point = self.evidence  # no bare point from the prior alone
+        return {"path": self.path, "method": self.method, "week": self.week,
+                "lat": self.lat if point else None, "lon": self.lon if point else None, "decoder": self.decoder,
+                "temperature": self.temperature, "expected_error_km": _num(self.expected_error_km),
+                "info_gain_nats": _num(self.info_gain_nats),
+                "regions": [{"level": r.level, "area_km2": r.area_km2, "mass": r.mass, "radius_km": r.radius_km}
+                            for r in self.regions],
+                "warnings": list(self.warnings), "top_k": self.topk.to_dict("records"), "species": sp,
+                "notes": list(self.notes)}
+
+
+def _num(x: float):
+    """float -> JSON number, NaN -> null."""
+    return None if x is None or not np.isfinite(x) else float(x)
 
 
 # ---------------------------------------------------------------- registry
@@ -171,15 +246,30 @@ def range_geolocator(gallery_name: str = "land1", preset: str = "lists", device:
 
 def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[float]], weeks: Sequence,
                    opts: LocateOptions = LocateOptions()) -> list[MethodOutput]:
-    """R weighted species lists + weeks -> R MethodOutputs from species-range geolocation."""
+    """R weighted species lists + weeks -> R MethodOutputs from species-range geolocation.
+
+    Each detection is spurious with probability ``opts.fp_rate`` (:mod:`soundloc.evidence`); species whose
+    posterior probability of being spurious exceeds ``SPURIOUS_P`` get a ``conflicting_species`` warning.
+    """
+    from .evidence import robust_evidence
+
     loc = range_geolocator(opts.gallery, opts.preset, opts.device)
-    res = loc.locate([list(s) for s in species], weights=[list(map(float, w)) for w in weights], weeks=list(weeks),
-                     return_posterior=True, progress=opts.progress)
     out = []
-    for r in range(len(species)):
-        notes = list(res.notes) if res.pred.fallback.iloc[r] else []
-        out.append(MethodOutput(loc.points, res.posterior[r].astype(np.float64), float(res.pred.lat.iloc[r]),
-                                float(res.pred.lon.iloc[r]), None, notes, loc.areas))
+    for names, ws, week in zip(species, weights, weeks):
+        ev = robust_evidence(loc, list(names), list(map(float, ws)), week, opts.fp_rate)
+        o = MethodOutput(loc.points, ev.posterior, *_regions.decode(loc.points, ev.posterior, areas=loc.areas), None,
+                         [], loc.areas, ev.prior, [], evidence=len(ev.species) > 0)
+        o.p_spurious = dict(zip(ev.species, ev.p_spurious.tolist()))
+        if opts.calibrate:
+            o.temperature = TEMPERATURE_LIST if len(ev.species) > 1 else TEMPERATURE_ONE
+        if not ev.species and names:
+            o.warnings.append(warning("no_known_species", f"none of the {len(names)} species is covered by the range "
+                                      "model: the posterior is the location prior"))
+        bad = [n for n, q in o.p_spurious.items() if q > SPURIOUS_P]
+        if bad:
+            o.warnings.append(warning("conflicting_species", f"{', '.join(bad)} disagree(s) with the other species: "
+                                      f"more likely a false detection (p > {SPURIOUS_P:g}) than present where they agree"))
+        out.append(o)
     return out
 
 
@@ -191,9 +281,11 @@ def _ranges(paths: list[str], weeks: list, opts: LocateOptions) -> list[MethodOu
     sums = [det.detect(p, opts.overlap, opts.sensitivity).summary(opts.min_conf) for p in paths]
     outs = locate_species([s.scientific_name.tolist() for s in sums], [s.max_score.tolist() for s in sums], weeks, opts)
     for o, s in zip(outs, sums):
-        o.species = s
+        o.species = s.assign(p_spurious=s.scientific_name.map(o.p_spurious))
         if s.empty:
-            o.notes.append(f"no species detected with score >= {opts.min_conf:g}: the posterior is the location prior")
+            o.evidence = False
+            o.warnings.append(warning("no_species", f"no species detected with score >= {opts.min_conf:g}: "
+                                      "no location, the region shown is the location prior's"))
     return outs
 
 
@@ -213,12 +305,53 @@ def topk_table(points: np.ndarray, posterior: np.ndarray, k: int, areas: np.ndar
     return out
 
 
+def describe(path: str, method: str, week, points: np.ndarray, posterior: np.ndarray, top_k: int, opts: LocateOptions,
+             species=None, notes=(), prior=None, warnings=(), evidence: bool = True, temperature: float = 1.0,
+             areas: np.ndarray | None = None) -> Location:
+    """A posterior on a gallery -> Location: decoded point, top-k, credible regions, expected error, warnings.
+
+    ``temperature`` != 1 first divides the posterior's log density by it (``regions.temper``; grids only).
+    ``areas``: (N,) cell areas km^2 of a grid gallery (the point estimate and top-k rank by density); None: equal
+    weights, or the areas of the lat/lon grid the points form.
+    """
+    post = np.asarray(posterior, np.float64)
+    post = post / post.sum()
+    if temperature != 1.0:
+        try:
+            post = _regions.temper(post[None], temperature, _cell_areas(points) if areas is None else areas)[0]
+        except ValueError:
+            temperature = 1.0  # not a lat/lon grid: no areas, left as is (no_region says so below)
+    lat, lon = _regions.decode(points, post, opts.decoder, opts.radius_km, areas=areas)
+    warns = list(warnings)
+    try:
+        regs = _regions.credible_regions(points, post, opts.levels, point=(lat, lon))
+    except ValueError as e:  # a gallery that is not a lat/lon grid has no cell areas
+        regs = []
+        warns.append(warning("no_region", f"no credible region: {e}"))
+    gain = float("nan") if prior is None else kl_nats(post, prior)
+    if evidence and np.isfinite(gain) and gain < WEAK_KL_NATS:
+        warns.append(warning("weak_evidence", f"the evidence barely moves the posterior from the prior "
+                             f"(information gain {gain:.2f} nats < {WEAK_KL_NATS:g}): trust the region, not the point"))
+    return Location(path, method, week, lat, lon, topk_table(points, post, top_k, areas), species, points, post,
+                    list(notes), opts.decoder, regs, float(_regions.expected_distance_km(points, post, lat, lon)[0]), gain,
+                    warns, evidence, temperature, areas)
+
+
+def _cell_areas(points: np.ndarray) -> np.ndarray:
+    """(N, 2) cell-centred grid -> (N,) km^2 (ValueError when not a grid)."""
+    from .geo import cell_areas
+
+    return cell_areas(points, _regions.grid_step(points))
+
+
 def locate(paths: str | Sequence[str], date=None, method: str = "ranges", top_k: int = 5,
            opts: LocateOptions = LocateOptions()) -> list[Location]:
     """Audio file(s) [+ date 'YYYY-MM-DD' or one per file] -> one Location per file.
 
-    AudioError (a ValueError naming the file) for an unusable file; ValueError for a bad date/method.
+    AudioError (a ValueError naming the file) for an unusable file; ValueError for a bad date/method/decoder.
     """
+    if opts.decoder not in _regions.DECODERS:
+        raise ValueError(f"decoder must be one of {_regions.DECODERS}, not {opts.decoder!r}")
     paths = [str(paths)] if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence) else [str(p) for p in paths]
     dates = list(date) if isinstance(date, (list, tuple)) else [date] * len(paths)
     if len(dates) != len(paths):
@@ -226,20 +359,21 @@ def locate(paths: str | Sequence[str], date=None, method: str = "ranges", top_k:
     weeks = [week_from_date(d) for d in dates]
     fn = get_method(method)
     outs = fn(paths, weeks, opts)
-    return [Location(p, method, w, o.lat, o.lon, topk_table(o.points, o.posterior, top_k, o.areas), o.species, o.points,
-                     o.posterior, o.notes, o.areas) for p, w, o in zip(paths, weeks, outs)]
+    return [describe(p, method, w, o.points, o.posterior, top_k, opts, o.species, o.notes, o.prior, o.warnings,
+                     o.evidence, o.temperature, o.areas) for p, w, o in zip(paths, weeks, outs)]
 
 
-def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate") -> Location:
-    """Average the posteriors of Locations on the same gallery -> one Location (the densest point of the mean)."""
+def aggregate(locs: Sequence[Location], top_k: int = 5, name: str = "aggregate",
+              opts: LocateOptions = LocateOptions()) -> Location:
+    """Average the posteriors of Locations on the same gallery -> one Location (decoded by ``opts.decoder``)."""
     if not locs:
         raise ValueError("nothing to aggregate")
     P = np.mean(np.stack([l.posterior for l in locs]), axis=0)
-    pts, areas = locs[0].points, locs[0].areas
-    i = int(np.argmax(P if areas is None else P / areas))
     weeks = {l.week for l in locs}
-    return Location(name, locs[0].method, weeks.pop() if len(weeks) == 1 else None, float(pts[i, 0]), float(pts[i, 1]),
-                    topk_table(pts, P, top_k, areas), None, pts, P, [f"mean posterior of {len(locs)} recordings"], areas)
+    ev = any(l.evidence for l in locs)
+    warns = [] if ev else [warning("no_species", "no recording has usable evidence: no location")]
+    return describe(name, locs[0].method, weeks.pop() if len(weeks) == 1 else None, locs[0].points, P, top_k, opts,
+                    None, [f"mean posterior of {len(locs)} recordings"], None, warns, ev, areas=locs[0].areas)
 
 
 # ---------------------------------------------------------------- display
@@ -340,3 +474,21 @@ def locate_annotated_audio(rows: pd.DataFrame, opts: LocateOptions = LocateOptio
                         "error_km": haversine(pred[:, 0], pred[:, 1], r["lat"].to_numpy(float), r["lon"].to_numpy(float)),
                         "detected": ["; ".join(s.scientific_name) for s in sums]})
     return out, rep
+
+
+# ---------------------------------------------------------------- batches
+def locate_row(item, opts: LocateOptions = LocateOptions(), method: str = "ranges", level: float = 0.9) -> dict:
+    """A batch Item (id, path, date) -> one output row: path, date, latitude, longitude (empty without evidence),
+    credible area km^2 at ``level``, expected error, decoder, top species, warning codes (soundloc.batch)."""
+    if level not in opts.levels:
+        from dataclasses import replace
+
+        opts = replace(opts, levels=tuple(sorted({*opts.levels, level})))
+    loc = locate([item.path], date=item.date, method=method, top_k=1, opts=opts)[0]
+    sp = loc.species
+    return {"path": item.path, "date": item.date or "", "latitude": loc.lat if loc.evidence else None,
+            "longitude": loc.lon if loc.evidence else None,
+            f"area_km2_{100 * level:.0f}": loc.region(level).area_km2 if loc.regions else None,
+            "expected_error_km": loc.expected_error_km, "decoder": loc.decoder,
+            "top_species": "" if sp is None or sp.empty else str(sp.scientific_name.iloc[0]),
+            "warnings": ";".join(w["code"] for w in loc.warnings)}

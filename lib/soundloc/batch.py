@@ -1,0 +1,212 @@
+"""Batches at archive scale: a folder or a CSV of recordings -> one row each, resumable, errors counted.
+
+Every finished row is appended to a journal (``OUT.journal.jsonl``, flushed and fsynced), so a killed run
+loses nothing finished and a rerun skips it; the table (CSV or Parquet, rows in input order) is rewritten
+atomically from the journal at the end. A file that fails is counted by error kind, listed in
+``OUT.errors.csv`` with its message, and retried by the next run; the batch goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # files a folder batch picks up
+
+
+@dataclass(frozen=True)
+class Item:
+    """One recording of a batch."""
+
+    id: str  # unique row id (relative path for folders, the CSV's id column or path otherwise)
+    path: str  # audio file
+    date: str | None = None  # YYYY-MM-DD or None (year-round)
+    lat: float | None = None  # claimed latitude, degrees (claims batches only)
+    lon: float | None = None  # claimed longitude, degrees
+
+
+@dataclass
+class BatchReport:
+    """What a run did: rows written, rows resumed from the journal, errors by kind."""
+
+    n_items: int
+    n_resumed: int
+    n_done: int
+    errors: Counter = field(default_factory=Counter)  # error kind -> count
+
+    def text(self, noun: str = "recordings", verb: str = "located") -> str:
+        err = ", ".join(f"{k} x{n}" for k, n in self.errors.most_common()) or "none"
+        return (f"{self.n_items} {noun}: {self.n_done} {verb} this run, {self.n_resumed} already done, "
+                f"{sum(self.errors.values())} errors ({err})")
+
+
+def read_items(src: str | os.PathLike) -> list[Item]:
+    """A folder (audio files below it, sorted) or a CSV with columns path[,date][,id] -> Items.
+
+    DataError naming the row for a missing path column, an empty path, a bad date or a duplicate id.
+    Relative paths in a CSV are read relative to the CSV's folder.
+    """
+    from .data.validate import DataError
+    from .locate import week_from_date
+
+    src = Path(src)
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        return [Item(str(p.relative_to(src)), str(p)) for p in files]
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    if "path" not in df:
+        raise DataError(f"{src}: no 'path' column (expected path[,date][,id]); columns: {list(df.columns)}")
+    items = []
+    for i, r in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
+        if not r["path"].strip():
+            raise DataError(f"{src}: row {i}: empty path")
+        date = r.get("date", "").strip() or None
+        try:
+            week_from_date(date)
+        except ValueError as e:
+            raise DataError(f"{src}: row {i}: {e}") from None
+        p = Path(r["path"].strip())
+        items.append(Item(r.get("id", "").strip() or r["path"].strip(), str(p if p.is_absolute() else src.parent / p), date))
+    ids = pd.Series([it.id for it in items])
+    if ids.duplicated().any():
+        k = int(ids.duplicated().to_numpy().nonzero()[0][0])
+        raise DataError(f"{src}: row {k + 2}: duplicate id {ids[k]!r}")
+    return items
+
+
+def read_claims(src: str | os.PathLike) -> list[Item]:
+    """A CSV of claims path,lat,lon[,date][,id] -> Items with lat/lon; DataError naming the row of a bad value."""
+    from .data.validate import DataError
+
+    src = Path(src)
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    missing = [c for c in ("path", "lat", "lon") if c not in df]
+    if missing:
+        raise DataError(f"{src}: missing column(s) {missing} (expected path,lat,lon[,date][,id])")
+    items = read_items(src)  # paths, dates and ids checked there
+    out = []
+    for i, (it, la, lo) in enumerate(zip(items, df["lat"], df["lon"]), start=2):
+        try:
+            lat, lon = float(la), float(lo)
+        except ValueError:
+            raise DataError(f"{src}: row {i}: lat/lon ({la!r}, {lo!r}) are not numbers") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise DataError(f"{src}: row {i}: ({lat}, {lon}) is not a latitude in [-90, 90] and longitude in [-180, 180]")
+        out.append(Item(it.id, it.path, it.date, lat, lon))
+    return out
+
+
+def check_row(item: Item, config=None, opts=None) -> dict:
+    """A claim Item -> one row: path, claimed lat/lon/date, verdict, flag (not consistent), out-of-range species,
+    credible mass above the claim (soundloc.forensics.check)."""
+    from .forensics import CheckConfig, check
+    from .locate import LocateOptions
+
+    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
+    return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,
+            "flag": r.verdict != "consistent", "out_of_range": ";".join(r.species.scientific_name[r.species.out_of_range]),
+            "hpd_mass": r.hpd_mass}
+
+
+def journal_path(out: str | os.PathLike) -> Path:
+    """``OUT`` -> its journal, ``OUT.journal.jsonl``."""
+    return Path(f"{out}.journal.jsonl")
+
+
+def _read_journal(path: Path) -> dict:
+    """Journal -> {id: row}; a torn last line (a run killed mid-write) is ignored."""
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[row["id"]] = row
+    return done
+
+
+def _call(job: Callable, item: Item):
+    """Run one job -> ("ok", row) or ("error", kind, message); exceptions stay in the worker."""
+    try:
+        return ("ok", {"id": item.id, **job(item)})
+    except Exception as e:  # noqa: BLE001 - a bad file is counted and reported, the batch goes on
+        return ("error", type(e).__name__, str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
+              progress: bool = True, scheduler: str | None = None) -> BatchReport:
+    """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
+
+    ``workers`` 0 runs inline, N > 0 in a local process pool of N; ``scheduler`` (a dask.distributed address,
+    e.g. tcp://host:8786) runs the jobs on that Dask cluster instead, results journaled as they complete.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: the output must end in .csv or .parquet")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("batch item ids must be unique")
+    jpath = journal_path(out)
+    done = {k: v for k, v in _read_journal(jpath).items() if k in set(ids)}
+    todo = [it for it in items if it.id not in done]
+    rep = BatchReport(len(items), len(done), 0)
+    errors = []
+    bar = tqdm(total=len(todo), desc="recordings", disable=not progress, leave=False)
+    with open(jpath, "a") as journal:
+        from functools import partial
+
+        client = pool = None
+        if scheduler:
+            from distributed import Client, as_completed
+
+            client = Client(scheduler)  # the default client while it runs: as_completed looks it up
+            futs = client.map(partial(_call, job), todo, pure=False)
+            which = {f.key: it for f, it in zip(futs, todo)}
+            pairs = ((which[f.key], res) for f, res in as_completed(futs, with_results=True))
+        elif workers > 0:
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers)
+            pairs = zip(todo, pool.map(partial(_call, job), todo))
+        else:
+            pairs = ((it, _call(job, it)) for it in todo)
+        try:
+            for it, res in pairs:
+                if res[0] == "ok":
+                    journal.write(json.dumps(res[1], default=str) + "\n")
+                    journal.flush()
+                    os.fsync(journal.fileno())  # a finished row survives a kill
+                    done[it.id] = res[1]
+                    rep.n_done += 1
+                else:
+                    rep.errors[res[1]] += 1
+                    errors.append({"id": it.id, "path": it.path, "error": res[1], "message": res[2]})
+                bar.update(1)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            if client is not None:
+                client.close()
+    _write_table(pd.DataFrame([done[i] for i in ids if i in done]), out)
+    epath = Path(f"{out}.errors.csv")
+    if errors:
+        _write_table(pd.DataFrame(errors), epath)
+    elif epath.exists():
+        epath.unlink()
+    return rep
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    """DataFrame -> CSV or Parquet by suffix, atomically."""
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False) if path.suffix.lower() == ".parquet" else df.to_csv(tmp, index=False)

@@ -1,0 +1,36 @@
+"""Chapter 12 (trust: spurious species, credible-region coverage, calibration) in SMALL mode: its numbers are checked."""
+import numpy as np
+import pandas as pd
+
+from nb_chapters import run_chapter
+
+
+def test_12_trust(tmp_path):
+    run_chapter("12_trust", tmp_path)
+    sweep = pd.read_csv(tmp_path / "12_fp_sweep.csv")
+    spiked = sweep[sweep.lists == "spiked"].groupby("fp_rate")["flagged_injected_%"].mean()
+    # eps = 0 can never call a detection spurious; the largest eps flags a share of the injected species
+    assert spiked.loc[0.0] == 0 and spiked.iloc[-1] > 10
+    choice = pd.read_csv(tmp_path / "12_fp_choice.csv")
+    assert set(choice.fold) == {0, 1} and choice.chosen_on_other_fold.isin(sweep.fp_rate).all()
+
+    cov = pd.read_csv(tmp_path / "12_coverage.csv")
+    assert len(cov) == 3 * 2 * 4 and cov[["coverage_raw", "coverage_calibrated"]].stack().between(0, 1).all()
+    for _, g in cov.groupby(["data", "fold"]):  # regions nest: larger levels cover more and are larger
+        assert np.all(np.diff(g.coverage_calibrated) >= 0) and np.all(np.diff(g.median_area_calibrated_km2) > 0)
+    gaps = pd.read_csv(tmp_path / "12_coverage_gaps.csv").set_index(["data", "level"])
+    lists = gaps.loc["XCDC lists"]
+    # multi-species posteriors are overconfident: the temperature chosen on the other fold widens them and
+    # brings the held-out coverage nearer nominal
+    assert (lists.gap_raw < -0.1).all() and (lists.gap_calibrated.abs() < lists.gap_raw.abs()).all()
+    assert (cov[cov.data == "XCDC lists"].temperature > 1).all()
+    assert (tmp_path / "12_reliability.png").stat().st_size > 10_000
+
+    # the package defaults are the ones this chapter chose on iNatSounds lists (their provenance)
+    from soundloc.locate import LocateOptions, TEMPERATURE_LIST
+
+    xt = pd.read_csv(tmp_path / "12_xcdc_cli_temperature.csv")
+    assert xt[xt.chosen_on == "iNatSounds lists"].temperature.iloc[0] == TEMPERATURE_LIST
+    dec = pd.read_csv(tmp_path / "12_decoders.csv")
+    assert dec.groupby("fold").apply(lambda g: g.sort_values("median_km").decoder.iloc[0], include_groups=False).eq(
+        LocateOptions().decoder).all()

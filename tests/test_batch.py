@@ -1,0 +1,143 @@
+"""Batches (soundloc.batch, `soundloc locate DIR|CSV -o`): resume after a kill, errors counted, bad rows named."""
+import json
+
+import pandas as pd
+import pytest
+
+from soundloc import batch as B
+from soundloc.cli import main
+from soundloc.data.validate import DataError
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so the batch cannot count it as a per-file error."""
+
+
+def _job(item):
+    if "bad" in item.path:
+        raise ValueError(f"{item.path}: not audio")
+    return {"path": item.path, "value": len(item.path) ** 2}
+
+
+def _items(n=8, bad=()):
+    return [B.Item(f"r{i}", f"/x/{'bad' if i in bad else 'ok'}{i}.wav") for i in range(n)]
+
+
+def test_a_killed_batch_rerun_gives_the_same_table(tmp_path):
+    items = _items()
+    B.run_batch(items, _job, tmp_path / "full.csv", progress=False)
+    calls = []
+
+    def dies_at_5(item):
+        calls.append(item.id)
+        if len(calls) == 5:
+            raise _Killed()
+        return _job(item)
+
+    with pytest.raises(_Killed):
+        B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
+    assert len(B.journal_path(tmp_path / "part.csv").read_text().splitlines()) == 4  # finished rows kept
+    calls.clear()
+    rep = B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
+    assert calls == ["r4", "r5", "r6", "r7"] and (rep.n_resumed, rep.n_done) == (4, 4)  # the rerun skips finished rows
+    assert (tmp_path / "part.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+
+
+def test_a_torn_journal_line_is_redone(tmp_path):
+    out = tmp_path / "t.csv"
+    B.run_batch(_items(3), _job, out, progress=False)
+    j = B.journal_path(out)
+    lines = j.read_text().splitlines()
+    j.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # killed in the middle of the third write
+    rep = B.run_batch(_items(3), _job, out, progress=False)
+    assert (rep.n_resumed, rep.n_done) == (2, 1) and len(pd.read_csv(out)) == 3
+
+
+def test_errors_are_counted_reported_and_retried(tmp_path):
+    out = tmp_path / "e.parquet"
+    rep = B.run_batch(_items(6, bad={1, 4}), _job, out, progress=False)
+    assert rep.errors == {"ValueError": 2} and rep.n_done == 4 and "2 errors (ValueError x2)" in rep.text()
+    assert pd.read_parquet(out).id.tolist() == ["r0", "r2", "r3", "r5"]
+    err = pd.read_csv(f"{out}.errors.csv")
+    assert err.id.tolist() == ["r1", "r4"] and err.message.str.contains("not audio").all()
+    rep = B.run_batch(_items(6), _job, out, progress=False)  # fixed files: only the failed ones run
+    assert (rep.n_resumed, rep.n_done, sum(rep.errors.values())) == (4, 2, 0)
+    assert pd.read_parquet(out).id.tolist() == [f"r{i}" for i in range(6)]
+
+
+def test_local_process_pool_matches_inline(tmp_path):
+    items = _items(10, bad={3})
+    B.run_batch(items, _job, tmp_path / "a.csv", progress=False)
+    rep = B.run_batch(items, _job, tmp_path / "b.csv", workers=2, progress=False)
+    assert rep.errors == {"ValueError": 1}
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_read_items_names_bad_rows(tmp_path):
+    ok = tmp_path / "ok.csv"
+    ok.write_text("path,date\na.wav,2020-03-15\n/abs/b.wav,\n")
+    items = B.read_items(ok)
+    assert items[0] == B.Item("a.wav", str(tmp_path / "a.wav"), "2020-03-15") and items[1].date is None
+    for text, msg in (("path,date\na.wav,2020-03-15\nb.wav,2020-02-30\n", "row 3: date '2020-02-30' is not YYYY-MM-DD"),
+                      ("path\na.wav\na.wav\n", "row 3: duplicate id 'a.wav'"),
+                      ("path,date\na.wav,\n,2020-01-01\n", "row 3: empty path"),
+                      ("file,date\na.wav,\n", "no 'path' column")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(DataError, match=msg):
+            B.read_items(bad)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("sub/x.mp3", "y.WAV", "notes.txt"):
+        (tmp_path / "d" / name).write_text("")
+    assert [i.id for i in B.read_items(tmp_path / "d")] == ["sub/x.mp3", "y.WAV"]
+
+
+def test_cli_batch_on_a_real_recording_and_a_broken_file(mirror, tmp_path, capsys, one_thread):
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"path,date\n{mirror / 'audio' / 'XC563936_soundscape.mp3'},2020-03-15\n{broken},\n")
+    out = tmp_path / "res.csv"
+    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert "2 recordings: 1 located this run, 0 already done, 1 errors" in capsys.readouterr().err
+    r = pd.read_csv(out)
+    assert len(r) == 1 and r.top_species[0] == "Junco hyemalis" and r.area_km2_90[0] > 0 and r.decoder[0] == "mass_within"
+    assert abs(r.latitude[0] - 47.7) < 5 and pd.isna(r.warnings[0])
+    assert pd.read_csv(f"{out}.errors.csv").path.tolist() == [str(broken)]
+    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert "0 located this run, 1 already done, 1 errors" in capsys.readouterr().err
+    assert main(["locate", str(lst), "--gallery", "land2"]) == 2
+    assert "a folder or CSV is a batch: add -o" in capsys.readouterr().err
+
+
+def test_check_claims_batch_flags_the_false_claim_and_names_bad_rows(mirror, tmp_path, capsys, one_thread):
+    sea = mirror / "audio" / "XC563936_soundscape.mp3"
+    claims = tmp_path / "claims.csv"
+    claims.write_text(f"id,path,lat,lon,date\ntrue,{sea},47.6766,-122.294,2020-03-15\nparis,{sea},48.8566,2.3522,2020-03-15\n")
+    out = tmp_path / "flags.csv"
+    assert main(["check", "--claims", str(claims), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert "2 claims: 2 checked this run" in capsys.readouterr().err
+    f = pd.read_csv(out).set_index("id")
+    assert f.verdict.to_dict() == {"true": "consistent", "paris": "inconsistent"}
+    assert f.flag.to_dict() == {"true": False, "paris": True} and "Junco hyemalis" in f.out_of_range["paris"]
+    for text, msg in (("path,lat,lon\na.wav,95,0\n", "row 2: (95.0, 0.0) is not a latitude"),
+                      ("path,lat,lon,date\na.wav,1,2,2020-01-01\nb.wav,north,2,\n", "row 3: lat/lon ('north', '2') are not numbers"),
+                      ("path,lat,lon,date\na.wav,1,2,2020-01-41\n", "row 2: date '2020-01-41' is not YYYY-MM-DD"),
+                      ("path,lat\na.wav,1\n", "missing column(s) ['lon']")):
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        assert main(["check", "--claims", str(bad), "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("soundloc check: error: ") and msg in err, err
+    assert main(["check", "--claims", str(claims)]) == 2 and "--claims needs -o" in capsys.readouterr().err
+
+
+def test_dask_local_cluster_of_two_workers_gives_the_same_table(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    items = _items(10, bad={2})
+    B.run_batch(items, _job, tmp_path / "a.csv", progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert len(cluster.workers) == 2
+        rep = B.run_batch(items, _job, tmp_path / "b.csv", progress=False, scheduler=cluster.scheduler_address)
+    assert rep.errors == {"ValueError": 1} and rep.n_done == 9
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
