@@ -178,8 +178,10 @@ def test_plot_check_draws_the_reports_own_posterior_and_marks_its_best_point(one
     hpd, pct = claim_credibility(r.posterior, r.points, 40.0, -80.0, r.areas)
     assert (hpd[0], pct[0]) == pytest.approx((r.hpd_mass, r.percentile))
     ax = plot_check(r)
-    sc = ax.collections[-1]
-    drawn = sc.get_offsets()[np.argmax(sc.get_array())]  # (lon, lat) of the drawn maximum
+    sc = ax.collections[-1]  # grid cells as polygons (regular galleries) or points
+    top = int(np.argmax(sc.get_array()))
+    paths = sc.get_paths()
+    drawn = paths[top].vertices[:4].mean(0) if len(paths) > 1 else sc.get_offsets()[top]  # (lon, lat) of the maximum
     marked = next(l for l in ax.lines if l.get_label() == "prediction").get_xydata()[0]
     assert tuple(drawn) == tuple(marked) == (r.best[1], r.best[0])
     assert tuple(r.points[np.argmax(r.density)]) == tuple(r.best)
