@@ -112,6 +112,9 @@ def repair_native(python: str) -> int:
         print(f"install: FAILED: {p['dist']} {p['version']} (import {p['module']}): {p['detail']}; fix: install a "
               f"wheel of {p['dist']} that bundles its native library (pip install --force-reinstall --no-deps "
               f"--only-binary=:all: {p['dist']}=={p['version']}), or report the package", file=sys.stderr)
+    if not problems:
+        print(f"install: every native library of soundloc's dependencies loads from {Path(python).parent.parent} "
+              "(tools/native_check.py)", flush=True)
     return 1 if problems else 0
 
 
