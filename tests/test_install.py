@@ -11,11 +11,16 @@ import pytest
 from soundloc.paths import repo_root
 
 
-def _install_module():
-    spec = importlib.util.spec_from_file_location("soundloc_install_tool", repo_root() / "tools" / "install.py")
+def _tool(name: str):
+    """tools/NAME.py as a module (the tools are scripts, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"soundloc_tool_{name}", repo_root() / "tools" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _install_module():
+    return _tool("install")
 
 
 def test_pip_environment_settings_become_uv_options(monkeypatch, tmp_path):
@@ -52,13 +57,6 @@ def test_config_file_settings_and_environment_override(monkeypatch, tmp_path):
     assert args[args.index("--index-url") + 1] == "http://env.example/simple"
 
 
-def _native_check_module():
-    spec = importlib.util.spec_from_file_location("soundloc_native_check", repo_root() / "tools" / "native_check.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_pip_constraint_file_reaches_uv(monkeypatch, tmp_path):
     inst = _install_module()
     conf = tmp_path / "pip.conf"
@@ -91,7 +89,7 @@ def test_every_native_library_comes_from_the_venv():
 
 
 def test_native_check_classifies_libraries():
-    nc = _native_check_module()
+    nc = _tool("native_check")
     venv = "/opt/venv/"
     assert nc.allowed_outside("/opt/venv/lib/python3.11/site-packages/torch/lib/libtorch_cpu.so", venv)
     assert nc.allowed_outside("/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30", venv)  # manylinux policy
@@ -102,7 +100,7 @@ def test_native_check_classifies_libraries():
 
 def test_native_check_blames_the_package_that_raised():
     """An import that fails inside another package's code (geoclip importing a broken soundfile) is that package's."""
-    nc = _native_check_module()
+    nc = _tool("native_check")
     dists = nc.closure()
     names = {d.metadata["Name"].lower() for d in dists}
     assert {"soundfile", "torch", "soxr", "ai-edge-litert"} <= names
