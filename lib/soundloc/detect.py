@@ -129,6 +129,7 @@ class BirdNETDetector:
         self.species = read_birdnet_labels(self.labels_path)
         self.common = read_birdnet_common_names(self.labels_path)
         threads = num_threads or int(os.environ.get("SOUNDLOC_TORCH_THREADS", 0)) or len(os.sched_getaffinity(0))
+        self.threads = threads
         self._it = Interpreter(model_path=str(self.model_path), num_threads=threads)
         self._in = self._it.get_input_details()[0]["index"]
         self._out = self._it.get_output_details()[0]["index"]
