@@ -180,6 +180,11 @@ xt = pd.concat([regions.coverage_table(loc.points, P, x.lat, x.lon).assign(slope
                (b_lists if on == "iNatSounds lists" else TEMPERATURE_SLOPE), chosen_on=on) for on, P in P_x.items()])
 ch.table(xt, "xcdc_cli_temperature", f"XCDC lists (real): coverage with T(k) = T1 + b log k, b chosen on iNatSounds lists, {GALLERY}",
          floatfmt=".3f")
+
+# %% [markdown]
+# All held-out coverages in one table: the XCDC rows with the command line's T(k) join as fold -1.
+
+# %%
 transfer = regions.mass_above_truth(loc.points, P_x["iNatSounds lists"], x.lat, x.lon)
 rel["XCDC lists, T(k) from iNatSounds"] = (rel["XCDC lists"][0], calibration.reliability(transfer))
 raw_x = xt[xt.chosen_on == "none (raw)"].set_index("level")
