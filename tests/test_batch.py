@@ -141,3 +141,40 @@ def test_dask_local_cluster_of_two_workers_gives_the_same_table(tmp_path):
         rep = B.run_batch(items, _job, tmp_path / "b.csv", progress=False, scheduler=cluster.scheduler_address)
     assert rep.errors == {"ValueError": 1} and rep.n_done == 9
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+class _ChunkJob:
+    """A job with shared per-chunk work (as LocateJob scores BirdNET windows of several files together)."""
+
+    chunk = 3
+
+    def __init__(self, fail_prepare=False, die_at=None):
+        self.prepared, self.fail_prepare, self.die_at = [], fail_prepare, die_at
+
+    def prepare(self, items):
+        self.prepared.append([it.id for it in items])
+        if self.fail_prepare:
+            raise RuntimeError("shared work failed")
+
+    def __call__(self, item):
+        if item.id == self.die_at:
+            raise _Killed
+        return _job(item)
+
+
+def test_a_job_with_prepare_gets_chunks_and_the_same_table(tmp_path):
+    items = _items(8, bad={4})
+    B.run_batch(items, _job, tmp_path / "a.csv", progress=False)
+    job = _ChunkJob()
+    rep = B.run_batch(items, job, tmp_path / "b.csv", progress=False)
+    assert job.prepared == [["r0", "r1", "r2"], ["r3", "r4", "r5"], ["r6", "r7"]] and rep.errors == {"ValueError": 1}
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    # a failing prepare leaves every item to its own call; process workers give the same table
+    B.run_batch(items, _ChunkJob(fail_prepare=True), tmp_path / "c.csv", progress=False)
+    B.run_batch(items, _ChunkJob(), tmp_path / "d.csv", workers=2, progress=False)
+    for x in "cd":
+        assert (tmp_path / "a.csv").read_bytes() == (tmp_path / f"{x}.csv").read_bytes()
+    # inline, each row is journaled as soon as it is done: a kill inside a chunk keeps the chunk's finished rows
+    with pytest.raises(_Killed):
+        B.run_batch(_items(8), _ChunkJob(die_at="r5"), tmp_path / "e.csv", progress=False)
+    assert len(B.journal_path(tmp_path / "e.csv").read_text().splitlines()) == 5

@@ -3,6 +3,7 @@ import sys
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -137,3 +138,26 @@ def test_bad_files_raise_audio_error(tmp_path, kind, reason):
 def test_bad_overlap():
     with pytest.raises(ValueError, match="overlap"):
         split_windows(np.zeros(SR * 4, np.float32), overlap=3.0)
+
+
+def test_windows_of_several_files_scored_together_equal_the_per_file_path(mirror, tmp_path):
+    """prefetch scores the windows of many files in one pass (batches span files): detections identical to
+    scoring each file alone, a bad file keeps its own error, and a prefetched file is served once."""
+    files = sorted((mirror / "audio" / "jura_2019-05-22").glob("*.wav"))[:5] + [mirror / SEATTLE]
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    alone = BirdNETDetector(cache=False, batch=4)
+    one = [alone.detect(f) for f in files]
+    together = BirdNETDetector(cache=False, batch=32)
+    together.prefetch([files[0], bad, *files[1:]])
+    assert len(together._ready) == len(files) + 1
+    for f, a in zip(files, one):
+        b = together.detect(f)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-5)
+        np.testing.assert_array_equal(b.start, a.start)
+        pd.testing.assert_frame_equal(b.table(0.1), a.table(0.1), atol=1e-5)
+        pd.testing.assert_frame_equal(b.summary(0.1), a.summary(0.1), atol=1e-5)
+    with pytest.raises(AudioError) as e:
+        together.detect(bad)
+    assert e.value.reason == "unreadable"
+    assert together._ready == {}  # each served once: a later detect scores the file afresh

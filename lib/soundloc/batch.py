@@ -140,12 +140,38 @@ def _call(job: Callable, item: Item):
         return ("error", type(e).__name__, str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
+def _prepare(job: Callable, items: Sequence[Item]) -> None:
+    """``job.prepare(items)`` when the job has one (shared work, e.g. BirdNET windows of several files scored
+    together); a failing prepare leaves each item to fail or succeed on its own call."""
+    if hasattr(job, "prepare"):
+        try:
+            job.prepare(items)
+        except Exception:  # noqa: BLE001 - the per-item calls report their own errors
+            pass
+
+
+def _call_chunk(job: Callable, items: Sequence[Item]) -> list:
+    """A chunk of items -> one :func:`_call` result each, after one ``prepare`` (for workers)."""
+    _prepare(job, items)
+    return [_call(job, it) for it in items]
+
+
+def _inline(job: Callable, chunks: Sequence[Sequence[Item]]):
+    """Chunks -> (item, result) pairs, each yielded (and so journaled) as soon as it is done."""
+    for c in chunks:
+        _prepare(job, c)
+        for it in c:
+            yield it, _call(job, it)
+
+
 def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
               progress: bool = True, scheduler: str | None = None) -> BatchReport:
     """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
 
     ``workers`` 0 runs inline, N > 0 in a local process pool of N; ``scheduler`` (a dask.distributed address,
     e.g. tcp://host:8786) runs the jobs on that Dask cluster instead, results journaled as they complete.
+    A job with a ``prepare(items)`` method and a ``chunk`` size gets its items in chunks: ``prepare`` once per
+    chunk, then the job per item (with workers, rows are journaled as their chunk completes).
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -163,20 +189,22 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
         from functools import partial
 
         client = pool = None
+        size = max(1, int(getattr(job, "chunk", 1))) if hasattr(job, "prepare") else 1
+        chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         if scheduler:
             from distributed import Client, as_completed
 
             client = Client(scheduler)  # the default client while it runs: as_completed looks it up
-            futs = client.map(partial(_call, job), todo, pure=False)
-            which = {f.key: it for f, it in zip(futs, todo)}
-            pairs = ((which[f.key], res) for f, res in as_completed(futs, with_results=True))
+            futs = client.map(partial(_call_chunk, job), chunks, pure=False)
+            which = {f.key: c for f, c in zip(futs, chunks)}
+            pairs = (p for f, res in as_completed(futs, with_results=True) for p in zip(which[f.key], res))
         elif workers > 0:
             from concurrent.futures import ProcessPoolExecutor
 
             pool = ProcessPoolExecutor(workers)
-            pairs = zip(todo, pool.map(partial(_call, job), todo))
+            pairs = (p for c, res in zip(chunks, pool.map(partial(_call_chunk, job), chunks)) for p in zip(c, res))
         else:
-            pairs = ((it, _call(job, it)) for it in todo)
+            pairs = _inline(job, chunks)
         try:
             for it, res in pairs:
                 if res[0] == "ok":

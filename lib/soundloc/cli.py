@@ -232,10 +232,8 @@ def _cmd_locate(args) -> int:
 
 def _locate_batch(args, opts) -> int:
     """Folder(s), CSV(s) path[,date][,id] or files -> one row per recording in args.output (resumable)."""
-    from functools import partial
-
     from .batch import Item, read_items, run_batch
-    from .locate import locate_row
+    from .locate import LocateJob
 
     items = []
     for p in args.audio:
@@ -245,7 +243,7 @@ def _locate_batch(args, opts) -> int:
             items.append(Item(Path(p).name, str(_existing(p)), args.date))
     if args.date:
         items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
-    rep = run_batch(items, partial(locate_row, opts=opts, method=args.method, level=args.level), args.output,
+    rep = run_batch(items, LocateJob(opts, args.method, args.level), args.output,
                     workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)

