@@ -82,8 +82,6 @@ def test_provenance_needs_a_citation_and_an_existing_table(tmp_path):
         unbacked_numbers("<!-- tables: 09_missing -->\n988 km\n", _tables(tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason="the README's results section does not follow the provenance convention yet "
-                   "(soundloc.provenance); the lead removes this marker when rewriting it")
 def test_readme_results_come_from_the_tables_they_cite():
     first, text = section(README.read_text(), RESULTS)
     bad = unbacked_numbers(text, ROOT / "figures", first)
