@@ -109,3 +109,18 @@ def test_native_check_blames_the_package_that_raised():
     with pytest.raises(OSError) as info:
         exec(code, {})
     assert nc._raised_by(info.value, dists) is sf
+
+
+def test_native_check_blames_the_package_whose_import_maps_a_library():
+    """A library mapped while importing geoclip (which pulls in soundfile) is soundfile's to ship."""
+    import soundfile
+
+    nc = _tool("native_check")
+    dists = nc.closure()
+    lib = os.path.realpath(soundfile._snd._name) if hasattr(soundfile._snd, "_name") else None
+    if lib is None:  # cffi keeps no path: find it in this process's maps
+        lib = next(os.path.realpath(l.split()[-1]) for l in open("/proc/self/maps") if "libsndfile" in l)
+    blamed = nc._blame_system([lib], ["geoclip", "soundfile"], dists)
+    assert blamed is not None and blamed.metadata["Name"].lower() == "soundfile"
+    names = [d.metadata["Name"].lower() for d in dists]
+    assert names.index("numpy") < names.index("soundfile")  # requirements come before their dependants

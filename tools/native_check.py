@@ -66,24 +66,33 @@ def _requirement_names(dist: md.Distribution, extras: set[str]) -> list[str]:
 
 
 def closure(root: str = "soundloc", extras: tuple[str, ...] = ("dev",)) -> list[md.Distribution]:
-    """The installed distributions ``root`` needs, itself excluded, each once."""
+    """The installed distributions ``root`` needs, itself excluded, each once, every one after its own requirements.
+
+    Dependencies come first so that a library is credited to the package that ships (or should ship) it: with
+    geoclip checked before soundfile, importing geoclip would map a system libsndfile and blame geoclip.
+    """
     def key(name):
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    seen, todo, out = set(), [(root, set(extras))], []
-    while todo:
-        name, ex = todo.pop()
-        if key(name) in seen:
-            continue
-        seen.add(key(name))
+    state, out = {}, []
+
+    def visit(name: str, ex: set[str]) -> None:  # depth-first, post-order: requirements before their dependants
+        k = key(name)
+        if k in state:
+            return
+        state[k] = "open"
         try:
             dist = md.distribution(name)
         except md.PackageNotFoundError:
-            continue  # a requirement for another platform or an extra nobody installed
-        if key(name) != key(root):
+            return  # a requirement for another platform or an extra nobody installed
+        for req in sorted(_requirement_names(dist, ex), key=key):
+            visit(req, set())
+        if k != key(root):
             out.append(dist)
-        todo += [(n, set()) for n in _requirement_names(dist, ex)]
-    return sorted(out, key=lambda d: key(d.metadata["Name"]))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    visit(root, set(extras))
+    return out
 
 
 def top_modules(dist: md.Distribution) -> list[str]:
@@ -119,6 +128,28 @@ def _raised_by(exc: BaseException, dists: list[md.Distribution]) -> md.Distribut
     return None
 
 
+def _blame_system(libs: list[str], modules: list[str], dists: list[md.Distribution]) -> md.Distribution | None:
+    """The distribution among ``dists`` one of whose ``modules``, imported alone in a fresh interpreter, maps one
+    of ``libs`` while mapping the fewest shared objects in all (the most specific importer); None if none does."""
+    import subprocess
+
+    owner = {}
+    for d in dists:
+        for m in top_modules(d):
+            owner.setdefault(m, d)
+    probe = ("import importlib, sys\nimportlib.import_module(sys.argv[1])\n"
+             "print('\\n'.join(sorted({l.split()[-1] for l in open('/proc/self/maps') if '.so' in l.split()[-1]})))")
+    best = None
+    for m in modules:
+        if m not in owner:
+            continue
+        out = subprocess.run([sys.executable, "-c", probe, m], capture_output=True, text=True, timeout=120, check=False)
+        maps = {os.path.realpath(x) for x in out.stdout.split()}
+        if out.returncode == 0 and maps & set(libs) and (best is None or len(maps) < best[0]):
+            best = (len(maps), owner[m])
+    return best[1] if best else None
+
+
 def allowed_outside(path: str, prefix: str) -> bool:
     """Whether a library mapped from outside the venv is acceptable."""
     name = Path(path).name
@@ -142,7 +173,7 @@ def check() -> list[dict]:
     for dist in dists:
         name, version = dist.metadata["Name"], dist.version
         for mod in top_modules(dist):
-            before = _mapped()
+            before, before_mods = _mapped(), set(sys.modules)
             try:
                 importlib.import_module(mod)
             except Exception as e:  # noqa: BLE001 - any import error is inspected, not raised
@@ -155,7 +186,12 @@ def check() -> list[dict]:
             new = _mapped() - before - interpreter
             outside = sorted(p for p in new if not allowed_outside(p, prefix))
             if outside:
-                problems.append({"dist": name, "version": version, "module": mod, "kind": "system",
+                # The import may have pulled in another package that maps the library (geoclip -> soundfile):
+                # blame the one whose own import maps it with the fewest other libraries.
+                pulled = {m.partition(".")[0] for m in set(sys.modules) - before_mods} - {mod}
+                culprit = _blame_system(outside, sorted(pulled), dists) or dist
+                problems.append({"dist": culprit.metadata["Name"], "version": culprit.version, "module": mod,
+                                 "kind": "system",
                                  "detail": "loads " + ", ".join(outside) + f", not a library inside {sys.prefix}"})
     return problems
 
