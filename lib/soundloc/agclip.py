@@ -834,7 +834,7 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
 
     With ``cfg.train.freeze_encoder`` (SMALL) the heads train on the backbone's cached window
     embeddings ``emb``: {"train"|"val"|"test": ((W, D) embeddings, (N+1,) offsets)}
-    (:func:`soundloc.pipeline.split_embeddings`); otherwise every model fine-tunes its own copy of
+    (:func:`soundloc.zoo.split_embeddings`); otherwise every model fine-tunes its own copy of
     the encoder end to end (the paper's A.5) and its splits are embedded with it once. ``species_probs``: {"val"|"test": (N, S) species
     probabilities of the backbone's classifier}, needed for the fusion with species ranges. Free
     parameters (fusion weight) are chosen on the validation split; everything is reported on test.
@@ -843,7 +843,8 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
     from .location import embed_locations, gallery_embeddings
     from .metrics import summary_row
     from .models import AudioEncoder, EncoderConfig, GeoModel
-    from .pipeline import torch_threads, train_or_load
+    from .devices import torch_threads
+    from .zoo import train_or_load
     from .train import RecordingSet
 
     res = AGCLIPResult()
@@ -908,7 +909,7 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
             return emb[split]
         key = (id(head), split)
         if key not in own_emb:  # fine-tuned encoder: embed the split's windows with it, once
-            from .pipeline import window_embeddings
+            from .zoo import window_embeddings
 
             df = sim.splits[split]
             recs = RecordingSet(sim.caches[split], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
@@ -1136,11 +1137,12 @@ def _calibration(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig,
 def hierarchical_baseline(sim, backbone, base_cfg, emb: dict, split: str = "test", progress: bool = True) -> np.ndarray:
     """(N,) km errors of chapter 01's "Classification hierarchical 0-1-2" on ``split`` (heads loaded from the zoo).
 
-    ``base_cfg``: the :class:`soundloc.pipeline.BaselineConfig` chapter 01 used (same zoo keys, so
+    ``base_cfg``: the :class:`soundloc.table1.BaselineConfig` chapter 01 used (same zoo keys, so
     the heads are loaded, not retrained); ``emb``: the backbone's window embeddings per split.
     """
     from .models import hierarchical_decode
-    from .pipeline import head_scores, train_geo_models
+    from .table1 import train_geo_models
+    from .zoo import head_scores
 
     geo = train_geo_models(sim, backbone, base_cfg, progress, {k: emb[k] for k in ("train", "val")})
     scores = [head_scores(geo[f"res{r}"].model.head, *emb[split]) for r in (0, 1, 2)]
@@ -1158,7 +1160,8 @@ def hierarchical_gallery_log_posterior(sim, backbone, base_cfg, emb: dict, point
     (``decode_log_posterior``) with the same location prior over the same gallery.
     """
     from .models import hierarchical_log_posterior
-    from .pipeline import head_scores, train_geo_models
+    from .table1 import train_geo_models
+    from .zoo import head_scores
 
     geo = train_geo_models(sim, backbone, base_cfg, progress, {k: emb[k] for k in ("train", "val")})
     scores = [head_scores(geo[f"res{r}"].model.head, *emb[split]) for r in (0, 1, 2)]
@@ -1192,7 +1195,7 @@ def main_entry(res: AGCLIPResult):
 
 def split_recording_features(res: AGCLIPResult, sim, split: str) -> torch.Tensor:
     """(R, E) main-model recording features of a SimSounds split (its encoder's window embeddings, cached)."""
-    from .pipeline import split_embeddings
+    from .zoo import split_embeddings
 
     entry = main_entry(res)
     return split_features(entry.model.head, split_embeddings(entry, sim, split, progress=False))

@@ -130,7 +130,7 @@ def pool_recordings(acts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- describing atoms
 def window_peak_hz(images, spec_cfg) -> np.ndarray:
     """Spectrogram images (list of (128, T) uint8) -> (W,) peak frequency (Hz) of every evaluation window, in
-    the windows' order (the same windows as :func:`soundloc.pipeline.window_embeddings`): the mel band whose
+    the windows' order (the same windows as :func:`soundloc.zoo.window_embeddings`): the mel band whose
     level stands highest, on average over the window's frames, above that band's median over the whole
     recording (its noise floor: broadband noise alone would favour the wide high-frequency bands), at its centre."""
     from . import spectrogram as spec
@@ -203,7 +203,7 @@ def h3_head_errors(train_X, train_ll: np.ndarray, test_X, test_ll: np.ndarray, r
 def atom_spectrograms(acts: torch.Tensor, offsets: torch.Tensor, images, spec_cfg, which, top: int = 10) -> np.ndarray:
     """Mean spectrogram window of each atom's ``top`` most activating windows -> (len(which), 128, 512) float.
 
-    ``acts`` (W, M) window activations in the order of :func:`soundloc.pipeline.window_embeddings` (recording
+    ``acts`` (W, M) window activations in the order of :func:`soundloc.zoo.window_embeddings` (recording
     r owns rows offsets[r]:offsets[r+1]), ``images`` the recordings' (128, T) uint8 spectrograms."""
     from . import spectrogram as spec
 

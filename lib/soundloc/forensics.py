@@ -207,7 +207,7 @@ def classifier_scores(model, waves, spec_cfg, batch_size: int = 256) -> tuple[np
     import torch
 
     from . import spectrogram as spec
-    from .pipeline import torch_threads
+    from .devices import torch_threads
 
     net = getattr(model, "module", model)
     dev = next(net.parameters()).device
