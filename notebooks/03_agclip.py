@@ -151,7 +151,7 @@ H_ROWS = {}
 for ag_name, (dec, pr) in SETTINGS.items():
     h_name = ag_name.replace("AG-CLIP", f"Hierarchical on the {run_cfg.gallery} gallery")
     idx = agclip.decode_log_posterior(lp_h + lprior if pr else lp_h, gpts, dec, run_cfg.radius_km)
-    main_errors[h_name], H_ROWS[ag_name] = agclip._km(gpts[idx], sim.latlon("test")), h_name
+    main_errors[h_name], H_ROWS[ag_name] = agclip.km_errors(gpts[idx], sim.latlon("test")), h_name
 t1 = report.simulated_beside_paper(summary_table(main_errors, ci=True, seed=SEED), paper.TABLE1,
                                      {HIER: HIER, ARGMAX: "AG-CLIP"}, suffix=S)
 ch.table(t1, P + "table1", f"AG-CLIP vs the hierarchical classifier on the {NAME} test split, {SIM}, 95 % bootstrap CIs; "

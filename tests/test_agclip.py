@@ -30,7 +30,7 @@ def test_loss_falls_on_a_small_synthetic_set(encoder):
     z, ll, cls = _synthetic()
     head = AGCLIPHead(AGCLIPConfig(in_dim=z.shape[1], n_species=5, location_encoder=encoder, loc_hidden=64))
     # fake frozen "GeoCLIP" embeddings: a fixed random map of xyz (enough to test the loss plumbing)
-    emb = torch.nn.functional.normalize(torch.as_tensor(agclip._xyz(torch.as_tensor(ll)).float())
+    emb = torch.nn.functional.normalize(torch.as_tensor(agclip.model._xyz(torch.as_tensor(ll)).float())
                                         @ torch.randn(3, 512), dim=1) if encoder == "geoclip" else None
     chk = torch.nn.functional.one_hot(cls, 5).float()
     t = head.make_targets(ll, emb, chk)
