@@ -231,7 +231,7 @@ methods = {
 }
 # chapter 03's AG-CLIP (zoo) over the training locations, with its location prior (weight chosen on validation)
 ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SIM_SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, backbone, emb, ag_cfg, progress=False, what=())
+ag = agclip.main_model(sim, backbone, emb, ag_cfg, progress=False)
 ag_pts = sim.latlon("train")
 methods["AG-CLIP"] = agg.PosteriorSource.from_matrix(agclip.gallery_posterior(
     agclip.main_entry(ag).model.head, agclip.split_recording_features(ag, sim, "test"), ag_pts, ag.prior_weight, ag_pts),

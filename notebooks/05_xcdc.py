@@ -304,8 +304,8 @@ chorus = table1.baseline_errors(sim, cfg, seed=SEED, split="chorus", progress=Fa
 print(*chorus.notes, sep="\n")
 # chapter 03's AG-CLIP (zoo), averaged windows, over the training locations and over the chorus locations
 ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, chorus.models["backbone"], {s: zoo.split_embeddings(chorus.models["backbone"], sim, s,
-                       progress=False) for s in ("train", "val", "test")}, ag_cfg, progress=False, what=())
+ag = agclip.main_model(sim, chorus.models["backbone"], {s: zoo.split_embeddings(chorus.models["backbone"], sim, s,
+                       progress=False) for s in ("train", "val", "test")}, ag_cfg, progress=False)
 q = agclip.split_recording_features(ag, sim, "chorus")
 for name, pts in (("AG-CLIP", sim.latlon("train")), ("AG-CLIP (chorus-locations gallery)", sim.latlon("chorus"))):
     post = agclip.gallery_posterior(agclip.main_entry(ag).model.head, q, pts, ag.prior_weight, sim.latlon("train"))

@@ -80,7 +80,7 @@ base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.Baseli
 backbone = table1.train_backbone(sim, base_cfg, progress=False)
 emb = {s: zoo.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")}
 run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-res = agclip.run_agclip(sim, backbone, emb, run_cfg, progress=False, what=())
+res = agclip.main_model(sim, backbone, emb, run_cfg, progress=False)
 head = res.models[f"agclip (seed {run_cfg.train.seed})"].model.head
 feats = agclip.pool_windows(agclip.window_features(head, emb["test"][0]), emb["test"][1])  # test recordings only
 labels = sim.species_index("test")

@@ -94,7 +94,7 @@ reg = reg_head.predict_from_scores(zoo.head_scores(reg_head, *emb["test"])).nump
 errors = {"Regression (Haversine)": haversine(*reg.T, *ll["test"].T),
           "Classification hierarchical 0-1-2": agclip.hierarchical_baseline(sim, backbone, base_cfg, emb)}
 run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, backbone, emb, run_cfg, what=())
+ag = agclip.main_model(sim, backbone, emb, run_cfg)
 errors.update({k: v for k, v in ag.main.items() if "location prior" in k})
 print(*ag.notes, sep="\n")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from soundloc import agclip
-from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead
 from soundloc.geo import haversine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 intra-op threads on 2 shared busy cores are much slower
@@ -355,7 +355,7 @@ def test_gallery_embeddings_are_cached_in_parts(tmp_path, monkeypatch):
 def test_mask_dropout_is_dropout():
     """MaskDropout: zero with probability p, the rest scaled by 1 / (1 - p), gradients through the same mask;
     identity in eval mode and at p = 0; the SMALL head uses it."""
-    from soundloc.agclip import MaskDropout
+    from soundloc.agclip.model import MaskDropout
 
     torch.manual_seed(0)
     d = MaskDropout(0.3).train()

@@ -6,7 +6,7 @@
 - :mod:`.pooling` -- window features pooled per recording (average, max, k-means, transformer pooler).
 - :mod:`.galleries` -- Table A1's galleries, cell areas, grid rows, a vMF location prior.
 - :mod:`.fusion` -- product of experts with the species-range posterior, credible sets (calibration).
-- :mod:`.experiment` -- chapter 03's experiment (:func:`run_agclip`) and chapter 01's classifier decoded alike.
+- :mod:`.experiment` -- chapter 03's experiment (:func:`run_agclip`, one function per table; :func:`main_model` for later chapters) and chapter 01's classifier decoded alike.
 - :mod:`.locate_methods` -- ``soundloc locate --method agclip|fused`` (registered on import of this package).
 
 The names below are re-exported so ``from soundloc import agclip; agclip.decode(...)`` keeps working.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import locate_methods  # noqa: F401  (registers the "agclip" and "fused" locate methods)
 from .experiment import (DECODER_NAMES, AGCLIPResult, AGCLIPRunConfig, checklist_targets, hierarchical_baseline,
-                         hierarchical_gallery_log_posterior, km_errors, main_entry, run_agclip,
+                         hierarchical_gallery_log_posterior, km_errors, main_entry, main_model, run_agclip,
                          split_recording_features)
 from .fusion import credible_sets, fuse
 from .galleries import (GALLERIES, GALLERY_ROWS, GRID_STEP, PAPER_GALLERY, SUBGRID_OF, build_gallery,
@@ -36,7 +36,7 @@ __all__ = [
     "GALLERIES", "build_gallery", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",
     "GALLERY_ROWS", "PAPER_GALLERY", "gallery_posterior", "vmf_log_prior",
     "fuse", "credible_sets",
-    "AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "run_agclip",
+    "AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "run_agclip", "main_model",
     "hierarchical_baseline",
     "hierarchical_gallery_log_posterior", "main_entry", "split_recording_features",
     "recording_features", "agclip_logits",

@@ -33,8 +33,10 @@ from .model import LOCATION_ENCODERS, AGCLIPConfig, AGCLIPHead, load_location_en
 from .pooling import POOLINGS, TransformerPooler, pool_windows, split_features, train_pooler, window_features
 from .retrieval import DECODERS, decode, log_posterior
 
-__all__ = ["AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "run_agclip",
-           "hierarchical_baseline", "hierarchical_gallery_log_posterior", "main_entry", "split_recording_features"]
+__all__ = ["AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "STEPS",
+           "AGCLIPContext", "make_context", "main_rows", "encoder_rows", "checklist_rows", "pooling_rows",
+           "gallery_rows", "fusion_rows", "calibration_rows", "run_agclip", "main_model", "hierarchical_baseline",
+           "hierarchical_gallery_log_posterior", "main_entry", "split_recording_features"]
 
 
 @dataclass(frozen=True)
@@ -130,23 +132,37 @@ def km_errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
 DECODER_NAMES = {"argmax": "argmax retrieval", "mass_within": "posterior mass within {r:g} km"}
 
 
-def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = True,
-               species_probs: dict | None = None,
-               what: Sequence[str] = ("encoders", "checklist", "pooling", "galleries", "fusion", "calibration")
-               ) -> AGCLIPResult:
-    """Train (or load from the zoo) AG-CLIP models starting from ``backbone``'s encoder; evaluate on test.
+@dataclass
+class AGCLIPContext:
+    """What the steps of :func:`run_agclip` share: inputs, targets and the caches they fill as they go."""
 
-    With ``cfg.train.freeze_encoder`` (SMALL) the heads train on the backbone's cached window
-    embeddings ``emb``: {"train"|"val"|"test": ((W, D) embeddings, (N+1,) offsets)}
-    (:func:`soundloc.zoo.split_embeddings`); otherwise every model fine-tunes its own copy of
-    the encoder end to end (the paper's A.5) and its splits are embedded with it once. ``species_probs``: {"val"|"test": (N, S) species
-    probabilities of the backbone's classifier}, needed for the fusion with species ranges. Free
-    parameters (fusion weight) are chosen on the validation split; everything is reported on test.
-    """
+    sim: object                                   # SimData of the run
+    cfg: AGCLIPRunConfig
+    emb: dict                                     # backbone window embeddings {"train"|"val"|"test": (emb, offsets)}
+    enc_cfg: EncoderConfig                        # the backbone's encoder, copied into every head's model
+    enc_state: dict
+    geo: torch.nn.Module                          # GeoCLIP's frozen location encoder
+    ll: dict[str, np.ndarray]                     # split -> (N, 2) true lat/lon
+    geo_emb: dict[str, torch.Tensor]              # split -> (N, 512) GeoCLIP embeddings of the true locations
+    chk: dict[str, torch.Tensor]                  # split -> (N, S) checklists (species of some training checklist)
+    res: AGCLIPResult
+    progress: bool = True
+    beta: float = 0.0                             # weight of the location prior in locate_split (0: none)
+    galleries: dict = field(default_factory=dict)   # GeoCLIP gallery name -> (points, embeddings)
+    encoders: dict = field(default_factory=dict)    # id(head) -> its model's audio encoder
+    own_emb: dict = field(default_factory=dict)     # (id(head), split) -> window embeddings of a fine-tuned encoder
+    log_priors: dict = field(default_factory=dict)  # gallery name -> (N,) log vMF density of the training locations
+
+    @property
+    def frozen(self) -> bool:
+        """True: heads train on the backbone's cached embeddings; False: each fine-tunes its own encoder (paper, GPU)."""
+        return self.cfg.train.freeze_encoder
+
+
+def make_context(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = True) -> AGCLIPContext:
+    """Targets of every split (true locations, their GeoCLIP embeddings, range-model checklists) -> the context."""
     res = AGCLIPResult()
     t0 = time.time()
-    enc_cfg = backbone.model.encoder.cfg
-    enc_state = backbone.model.encoder.state_dict()
     geo = load_location_encoder()
     ll = {s: sim.latlon(s) for s in ("train", "val", "test")}
     geo_emb = {s: embed_locations(geo, ll[s]) for s in ll}
@@ -158,167 +174,220 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
                      f"species present in some training checklist (the decoder's outputs); "
                      f"{float(chk['train'].float().sum(1).mean()):.0f} species per training checklist on average")
     res.seconds["targets"] = time.time() - t0
-    gal_cache: dict[str, tuple[np.ndarray, torch.Tensor]] = {}
+    return AGCLIPContext(sim, cfg, emb, backbone.model.encoder.cfg, backbone.model.encoder.state_dict(), geo, ll,
+                         geo_emb, chk, res, progress)
 
-    def geoclip_gallery(name):
-        if name not in gal_cache:
-            pts = build_gallery(name, ll["train"], ll["val"], cfg.neighbour_res)
-            parent, step = SUBGRID_OF.get(name, (None, None))
-            if parent in cfg.galleries:  # rows of a grid this run embeds anyway: slice, do not embed again
-                gal_cache[name] = (pts, geoclip_gallery(parent)[1][grid_rows(pts, step)])
+
+def geoclip_gallery(ctx: AGCLIPContext, name: str) -> tuple[np.ndarray, torch.Tensor]:
+    """Named gallery -> (N, 2) points, (N, 512) GeoCLIP embeddings (cached; a sub-grid is sliced from its grid)."""
+    if name not in ctx.galleries:
+        pts = build_gallery(name, ctx.ll["train"], ctx.ll["val"], ctx.cfg.neighbour_res)
+        parent, step = SUBGRID_OF.get(name, (None, None))
+        if parent in ctx.cfg.galleries:  # rows of a grid this run embeds anyway: slice, do not embed again
+            ctx.galleries[name] = (pts, geoclip_gallery(ctx, parent)[1][grid_rows(pts, step)])
+        else:
+            tag = name if name in ("uniform1", "uniform0.5", "land1") else f"sim-{name}"
+            ctx.galleries[name] = (pts, gallery_embeddings(pts, tag, encoder=ctx.geo))
+    return ctx.galleries[name]
+
+
+def gallery_for(ctx: AGCLIPContext, head: AGCLIPHead, name: str) -> tuple[np.ndarray, torch.Tensor]:
+    """A gallery embedded by ``head``'s location encoder (GeoCLIP's, cached, or the head's learnable one)."""
+    if head.loc_enc is None:
+        return geoclip_gallery(ctx, name)
+    pts = build_gallery(name, ctx.ll["train"], ctx.ll["val"], ctx.cfg.neighbour_res)
+    return pts, head.gallery_embeddings(pts)
+
+
+def train_head(ctx: AGCLIPContext, name: str, hcfg: AGCLIPConfig, seed: int) -> AGCLIPHead:
+    """Train (or load from the zoo) one AG-CLIP model on the backbone's encoder -> its head (model in ``res.models``)."""
+    sim = ctx.sim
+
+    def build():
+        enc = AudioEncoder(EncoderConfig(**ctx.enc_cfg.identity()))
+        enc.load_state_dict(ctx.enc_state)
+        h = AGCLIPHead(hcfg)  # validation metrics while training: argmax over the training locations
+        h.set_gallery(*(geoclip_gallery(ctx, "train") if h.loc_enc is None
+                        else (build_gallery("train", ctx.ll["train"]), None)))
+        return GeoModel(enc, h)
+
+    head = AGCLIPHead(hcfg)
+
+    def rs(split):
+        t = head.make_targets(ctx.ll[split], ctx.geo_emb[split] if head.E else None, ctx.chk[split] if head.S else None)
+        return RecordingSet(sim.caches[split], t, ctx.ll[split], ids=list(sim.splits[split]["audio_id"]),
+                            spec_cfg=sim.spec_cfg)
+
+    e = train_or_load(name, build, rs("train"), rs("val"), dataclasses.replace(ctx.cfg.train, seed=seed),
+                      data_key=sim.key, embeddings={k: ctx.emb[k] for k in ("train", "val")} if ctx.frozen else None,
+                      progress=ctx.progress)
+    ctx.res.models[f"{name} (seed {seed})"] = e
+    ctx.encoders[id(e.model.head)] = e.model.encoder
+    return e.model.head
+
+
+def head_window_embeddings(ctx: AGCLIPContext, head: AGCLIPHead, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, D) window embeddings of ``head``'s audio encoder over a split + (N+1,) offsets."""
+    if ctx.frozen:
+        return ctx.emb[split]
+    key = (id(head), split)
+    if key not in ctx.own_emb:  # fine-tuned encoder: embed the split's windows with it, once
+        df = ctx.sim.splits[split]
+        recs = RecordingSet(ctx.sim.caches[split], np.zeros(len(df)), ids=list(df["audio_id"]),
+                            spec_cfg=ctx.sim.spec_cfg)
+        ctx.own_emb[key] = window_embeddings(ctx.encoders[id(head)], recs, progress=ctx.progress)
+    return ctx.own_emb[key]
+
+
+def recording_feats(ctx: AGCLIPContext, head: AGCLIPHead, split: str, pooling: str = "average",
+                    pooler=None) -> torch.Tensor:
+    """(R, E) recording features of a split: ``head``'s window features pooled per recording."""
+    e, off = head_window_embeddings(ctx, head, split)
+    return pool_windows(window_features(head, e), off, pooling, pooler=pooler)
+
+
+def location_prior(ctx: AGCLIPContext, gallery_name: str, n: int) -> torch.Tensor | None:
+    """(n, N) log prior over a gallery: beta x vMF density of the training locations (None if beta = 0)."""
+    if ctx.beta == 0:
+        return None
+    if gallery_name not in ctx.log_priors:
+        pts = build_gallery(gallery_name, ctx.ll["train"], ctx.ll["val"], ctx.cfg.neighbour_res)
+        ctx.log_priors[gallery_name] = vmf_log_prior(pts, ctx.ll["train"], ctx.cfg.prior_bandwidth_km)
+    return ctx.beta * ctx.log_priors[gallery_name][None].expand(n, -1)
+
+
+def locate_split(ctx: AGCLIPContext, head: AGCLIPHead, split: str, gallery_name: str | None = None,
+                 decoder: str | None = None, q: torch.Tensor | None = None, prior: torch.Tensor | None = None,
+                 with_prior: bool = True) -> np.ndarray:
+    """A split's recordings -> (R, 2) decoded lat/lon (gallery and decoder default to the run's; the location
+    prior at ``ctx.beta`` added when ``with_prior``, on top of an optional ``prior``)."""
+    gallery_name = ctx.cfg.gallery if gallery_name is None else gallery_name
+    decoder = ctx.cfg.decoder if decoder is None else decoder
+    pts, g = gallery_for(ctx, head, gallery_name)
+    q = recording_feats(ctx, head, split) if q is None else q
+    lp = location_prior(ctx, gallery_name, len(q)) if with_prior else None
+    prior = lp if prior is None else (prior if lp is None else prior + lp)
+    return pts[decode(q, g, pts, 1.0 / head.temperature, decoder, ctx.cfg.radius_km, prior=prior,
+                      log_area=gallery_log_area(gallery_name, pts))]
+
+
+def main_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor, q_val: torch.Tensor) -> None:
+    """Table 1's AG-CLIP rows (both decoders, without and with the location prior, its weight chosen on val)."""
+    cfg, res, ll = ctx.cfg, ctx.res, ctx.ll
+    ctx.beta = 0.0
+    for dec in DECODERS:
+        res.main[f"AG-CLIP ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
+            locate_split(ctx, main, "test", decoder=dec, q=q_test), ll["test"])
+    rows = []
+    for b in cfg.prior_weights:  # the location prior's weight, chosen on the validation split
+        ctx.beta = b
+        rows.append({"prior weight": b, **summary_row("AG-CLIP, validation",
+                                                      km_errors(locate_split(ctx, main, "val", q=q_val), ll["val"]))})
+    res.prior_sweep = pd.DataFrame(rows).drop(columns=["method"])
+    ctx.beta = float(res.prior_sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable")
+                     .iloc[0]["prior weight"])
+    res.prior_weight = ctx.beta
+    for dec in DECODERS:
+        res.main[f"AG-CLIP + location prior ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
+            locate_split(ctx, main, "test", decoder=dec, q=q_test), ll["test"])
+    res.notes.append(f"AG-CLIP learned temperature {main.temperature:.4f}; gallery of the main rows and "
+                     f"ablations: {cfg.gallery}; decoder of the ablations: {cfg.decoder}; location prior "
+                     f"(vMF {cfg.prior_bandwidth_km:g} km of the training locations) weight {ctx.beta:g}, chosen on "
+                     f"validation from {list(cfg.prior_weights)} and used by every ablation")
+
+
+def encoder_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> None:
+    """Table 2b: one model per location encoder (the main model for its own)."""
+    for name in ctx.cfg.encoders:
+        h = main if name == base.location_encoder else train_head(
+            ctx, f"agclip-{name}", dataclasses.replace(base, location_encoder=name), ctx.cfg.train.seed)
+        ctx.res.encoders[name] = km_errors(locate_split(ctx, h, "test"), ctx.ll["test"])
+
+
+def checklist_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> None:
+    """Table 2: the checklist loss on and off, for every seed of ``cfg.checklist_seeds``."""
+    rows = []
+    for seed in ctx.cfg.checklist_seeds:
+        for on in (True, False):
+            if on and seed == ctx.cfg.train.seed:
+                h = main
             else:
-                tag = name if name in ("uniform1", "uniform0.5", "land1") else f"sim-{name}"
-                gal_cache[name] = (pts, gallery_embeddings(pts, tag, encoder=geo))
-        return gal_cache[name]
+                h = train_head(ctx, "agclip" if on else "agclip-nochecklist",
+                               base if on else dataclasses.replace(base, checklist_weight=0.0), seed)
+            rows.append(summary_row("AG-CLIP + checklist" if on else "AG-CLIP, no checklist",
+                                    km_errors(locate_split(ctx, h, "test"), ctx.ll["test"]), seed=seed, checklist=on))
+    ctx.res.checklist = pd.DataFrame(rows)
 
-    def gallery_for(head: AGCLIPHead, name: str):
-        if head.loc_enc is None:
-            return geoclip_gallery(name)
-        pts = build_gallery(name, ll["train"], ll["val"], cfg.neighbour_res)
-        return pts, head.gallery_embeddings(pts)
 
-    def train_head(name, hcfg: AGCLIPConfig, seed: int) -> AGCLIPHead:
-        def build():
-            enc = AudioEncoder(EncoderConfig(**enc_cfg.identity()))
-            enc.load_state_dict(enc_state)
-            h = AGCLIPHead(hcfg)  # validation metrics while training: argmax over the training locations
-            h.set_gallery(*(geoclip_gallery("train") if h.loc_enc is None else (build_gallery("train", ll["train"]), None)))
-            return GeoModel(enc, h)
+def pooling_rows(ctx: AGCLIPContext, main: AGCLIPHead) -> None:
+    """Table 2c: the main model's windows pooled per recording in every way of ``cfg.poolings``."""
+    seed0 = ctx.cfg.train.seed
+    for p in ctx.cfg.poolings:
+        pooler = None
+        if p == "transformer":
+            pooler = _cached_pooler(ctx.res.models[f"agclip (seed {seed0})"], main,
+                                    head_window_embeddings(ctx, main, "train"), ctx.geo_emb["train"],
+                                    ctx.cfg.pooler_epochs, seed0, ctx.progress)
+        ctx.res.pooling[p] = km_errors(locate_split(ctx, main, "test", q=recording_feats(ctx, main, "test", p, pooler)),
+                                       ctx.ll["test"])
 
-        head = AGCLIPHead(hcfg)
 
-        def rs(split):
-            t = head.make_targets(ll[split], geo_emb[split] if head.E else None, chk[split] if head.S else None)
-            return RecordingSet(sim.caches[split], t, ll[split], ids=list(sim.splits[split]["audio_id"]),
-                                spec_cfg=sim.spec_cfg)
+def gallery_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor) -> None:
+    """Table A1: every gallery x decoder, without and with the location prior."""
+    rows = []
+    for gname in ctx.cfg.galleries:
+        n = len(gallery_for(ctx, main, gname)[0])
+        for dec in DECODERS:
+            for wp in (False, True):
+                d = km_errors(locate_split(ctx, main, "test", gname, dec, q=q_test, with_prior=wp), ctx.ll["test"])
+                rows.append(summary_row(GALLERY_ROWS[gname], d, gallery=gname, points=n, decoder=dec,
+                                        prior=f"{ctx.beta:g}" if wp else "none"))
+    ctx.res.galleries = pd.DataFrame(rows)
 
-        e = train_or_load(name, build, rs("train"), rs("val"), dataclasses.replace(cfg.train, seed=seed),
-                          data_key=sim.key, embeddings={k: emb[k] for k in ("train", "val")} if frozen else None,
-                          progress=progress)
-        res.models[f"{name} (seed {seed})"] = e
-        encoders[id(e.model.head)] = e.model.encoder
-        return e.model.head
 
-    def wemb(head, split):
-        """(W, D) window embeddings of ``head``'s audio encoder over a split + (N+1,) offsets."""
-        if frozen:
-            return emb[split]
-        key = (id(head), split)
-        if key not in own_emb:  # fine-tuned encoder: embed the split's windows with it, once
-            df = sim.splits[split]
-            recs = RecordingSet(sim.caches[split], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
-            own_emb[key] = window_embeddings(encoders[id(head)], recs, progress=progress)
-        return own_emb[key]
+STEPS = ("encoders", "checklist", "pooling", "galleries", "fusion", "calibration")  # run_agclip's optional tables
 
-    def feats(head, split, pooling="average", pooler=None):
-        e, off = wemb(head, split)
-        return pool_windows(window_features(head, e), off, pooling, pooler=pooler)
 
-    log_priors: dict[str, torch.Tensor] = {}
+def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = True,
+               species_probs: dict | None = None, what: Sequence[str] = STEPS) -> AGCLIPResult:
+    """Train (or load from the zoo) AG-CLIP models starting from ``backbone``'s encoder; evaluate on test.
 
-    def location_prior(gallery_name, n):
-        """(n, N) log prior over a gallery: beta x vMF density of the training locations (None if beta = 0)."""
-        if beta == 0:
-            return None
-        if gallery_name not in log_priors:
-            pts = build_gallery(gallery_name, ll["train"], ll["val"], cfg.neighbour_res)
-            log_priors[gallery_name] = vmf_log_prior(pts, ll["train"], cfg.prior_bandwidth_km)
-        return beta * log_priors[gallery_name][None].expand(n, -1)
-
-    def locate(head, split, gallery_name=cfg.gallery, decoder=cfg.decoder, q=None, prior=None, with_prior=True):
-        pts, g = gallery_for(head, gallery_name)
-        q = feats(head, split) if q is None else q
-        lp = location_prior(gallery_name, len(q)) if with_prior else None
-        prior = lp if prior is None else (prior if lp is None else prior + lp)
-        return pts[decode(q, g, pts, 1.0 / head.temperature, decoder, cfg.radius_km, prior=prior,
-                          log_area=gallery_log_area(gallery_name, pts))]
-
-    frozen = cfg.train.freeze_encoder  # False: every head fine-tunes its own copy of the encoder (paper, GPU)
-    encoders, own_emb = {}, {}
-    base = dataclasses.replace(cfg.head, in_dim=backbone.model.encoder.dim, n_species=len(cols))
-    seed0 = cfg.train.seed
+    With ``cfg.train.freeze_encoder`` (SMALL) the heads train on the backbone's cached window
+    embeddings ``emb``: {"train"|"val"|"test": ((W, D) embeddings, (N+1,) offsets)}
+    (:func:`soundloc.zoo.split_embeddings`); otherwise every model fine-tunes its own copy of
+    the encoder end to end (the paper's A.5) and its splits are embedded with it once. ``species_probs``: {"val"|"test": (N, S) species
+    probabilities of the backbone's classifier}, needed for the fusion with species ranges. Free
+    parameters (fusion weight) are chosen on the validation split; everything is reported on test.
+    ``what``: the tables of :data:`STEPS` to compute besides the main model's rows (``()``: the main model only).
+    """
+    ctx = make_context(sim, backbone, emb, cfg, progress)
+    res = ctx.res
+    base = dataclasses.replace(cfg.head, in_dim=backbone.model.encoder.dim, n_species=ctx.chk["train"].shape[1])
     with torch_threads(resolve_device(cfg.train.device)):
         t0 = time.time()
-        main = train_head("agclip", base, seed0)
-        q_test, q_val = feats(main, "test"), feats(main, "val")
-        beta = 0.0
-        for dec in DECODERS:
-            res.main[f"AG-CLIP ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
-                locate(main, "test", decoder=dec, q=q_test), ll["test"])
-        rows = []
-        for b in cfg.prior_weights:  # the location prior's weight, chosen on the validation split
-            beta = b
-            rows.append({"prior weight": b, **summary_row("AG-CLIP, validation", km_errors(locate(main, "val", q=q_val), ll["val"]))})
-        res.prior_sweep = pd.DataFrame(rows).drop(columns=["method"])
-        beta = float(res.prior_sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable")
-                     .iloc[0]["prior weight"])
-        res.prior_weight = beta
-        for dec in DECODERS:
-            res.main[f"AG-CLIP + location prior ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
-                locate(main, "test", decoder=dec, q=q_test), ll["test"])
-        res.notes.append(f"AG-CLIP learned temperature {main.temperature:.4f}; gallery of the main rows and "
-                         f"ablations: {cfg.gallery}; decoder of the ablations: {cfg.decoder}; location prior "
-                         f"(vMF {cfg.prior_bandwidth_km:g} km of the training locations) weight {beta:g}, chosen on "
-                         f"validation from {list(cfg.prior_weights)} and used by every ablation")
+        main = train_head(ctx, "agclip", base, cfg.train.seed)
+        q_test, q_val = recording_feats(ctx, main, "test"), recording_feats(ctx, main, "val")
+        main_rows(ctx, main, q_test, q_val)
         res.seconds["main model"] = time.time() - t0
-
-        if "encoders" in what:
+        steps = {"encoders": ("location encoders", lambda: encoder_rows(ctx, main, base)),
+                 "checklist": ("checklist on/off", lambda: checklist_rows(ctx, main, base)),
+                 "pooling": ("pooling", lambda: pooling_rows(ctx, main)),
+                 "galleries": ("galleries", lambda: gallery_rows(ctx, main, q_test)),
+                 "fusion": ("fusion", lambda: fusion_rows(ctx, main, species_probs, location_prior(ctx, cfg.gallery, 1))),
+                 "calibration": ("calibration", lambda: calibration_rows(ctx, main, q_test))}
+        for step, (label, run) in steps.items():
+            if step not in what or (step == "fusion" and species_probs is None):
+                continue
             t0 = time.time()
-            for name in cfg.encoders:
-                h = main if name == base.location_encoder else train_head(
-                    f"agclip-{name}", dataclasses.replace(base, location_encoder=name), seed0)
-                res.encoders[name] = km_errors(locate(h, "test"), ll["test"])
-            res.seconds["location encoders"] = time.time() - t0
-
-        if "checklist" in what:
-            t0 = time.time()
-            rows = []
-            for seed in cfg.checklist_seeds:
-                for on in (True, False):
-                    if on and seed == seed0:
-                        h = main
-                    else:
-                        h = train_head("agclip" if on else "agclip-nochecklist",
-                                       base if on else dataclasses.replace(base, checklist_weight=0.0), seed)
-                    rows.append(summary_row("AG-CLIP + checklist" if on else "AG-CLIP, no checklist",
-                                            km_errors(locate(h, "test"), ll["test"]), seed=seed, checklist=on))
-            res.checklist = pd.DataFrame(rows)
-            res.seconds["checklist on/off"] = time.time() - t0
-
-        if "pooling" in what:
-            t0 = time.time()
-            for p in cfg.poolings:
-                pooler = None
-                if p == "transformer":
-                    pooler = _cached_pooler(res.models[f"agclip (seed {seed0})"], main, wemb(main, "train"), geo_emb["train"],
-                                            cfg.pooler_epochs, seed0, progress)
-                res.pooling[p] = km_errors(locate(main, "test", q=feats(main, "test", p, pooler)), ll["test"])
-            res.seconds["pooling"] = time.time() - t0
-
-        if "galleries" in what:
-            t0 = time.time()
-            rows = []
-            for gname in cfg.galleries:
-                n = len(gallery_for(main, gname)[0])
-                for dec in DECODERS:
-                    for wp in (False, True):
-                        d = km_errors(locate(main, "test", gname, dec, q=q_test, with_prior=wp), ll["test"])
-                        rows.append(summary_row(GALLERY_ROWS[gname], d, gallery=gname, points=n, decoder=dec,
-                                                prior=f"{beta:g}" if wp else "none"))
-            res.galleries = pd.DataFrame(rows)
-            res.seconds["galleries"] = time.time() - t0
-
-        if "fusion" in what and species_probs is not None:
-            t0 = time.time()
-            _fusion(res, main, sim, cfg, species_probs, gallery_for, feats, ll, progress,
-                    location_prior(cfg.gallery, 1))
-            res.seconds["fusion"] = time.time() - t0
-
-        if "calibration" in what:
-            t0 = time.time()
-            _calibration(res, main, sim, cfg, gallery_for, feats, q_test, ll)
-            res.seconds["calibration"] = time.time() - t0
+            run()
+            res.seconds[label] = time.time() - t0
     return res
+
+
+def main_model(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = True) -> AGCLIPResult:
+    """Chapter 03's main AG-CLIP model (trained once, then loaded from the zoo) and its Table 1 rows, for later
+    chapters: :func:`run_agclip` without the ablation tables (``main_entry(result)`` is the model)."""
+    return run_agclip(sim, backbone, emb, cfg, progress, what=())
 
 
 def _cached_pooler(entry, main: AGCLIPHead, train_emb, targets, epochs: int, seed: int, progress: bool):
@@ -338,14 +407,13 @@ def _cached_pooler(entry, main: AGCLIPHead, train_emb, targets, epochs: int, see
     return pooler
 
 
-
-def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, species_probs: dict, gallery_for,
-            feats, ll, progress, log_prior: torch.Tensor | None = None) -> None:
+def fusion_rows(ctx: AGCLIPContext, main: AGCLIPHead, species_probs: dict, log_prior: torch.Tensor | None = None) -> None:
     """AG-CLIP x species ranges of the top-1 predicted species (product of experts); weight chosen on val.
 
     ``log_prior``: (1, N) location prior added to every expert's logits (None: none).
     """
-    pts, g = gallery_for(main, cfg.gallery)
+    sim, cfg, res, ll = ctx.sim, ctx.cfg, ctx.res, ctx.ll
+    pts, g = gallery_for(ctx, main, cfg.gallery)
     la = gallery_log_area(cfg.gallery, pts)
     # areas=None: the range expert's posterior over equal weights is its density up to a constant, so its log
     # adds to AG-CLIP's log density; decode() then weighs the product by the cells' areas once
@@ -356,8 +424,8 @@ def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, spec
     parts = {}
     for split in ("val", "test"):
         top1 = [[names[i]] for i in np.asarray(species_probs[split]).argmax(1)]
-        r = loc.locate(top1, weeks=sim.splits[split]["week"].to_numpy(), return_posterior=True, progress=progress)
-        parts[split] = (feats(main, split), torch.as_tensor(r.posterior).clamp_min(1e-30).log())
+        r = loc.locate(top1, weeks=sim.splits[split]["week"].to_numpy(), return_posterior=True, progress=ctx.progress)
+        parts[split] = (recording_feats(ctx, main, split), torch.as_tensor(r.posterior).clamp_min(1e-30).log())
 
     def run(split, w, only_ranges=False):
         q, lb = parts[split]
@@ -371,20 +439,22 @@ def _fusion(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, spec
     sweep = pd.DataFrame(rows)
     best = float(sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable").iloc[0]["weight"])
     res.fusion = {"AG-CLIP": km_errors(run("test", 0.0), ll["test"]),
-                  "Ranges: predicted species top-1 (same gallery and location prior)": km_errors(run("test", 0, True), ll["test"]),
+                  "Ranges: predicted species top-1 (same gallery and location prior)": km_errors(run("test", 0, True),
+                                                                                                 ll["test"]),
                   f"Fused: AG-CLIP x ranges^{best:g}": km_errors(run("test", best), ll["test"])}
     res.fusion_sweep, res.fusion_weight = sweep.drop(columns=["method"]), best
     res.notes.append(f"fusion weight {best:g} chosen on the validation split (lowest median) from {list(cfg.fusion_weights)}")
 
 
-def _calibration(res: AGCLIPResult, main: AGCLIPHead, sim, cfg: AGCLIPRunConfig, gallery_for, feats, q_test, ll) -> None:
+def calibration_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor) -> None:
     """Credible-set areas / coverage on a grid gallery with the learned temperature and with one fitted on the
     validation split (highest mean log posterior of the true cell), and three example posteriors."""
-    pts, g = gallery_for(main, cfg.calibration_gallery)
+    sim, cfg, res, ll = ctx.sim, ctx.cfg, ctx.res, ctx.ll
+    pts, g = gallery_for(ctx, main, cfg.calibration_gallery)
     la = gallery_log_area(cfg.calibration_gallery, pts)
     area = la.double().exp().numpy()
     learned = 1.0 / main.temperature
-    q_val, cell_val = feats(main, "val"), nearest_point(pts, ll["val"])
+    q_val, cell_val = recording_feats(ctx, main, "val"), nearest_point(pts, ll["val"])
 
     def val_loglik(scale):
         lp = torch.cat([log_posterior(q_val[s:s + 128], g, scale, log_area=la) for s in range(0, len(q_val), 128)])
