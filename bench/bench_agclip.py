@@ -205,10 +205,10 @@ TARGET_WINDOWS_PER_S = 137_000 * 50 / (20 * 60)
 def bench_loader(a, workers=(0, 2), n_batches: int = 20) -> dict[str, float]:
     """Training-window supply from a uint8 memmap spectrogram cache (the SimSounds SMALL world's; built if
     missing): windows/s through the trainer's dataset and a DataLoader with 0 and 2 worker processes."""
-    from soundloc import pipeline
+    from soundloc import datasets
     from soundloc.train import RecordingSet, _TrainWindows
 
-    sim = pipeline.prepare_sim(progress=False)
+    sim = datasets.prepare_sim(progress=False)
     df = sim.train
     recs = RecordingSet(sim.caches["train"], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
     ds = _TrainWindows(recs, seed=0)

@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from soundloc.agclip import AGCLIPConfig, AGCLIPHead, MaskDropout
+from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead, MaskDropout
 from soundloc.devices import native_bf16
 from soundloc.location import embed_locations, load_geoclip_encoder
 

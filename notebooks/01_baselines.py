@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, maps, pipeline
+from soundloc import book, datasets, maps, report, table1
 
 ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
                 INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, MAP_RES=MAP_RES,
@@ -71,14 +71,14 @@ ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA,
 # `DATA="inat"` the same cell reads the real iNatSounds audio instead (a subset in SMALL mode).
 
 # %%
-sim = pipeline.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
+sim = datasets.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
 SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
 P = "" if sim.simulated else "inat_"  # real-data outputs are named 01_inat_*, beside the SimSounds ones
 ch.table(sim.card(), "sim_card" if sim.simulated else "inat_card",
          f"{NAME} splits — {SIM}: recordings, species, durations")
 
 # %%
-fig = pipeline.spectrogram_figure(sim, "train", n=4, seed=ch.seed,
+fig = report.spectrogram_figure(sim, "train", n=4, seed=ch.seed,
                                   title=f"{NAME} training clips — {SIM}: focal species and week")
 ch.figure(fig, "sim_spectrograms" if sim.simulated else "inat_spectrograms")
 
@@ -112,8 +112,8 @@ ch.figure(fig, "sim_species_counts" if sim.simulated else "inat_species_counts")
 # (probabilities, or unit vectors for regression).
 
 # %%
-cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-res = pipeline.baseline_errors(sim, cfg, seed=SEED)
+cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+res = table1.baseline_errors(sim, cfg, seed=SEED)
 print(*res.notes, sep="\n")
 ch.table(res.models_table(), P + "models", f"Models of this chapter — {SIM}: trained now or loaded from the zoo",
          floatfmt=".3g")
@@ -137,7 +137,7 @@ pd.Series(res.seconds, name="seconds").round(1)
 # (continent).
 
 # %%
-table = pipeline.simulated_beside_paper(res.table(), suffix=S)
+table = report.simulated_beside_paper(res.table(), suffix=S)
 ch.table(table, P + "baselines", f"Geolocation baselines on the {NAME} test split, {SIM}, "
          "beside the paper's Table 1 (iNatSounds)")
 
@@ -147,7 +147,7 @@ ch.table(table, P + "baselines", f"Geolocation baselines on the {NAME} test spli
 # the table's accuracies are points on these curves.
 
 # %%
-ax = pipeline.error_cdf_figure(res.errors, f"Geolocation error CDF, {NAME} test split, {SIM}")
+ax = report.error_cdf_figure(res.errors, f"Geolocation error CDF, {NAME} test split, {SIM}")
 ch.figure(ax.figure, P + "error_cdf")
 
 # %% [markdown]
@@ -157,7 +157,7 @@ ch.figure(ax.figure, P + "error_cdf")
 # noisy; the interactive map's tooltips give each cell's median.
 
 # %%
-learned = table.set_index("method").loc[pipeline.LEARNED, "median_km" + S]
+learned = table.set_index("method").loc[table1.LEARNED, "median_km" + S]
 best = learned.idxmin()
 cells = maps.hexbin(sim.test.lat.to_numpy(), sim.test.lon.to_numpy(), MAP_RES, res.errors[best], agg="median")
 title = f"Median error (km) of '{best}' per H3 res-{MAP_RES} cell, {NAME} test, {SIM}"
@@ -174,7 +174,7 @@ print(f"best learned method: {best}; {len(cells)} cells, {int((cells.n >= 5).sum
 t = table.set_index("method")
 med, reg = t["median_km" + S], t["region_%" + S]
 checks = pd.DataFrame([
-    ("every learned method beats the naive median", bool((med[pipeline.LEARNED] < med[pipeline.NAIVE]).all())),
+    ("every learned method beats the naive median", bool((med[table1.LEARNED] < med[table1.NAIVE]).all())),
     ("haversine regression beats MSE regression (median)",
      bool(med["Regression (Haversine)"] < med["Regression (Euclidean/MSE)"])),
     ("hierarchical beats res 0 at region accuracy",

@@ -55,7 +55,7 @@ import dataclasses
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from soundloc import agclip, book, maps, paper, pipeline
+from soundloc import agclip, book, datasets, maps, paper, report, table1, zoo
 from soundloc.locate import plot_posterior
 from soundloc.metrics import compare, summary_table
 
@@ -76,13 +76,13 @@ ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA,
 # `DATA="inat"` the same cells read the real iNatSounds audio (and chapter 01's backbone on it).
 
 # %%
-sim = pipeline.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
+sim = datasets.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
 SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
 P = "" if sim.simulated else "inat_"  # real-data outputs are named 03_inat_*, beside the SimSounds ones
-base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-backbone = pipeline.train_backbone(sim, base_cfg)
-emb = {s: pipeline.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
-species_probs = {s: pipeline.head_scores(backbone.model.head, *emb[s]).numpy() for s in ("val", "test")}
+base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+backbone = table1.train_backbone(sim, base_cfg)
+emb = {s: zoo.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
+species_probs = {s: zoo.head_scores(backbone.model.head, *emb[s]).numpy() for s in ("val", "test")}
 print(f"backbone {backbone.key} ({'loaded from the zoo' if not backbone.trained else 'trained now'}); "
       f"windows per split: { {s: len(e[0]) for s, e in emb.items()} }")
 
@@ -151,8 +151,8 @@ H_ROWS = {}
 for ag_name, (dec, pr) in SETTINGS.items():
     h_name = ag_name.replace("AG-CLIP", f"Hierarchical on the {run_cfg.gallery} gallery")
     idx = agclip.decode_log_posterior(lp_h + lprior if pr else lp_h, gpts, dec, run_cfg.radius_km)
-    main_errors[h_name], H_ROWS[ag_name] = agclip._km(gpts[idx], sim.latlon("test")), h_name
-t1 = pipeline.simulated_beside_paper(summary_table(main_errors, ci=True, seed=SEED), paper.TABLE1,
+    main_errors[h_name], H_ROWS[ag_name] = agclip.km_errors(gpts[idx], sim.latlon("test")), h_name
+t1 = report.simulated_beside_paper(summary_table(main_errors, ci=True, seed=SEED), paper.TABLE1,
                                      {HIER: HIER, ARGMAX: "AG-CLIP"}, suffix=S)
 ch.table(t1, P + "table1", f"AG-CLIP vs the hierarchical classifier on the {NAME} test split, {SIM}, 95 % bootstrap CIs; "
          "the paper's Table 1 (iNatSounds) beside the two rows decoded as it did (argmax, no prior)")
@@ -188,7 +188,7 @@ enc_names = {"geoclip": "Location: GeoCLIP + checklist", "fourier": "Location: l
 pool_names = {"average": "Pooling: Average", "max": "Pooling: Max Pool", "kmeans": "Pooling: Cluster",
               "transformer": "Pooling: Transformer"}
 abl = {**{enc_names[k]: v for k, v in res.encoders.items()}, **{pool_names[k]: v for k, v in res.pooling.items()}}
-t2 = pipeline.simulated_beside_paper(summary_table(abl, ci=True, seed=SEED), paper.TABLE2, suffix=S)
+t2 = report.simulated_beside_paper(summary_table(abl, ci=True, seed=SEED), paper.TABLE2, suffix=S)
 ch.table(t2, P + "table2", f"AG-CLIP ablations on the {NAME} test split ({run_cfg.decoder} decoding, "
          f"{run_cfg.gallery} gallery), {SIM}, 95 % bootstrap CIs over recordings (one training seed each), "
          "beside the paper's Table 2 (iNatSounds)")
@@ -230,7 +230,7 @@ ga["method"] = ga["method"] + " (" + ga["decoder"] + ", prior " + ga["prior"] + 
 ga["points"] = ga["points"].map("{:,}".format)  # a count, not a simulated measurement
 mapping = {m: agclip.PAPER_GALLERY[g] for m, g, d, pr in zip(ga["method"], ga["gallery"], ga["decoder"], ga["prior"])
            if d == "argmax" and pr == "none"}
-ta1 = pipeline.simulated_beside_paper(ga.drop(columns=["gallery", "decoder", "prior"]), paper.TABLE_A1, mapping,
+ta1 = report.simulated_beside_paper(ga.drop(columns=["gallery", "decoder", "prior"]), paper.TABLE_A1, mapping,
                                       suffix=S)
 ch.table(ta1, P + "tableA1", f"AG-CLIP with different galleries on the {NAME} test split, {SIM}, "
          "beside the paper's Table A1 (iNatSounds)")

@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from soundloc import aggregate as agg
-from soundloc import agclip, book, paper, pipeline, taxonomy
+from soundloc import agclip, book, datasets, paper, report, table1, taxonomy, zoo
 from soundloc.data import load_inat
 from soundloc.data.sim import SimConfig
 from soundloc.geo import haversine
@@ -206,21 +206,21 @@ ch.map(agg.group_map(ranges.points, post, true[members], preds["No grouping"][me
 # SMALL mode the range posteriors use the land2 gallery (chapter 01: land1) to stay in the CPU budget.
 
 # %%
-sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SIM_SMALL else SimConfig.large(WORLD_SEED),
+sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SIM_SMALL else SimConfig.large(WORLD_SEED),
                           SpecConfig(small=SIM_SMALL))
-cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SIM_SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
+cfg = table1.BaselineConfig.small(SEED, DEVICE) if SIM_SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
 cfg = dataclasses.replace(cfg, range_gallery=GALLERY)
-backbone = pipeline.train_backbone(sim, cfg, progress=False)
-emb = {s: pipeline.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")} if cfg.frozen else {}
-geo = pipeline.train_geo_models(sim, backbone, cfg, False, {k: emb[k] for k in ("train", "val")} if emb else None)
-score = {k: pipeline.recording_scores(e.model, sim, "test", emb.get("test"), progress=False) for k, e in geo.items()}
+backbone = table1.train_backbone(sim, cfg, progress=False)
+emb = {s: zoo.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")} if cfg.frozen else {}
+geo = table1.train_geo_models(sim, backbone, cfg, False, {k: emb[k] for k in ("train", "val")} if emb else None)
+score = {k: zoo.recording_scores(e.model, sim, "test", emb.get("test"), progress=False) for k, e in geo.items()}
 classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
-probs = {s: pipeline.recording_scores(backbone.model, sim, s, emb.get(s), progress=False).numpy() for s in ("val", "test")}
-sloc = pipeline.range_locator(sim, cfg)
+probs = {s: zoo.recording_scores(backbone.model, sim, s, emb.get(s), progress=False).numpy() for s in ("val", "test")}
+sloc = table1.range_locator(sim, cfg)
 weeks = np.unique(np.concatenate([sim.val.week, sim.test.week]))
 sloc.prewarm([list(sim.species)] * len(weeks), weeks, disk_cache=SIM_SMALL)
-best, _ = pipeline.choose_range_config(sloc, sim, probs["val"], list(pipeline.RANGE_GRID))
-sp_all, w_all = pipeline.range_queries(sim, "test", probs["test"], 1e-3)["all"]
+best, _ = table1.choose_range_config(sloc, sim, probs["val"], list(table1.RANGE_GRID))
+sp_all, w_all = table1.range_queries(sim, "test", probs["test"], 1e-3)["all"]
 methods = {
     "Classification res 0": agg.PosteriorSource.from_matrix(score["res0"], classes[0].centers()),
     "Classification res 2": agg.PosteriorSource.from_matrix(score["res2"], classes[2].centers()),
@@ -231,7 +231,7 @@ methods = {
 }
 # chapter 03's AG-CLIP (zoo) over the training locations, with its location prior (weight chosen on validation)
 ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SIM_SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, backbone, emb, ag_cfg, progress=False, what=())
+ag = agclip.main_model(sim, backbone, emb, ag_cfg, progress=False)
 ag_pts = sim.latlon("train")
 methods["AG-CLIP"] = agg.PosteriorSource.from_matrix(agclip.gallery_posterior(
     agclip.main_entry(ag).model.head, agclip.split_recording_features(ag, sim, "test"), ag_pts, ag.prior_weight, ag_pts),
@@ -244,7 +244,7 @@ strue = sim.latlon("test")
 rows = [agg.grouped_table(agg.grouped_predictions(src, sim_groupings, progress=False), strue, sim_groupings, ci=True, seed=SEED)
         .assign(model=m) for m, src in methods.items()]
 simtab = pd.concat(rows, ignore_index=True)
-simtab = pipeline.simulated_beside_paper(simtab, paper.TABLE4, {k: k for k in agg.PAPER_ROWS},
+simtab = report.simulated_beside_paper(simtab, paper.TABLE4, {k: k for k in agg.PAPER_ROWS},
                                          paper_prefix="paper (iNatSounds, AG-CLIP) ")
 simtab = simtab[["model"] + [c for c in simtab.columns if c != "model"]]
 ch.table(simtab, "sim_table4", f"Grouping the models' posteriors on the SimSounds test split ({len(sim.test)} "

@@ -292,20 +292,20 @@ else:
 # Everything in this part is **simulated**.
 
 # %%
-from soundloc import agclip, pipeline
+from soundloc import agclip, datasets, report, table1, zoo
 from soundloc.data.sim import SimConfig
 from soundloc.spectrogram import SpecConfig
 
 SIM = book.SIM_LABEL
-sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED),
+sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED),
                            SpecConfig(small=SMALL), progress=False)
-cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-chorus = pipeline.baseline_errors(sim, cfg, seed=SEED, split="chorus", progress=False)
+cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+chorus = table1.baseline_errors(sim, cfg, seed=SEED, split="chorus", progress=False)
 print(*chorus.notes, sep="\n")
 # chapter 03's AG-CLIP (zoo), averaged windows, over the training locations and over the chorus locations
 ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, chorus.models["backbone"], {s: pipeline.split_embeddings(chorus.models["backbone"], sim, s,
-                       progress=False) for s in ("train", "val", "test")}, ag_cfg, progress=False, what=())
+ag = agclip.main_model(sim, chorus.models["backbone"], {s: zoo.split_embeddings(chorus.models["backbone"], sim, s,
+                       progress=False) for s in ("train", "val", "test")}, ag_cfg, progress=False)
 q = agclip.split_recording_features(ag, sim, "chorus")
 for name, pts in (("AG-CLIP", sim.latlon("train")), ("AG-CLIP (chorus-locations gallery)", sim.latlon("chorus"))):
     post = agclip.gallery_posterior(agclip.main_entry(ag).model.head, q, pts, ag.prior_weight, sim.latlon("train"))
@@ -317,7 +317,7 @@ chorus_rows = {"Ranges: annotated species": "Ranges: true species",
                "Ranges: predicted species all": "Ranges: predicted species all",
                "Naive (random train location)": "Naive (random train location)",
                "AG-CLIP": "AG-CLIP", "AG-CLIP (chorus-locations gallery)": "AG-CLIP (XCDC gallery)"}
-chorus_tab = pipeline.simulated_beside_paper(chorus.table(), paper.TABLE_A2, chorus_rows, paper_prefix="paper (XCDC) ")
+chorus_tab = report.simulated_beside_paper(chorus.table(), paper.TABLE_A2, chorus_rows, paper_prefix="paper (XCDC) ")
 ch.table(chorus_tab, "models_chorus", f"Models on the SimSounds chorus split ({len(sim.chorus)} long recordings), {SIM}, "
          "beside the paper's Table 3 / A2 (XCDC)")
 
@@ -334,7 +334,7 @@ chorus_cmp = pd.DataFrame([{"a": k, "b": ref_name, **compare(v, chorus.errors[re
 ch.table(chorus_cmp, "models_chorus_compare", f"Paired median differences a - b on the chorus split (km), {SIM}")
 
 # %%
-ax = pipeline.error_cdf_figure(chorus.errors, f"Error CDF on the SimSounds chorus split, {SIM}")
+ax = report.error_cdf_figure(chorus.errors, f"Error CDF on the SimSounds chorus split, {SIM}")
 ch.figure(ax.figure, "models_chorus_cdf")
 
 # %% [markdown]

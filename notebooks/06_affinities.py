@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soundloc import affinity, agclip, book, maps, pipeline
+from soundloc import affinity, agclip, book, datasets, maps, table1, zoo
 from soundloc.data.sim import SimConfig
 from soundloc.geolocate import gallery
 from soundloc.location import gallery_embeddings
@@ -70,17 +70,17 @@ GALLERY = GALLERY or ("land2" if SMALL else "land1")
 # species' test recordings (its focal recordings) are averaged into one unit vector.
 
 # %%
-sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
+sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
                            progress=False)
 names = list(sim.species)
 for name in SPECIES or []:  # checked before any model work
     if name not in names:
         raise book.ParameterError(f"SPECIES: {name!r} is not a SimSounds species (e.g. {names[:3]})")
-base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-backbone = pipeline.train_backbone(sim, base_cfg, progress=False)
-emb = {s: pipeline.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")}
+base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+backbone = table1.train_backbone(sim, base_cfg, progress=False)
+emb = {s: zoo.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")}
 run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-res = agclip.run_agclip(sim, backbone, emb, run_cfg, progress=False, what=())
+res = agclip.main_model(sim, backbone, emb, run_cfg, progress=False)
 head = res.models[f"agclip (seed {run_cfg.train.seed})"].model.head
 feats = agclip.pool_windows(agclip.window_features(head, emb["test"][0]), emb["test"][1])  # test recordings only
 labels = sim.species_index("test")

@@ -60,7 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, maps, paths, pipeline
+from soundloc import book, datasets, maps, paths, table1
 from soundloc.cli import main as soundloc_cli
 from soundloc.data.sim import SimConfig
 from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_species_line, check, check_scores,
@@ -150,10 +150,10 @@ ch.map(m, "seattle_claims")
 # recordings (`N_TEST`, disjoint split) are touched only once, with the chosen settings.
 
 # %%
-sim = pipeline.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
+sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
                            progress=False)
-cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-backbone = pipeline.train_backbone(sim, cfg, progress=False)
+cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+backbone = table1.train_backbone(sim, cfg, progress=False)
 rng = np.random.default_rng(SEED)
 pick = {s: getattr(sim, s).iloc[rng.choice(len(getattr(sim, s)), min(n, len(getattr(sim, s))), replace=False)]
         for s, n in (("val", N_VAL), ("test", N_TEST))}

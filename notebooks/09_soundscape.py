@@ -266,18 +266,18 @@ ch.map(ss.month_layer_map(pts6, ss.richness_weeks(model, pts6), "Expected bird r
 # %%
 import torch
 
-from soundloc import agclip, pipeline, psm
+from soundloc import agclip, datasets, psm, table1, zoo
 from soundloc.data.sim import SimConfig
 from soundloc.geo import cell_areas, haversine
 from soundloc.metrics import summary_row
 from soundloc.spectrogram import SpecConfig
 
-sim = pipeline.prepare_sim(SimConfig.small(0), SpecConfig(small=True), progress=False)
-backbone = pipeline.train_backbone(sim, pipeline.BaselineConfig.small(SEED, "cpu"), progress=False)
+sim = datasets.prepare_sim(SimConfig.small(0), SpecConfig(small=True), progress=False)
+backbone = table1.train_backbone(sim, table1.BaselineConfig.small(SEED, "cpu"), progress=False)
 feats = {}
 for split in ("train", "test"):
     d = sim.splits[split]
-    feats[split] = (psm.pool_recordings(*pipeline.split_embeddings(backbone, sim, split, progress=False)),
+    feats[split] = (psm.pool_recordings(*zoo.split_embeddings(backbone, sim, split, progress=False)),
                     torch.tensor(d[["lat", "lon"]].to_numpy(), dtype=torch.float32),
                     torch.tensor(pd.to_datetime(d["date"]).dt.month.to_numpy()))
 x_mean, x_sd = feats["train"][0].mean(0), feats["train"][0].std(0) + 1e-6

@@ -54,7 +54,7 @@ SAE_K = 8  # active atoms per window
 import numpy as np
 import pandas as pd
 
-from soundloc import agclip, atoms, book, flow, pipeline, taxonomy
+from soundloc import agclip, atoms, book, datasets, flow, report, table1, taxonomy, zoo
 from soundloc.data import load_inat
 from soundloc.geo import cell_areas, haversine, land_grid
 from soundloc.geolocate import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
@@ -78,23 +78,23 @@ rng = np.random.default_rng(SEED)
 # prior (weight chosen there on the validation split); all are loaded from the model zoo.
 
 # %%
-sim = pipeline.notebook_data("sim", SMALL, WORLD_SEED)
+sim = datasets.notebook_data("sim", SMALL, WORLD_SEED)
 SIM, S = sim.label, sim.suffix
-base_cfg = pipeline.BaselineConfig.small(SEED, DEVICE) if SMALL else pipeline.BaselineConfig.paper(SEED, DEVICE)
-backbone = pipeline.train_backbone(sim, base_cfg)
-emb = {s: pipeline.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
+base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+backbone = table1.train_backbone(sim, base_cfg)
+emb = {s: zoo.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
 rec = {s: atoms.pool_recordings(*emb[s]).numpy() for s in emb}  # (R, 1024) mean window embedding
 ll = {s: sim.latlon(s) for s in emb}
 print(f"backbone {backbone.key}; recordings {({s: len(r) for s, r in rec.items()})}, embedding {rec['train'].shape[1]}")
 
 # %%
-geo = pipeline.train_geo_models(sim, backbone, base_cfg, embeddings={k: emb[k] for k in ("train", "val")})
+geo = table1.train_geo_models(sim, backbone, base_cfg, embeddings={k: emb[k] for k in ("train", "val")})
 reg_head = geo["haversine"].model.head
-reg = reg_head.predict_from_scores(pipeline.head_scores(reg_head, *emb["test"])).numpy().astype(float)
+reg = reg_head.predict_from_scores(zoo.head_scores(reg_head, *emb["test"])).numpy().astype(float)
 errors = {"Regression (Haversine)": haversine(*reg.T, *ll["test"].T),
           "Classification hierarchical 0-1-2": agclip.hierarchical_baseline(sim, backbone, base_cfg, emb)}
 run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.run_agclip(sim, backbone, emb, run_cfg, what=())
+ag = agclip.main_model(sim, backbone, emb, run_cfg)
 errors.update({k: v for k, v in ag.main.items() if "location prior" in k})
 print(*ag.notes, sep="\n")
 
@@ -129,7 +129,7 @@ ch.table(flow_val, "flow_val", f"Flow head: base distributions tried on the vali
 FLOW = f"Flow head ({BASE} base, mode of {N_SAMPLES} samples)"
 pred = head.point_estimate(rec["test"], n=N_SAMPLES, steps=STEPS, seed=SEED)
 errors[FLOW] = haversine(*pred.T, *ll["test"].T)
-table = pipeline.simulated_beside_paper(summary_table(errors), suffix=S)
+table = report.simulated_beside_paper(summary_table(errors), suffix=S)
 ch.table(table, "simsounds", f"Flow head vs regression, hierarchical H3 and AG-CLIP on the SimSounds test split, {SIM}, "
          "beside the paper's Table 1 (iNatSounds)")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from soundloc import agclip
-from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead
 from soundloc.geo import haversine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 intra-op threads on 2 shared busy cores are much slower
@@ -30,7 +30,7 @@ def test_loss_falls_on_a_small_synthetic_set(encoder):
     z, ll, cls = _synthetic()
     head = AGCLIPHead(AGCLIPConfig(in_dim=z.shape[1], n_species=5, location_encoder=encoder, loc_hidden=64))
     # fake frozen "GeoCLIP" embeddings: a fixed random map of xyz (enough to test the loss plumbing)
-    emb = torch.nn.functional.normalize(torch.as_tensor(agclip._xyz(torch.as_tensor(ll)).float())
+    emb = torch.nn.functional.normalize(torch.as_tensor(agclip.model._xyz(torch.as_tensor(ll)).float())
                                         @ torch.randn(3, 512), dim=1) if encoder == "geoclip" else None
     chk = torch.nn.functional.one_hot(cls, 5).float()
     t = head.make_targets(ll, emb, chk)
@@ -355,7 +355,7 @@ def test_gallery_embeddings_are_cached_in_parts(tmp_path, monkeypatch):
 def test_mask_dropout_is_dropout():
     """MaskDropout: zero with probability p, the rest scaled by 1 / (1 - p), gradients through the same mask;
     identity in eval mode and at p = 0; the SMALL head uses it."""
-    from soundloc.agclip import MaskDropout
+    from soundloc.agclip.model import MaskDropout
 
     torch.manual_seed(0)
     d = MaskDropout(0.3).train()

@@ -119,7 +119,7 @@ def tiny_agclip(tmp_path_factory):
     """A random-weight AG-CLIP checkpoint (MobileNetV3-Small on 32 px inputs, GeoCLIP location space)."""
     import torch
 
-    from soundloc.agclip import AGCLIPConfig, AGCLIPHead
+    from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead
     from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, save_model
 
     torch.manual_seed(0)

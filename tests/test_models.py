@@ -211,9 +211,27 @@ def test_hierarchical_log_posterior_is_normalised_and_agrees_with_the_decoder():
 
 
 def test_decode_log_posterior_uses_the_shared_decoder():
-    from soundloc.agclip import decode_log_posterior
+    from soundloc.agclip.retrieval import decode_log_posterior
     # three points: a lone peak far away, and two neighbours 100 km apart whose mass together is larger
     pts = np.array([[0.0, 0.0], [40.0, 10.0], [40.9, 10.0]])
     lp = torch.log(torch.tensor([[0.4, 0.3, 0.3]]))
     assert decode_log_posterior(lp, pts, "argmax")[0] == 0
     assert decode_log_posterior(lp, pts, "mass_within", radius_km=200)[0] in (1, 2)
+
+
+def test_build_head_imports_the_module_of_a_head_defined_above_models():
+    """A checkpoint's "agclip" head is rebuilt by models.build_head in a process that never imported soundloc.agclip
+    (models does not import it: the head registers itself, HEAD_MODULES names its module)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from soundloc.models import build_head; assert 'soundloc.agclip' not in sys.modules; "
+            "h = build_head({'kind': 'agclip', 'in_dim': 8, 'embed_dim': 512, 'n_species': 3}); "
+            "print(type(h).__module__, h.in_dim, h.S)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["soundloc.agclip.model", "8", "3"]
+    with pytest.raises(ValueError, match="unknown head kind 'nope'"):
+        from soundloc.models import build_head
+
+        build_head({"kind": "nope"})

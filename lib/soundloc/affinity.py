@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .geolocate import vmf_log_density
+
 __all__ = ["species_embeddings", "affinity_maps", "agreement", "rank_auc", "recording_density"]
 
 
@@ -72,6 +74,4 @@ def recording_density(points: np.ndarray, recordings: np.ndarray, bandwidth_km: 
     """(N, 2) gallery lat/lon, (M, 2) recording lat/lon (degrees) -> (N,) vMF kernel density of the recordings
     at the gallery points (``bandwidth_km``), summing to 1 over the points: where recordings are made, with no
     audio and no species in it."""
-    from .geolocate import vmf_log_density
-
     return np.exp(vmf_log_density(np.asarray(points, float), np.asarray(recordings, float), bandwidth_km))

@@ -19,7 +19,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .geo import h3_cells
+from .geo import h3_cells, haversine
+from .maps import folium_posterior, land_background
+from .metrics import summary_row, summary_row_ci
 
 PERIODS = ("all", "year", "month", "week")
 
@@ -287,10 +289,7 @@ def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dic
     """
     from functools import partial
 
-    from .geo import haversine
-    from .metrics import summary_row, summary_row_ci
-
-    summary_row = partial(summary_row_ci, seed=seed) if ci else summary_row
+    row = partial(summary_row_ci, seed=seed) if ci else summary_row
 
     stats = grouping_stats(groupings).set_index("grouping")
     rows = []
@@ -298,7 +297,7 @@ def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dic
         d = haversine(p[:, 0], p[:, 1], true[:, 0], true[:, 1])
         if subset is not None:
             d = d[subset]
-        rows.append({**summary_row(name, d), "groups": int(stats.loc[name, "groups"]),
+        rows.append({**row(name, d), "groups": int(stats.loc[name, "groups"]),
                      "recordings in groups >= 2 (%)": float(stats.loc[name, "recordings in groups >= 2 (%)"])})
     return pd.DataFrame(rows)
 
@@ -396,8 +395,6 @@ def example_groups_figure(true: np.ndarray, own: np.ndarray, grouped: np.ndarray
     """World map of example groups: members' true places, their own predictions and the group's prediction."""
     import matplotlib.pyplot as plt
 
-    from .maps import land_background
-
     fig, ax = plt.subplots(figsize=(12, 6))
     land_background(ax)
     colors = plt.cm.tab10(np.arange(len(chosen)) % 10)
@@ -418,8 +415,6 @@ def example_groups_figure(true: np.ndarray, own: np.ndarray, grouped: np.ndarray
 def group_map(points: np.ndarray, post: np.ndarray, true: np.ndarray, own: np.ndarray, group_pred, title: str):
     """folium map of one group: its mean posterior, members' true places and own predictions, the group's prediction."""
     import folium
-
-    from .maps import folium_posterior
 
     m = folium_posterior(points, post, title, true=true[0], pred=group_pred)
     layer = folium.FeatureGroup(name="members")

@@ -18,6 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import spectrogram as spec
+from .devices import resolve_device
+from .geo import h3_cells, h3_centers, haversine
+
 
 @dataclass(frozen=True)
 class SAEConfig:
@@ -64,8 +68,6 @@ class TopKSAE(nn.Module):
 
 def fit_sae(X: torch.Tensor, cfg: SAEConfig, device="cpu") -> tuple[TopKSAE, list[float]]:
     """Train on (N, D) embeddings -> (model in eval mode, per-epoch mean squared error normalised by the variance)."""
-    from .devices import resolve_device
-
     dev = resolve_device(device)
     X = torch.as_tensor(X, dtype=torch.float32, device=dev)
     g = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -130,11 +132,9 @@ def pool_recordings(acts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- describing atoms
 def window_peak_hz(images, spec_cfg) -> np.ndarray:
     """Spectrogram images (list of (128, T) uint8) -> (W,) peak frequency (Hz) of every evaluation window, in
-    the windows' order (the same windows as :func:`soundloc.pipeline.window_embeddings`): the mel band whose
+    the windows' order (the same windows as :func:`soundloc.zoo.window_embeddings`): the mel band whose
     level stands highest, on average over the window's frames, above that band's median over the whole
     recording (its noise floor: broadband noise alone would favour the wide high-frequency bands), at its centre."""
-    from . import spectrogram as spec
-
     edges = np.linspace(spec.hz_to_mel(spec_cfg.fmin), spec.hz_to_mel(spec_cfg.fmax), spec_cfg.n_mels + 2)[1:-1]
     centre_hz = 700.0 * (10 ** (edges / 2595.0) - 1)
     out = []
@@ -179,8 +179,6 @@ def h3_head_errors(train_X, train_ll: np.ndarray, test_X, test_ll: np.ndarray, r
     """A linear softmax classifier over the training set's H3 cells at ``res`` on (N, F) features (standardised
     on the training set), predicting the most probable cell's centre -> (N_test,) km errors. The same fixed
     recipe (full-batch AdamW) for every feature set, so that the comparison is of the features."""
-    from .geo import h3_cells, h3_centers, haversine
-
     Xtr, Xte = (torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in (train_X, test_X))
     mu, sd = Xtr.mean(0), Xtr.std(0).clamp_min(1e-6)
     Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
@@ -203,10 +201,8 @@ def h3_head_errors(train_X, train_ll: np.ndarray, test_X, test_ll: np.ndarray, r
 def atom_spectrograms(acts: torch.Tensor, offsets: torch.Tensor, images, spec_cfg, which, top: int = 10) -> np.ndarray:
     """Mean spectrogram window of each atom's ``top`` most activating windows -> (len(which), 128, 512) float.
 
-    ``acts`` (W, M) window activations in the order of :func:`soundloc.pipeline.window_embeddings` (recording
+    ``acts`` (W, M) window activations in the order of :func:`soundloc.zoo.window_embeddings` (recording
     r owns rows offsets[r]:offsets[r+1]), ``images`` the recordings' (128, T) uint8 spectrograms."""
-    from . import spectrogram as spec
-
     off = np.asarray(offsets)
     out = []
     for m in which:
@@ -221,8 +217,6 @@ def atom_spectrograms(acts: torch.Tensor, offsets: torch.Tensor, images, spec_cf
 def atoms_figure(mean_windows: np.ndarray, desc: pd.DataFrame, spec_cfg, title: str):
     """(A, 128, 512) mean spectrogram windows + their rows of :func:`describe_atoms` -> a figure, one panel per atom."""
     import matplotlib.pyplot as plt
-
-    from . import spectrogram as spec
 
     A = len(mean_windows)
     cols = min(4, A)

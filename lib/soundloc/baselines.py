@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .geo import haversine
+from .metrics import summary_row
 
 
 def naive_errors(true: np.ndarray, reference: np.ndarray, seed: int = 0, exclude_self: bool = False) -> np.ndarray:
@@ -33,8 +34,6 @@ def naive_row(method: str, true: np.ndarray, reference: np.ndarray, seeds, exclu
     (ddof=1; 0 for one draw). Averaging the per-recording errors over draws before scoring would not be the
     benchmark's metric: the mean of three random distances is rarely below a 750 km threshold.
     """
-    from .metrics import summary_row
-
     seeds = list(seeds)
     if not seeds:
         raise ValueError("naive_row: give at least one seed")

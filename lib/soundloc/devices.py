@@ -1,6 +1,7 @@
 """Device choice, one rule everywhere: GPU when asked for or available, never a hard-coded "cuda"."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -39,3 +40,24 @@ def native_bf16(device=None) -> bool:
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's capability probes (private)
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+# CPU thread policy: on the CPU torch runs with one intra-op thread by default (SOUNDLOC_TORCH_THREADS overrides)
+@contextlib.contextmanager
+def torch_threads(device="cpu", n: int | None = None):
+    """Run the block with ``n`` torch intra-op threads on the CPU (default ``SOUNDLOC_TORCH_THREADS`` or 1).
+
+    On a GPU nothing changes. One thread is the default because on a few shared, busy cores torch's
+    OpenMP threads spin-wait on each other and run slower than a single thread for these small convolutions.
+    """
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    n = int(os.environ.get("SOUNDLOC_TORCH_THREADS", "1")) if n is None else int(n)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
+from .geo import pairwise_km
+
 
 @dataclass
 class Evidence:
@@ -111,8 +113,6 @@ def posteriors(loc, species, weights, weeks, fp_rate: float) -> tuple[np.ndarray
 def inject_far_species(species, lat, lon, min_km: float = 5000.0, seed: int = 0) -> list[str]:
     """R species lists with (R,) places -> (R,) one species per list, drawn from another list at least ``min_km``
     away and absent from this one (a spurious detection from another continent)."""
-    from .geo import pairwise_km
-
     rng = np.random.default_rng(seed)
     ll = np.column_stack([lat, lon]).astype(float)
     far = pairwise_km(ll, ll) >= min_km

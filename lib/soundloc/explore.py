@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .detect import NON_SPECIES
+from .detect import NON_SPECIES, get_detector
 from .geo import cell_areas, credible_set, haversine
 from .locate import LocateOptions, locate, plot_posterior, range_geolocator
+from .maps import land_background
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,6 @@ def species_view(name: str, week=None, cfg: ExploreConfig = ExploreConfig()) -> 
 
 def plot_range(v: SpeciesView):
     """SpeciesView -> Figure: range probability on the gallery points (squares) over land."""
-    from .maps import land_background
-
     fig = _figure(11, 5)
     ax = fig.subplots()
     land_background(ax)
@@ -327,7 +326,6 @@ def recording_explorer(recordings: list[Recording] | None = None, level: float =
     """A real recording (dropdown) + credible level -> player, spectrogram with species, posterior and region."""
     import ipywidgets as W
 
-    from .detect import get_detector
     from .listen import excerpt, player, plot_listen
 
     recs = {r.name: r for r in (recordings or real_recordings())}

@@ -20,7 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .geo import EARTH_RADIUS_KM, to_latlon, to_xyz
+from . import paths
+from .devices import resolve_device
+from .geo import EARTH_RADIUS_KM, credible_set, to_latlon, to_xyz
+from .io import atomic_path, file_lock, lock_path
+from .maps import land_background
+from .ranges import range_map
 
 SOLVERS = ("euler", "rk4", "adaptive")
 LOG_4PI = math.log(4 * math.pi)
@@ -147,8 +152,6 @@ class FlowHead:
     """A trained (or untrained) velocity field with its base distribution; all tensors on ``device``."""
 
     def __init__(self, cfg: FlowConfig, prior_latlon: np.ndarray | None = None, device="cpu"):
-        from .devices import resolve_device
-
         self.cfg, self.device = cfg, resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.field = VelocityField(cfg).to(self.device)
@@ -161,8 +164,6 @@ class FlowHead:
         self.history: list[float] = []
 
     def to(self, device) -> "FlowHead":
-        from .devices import resolve_device
-
         self.device = resolve_device(device)
         self.field.to(self.device)
         if self.prior is not None:
@@ -380,9 +381,6 @@ def fit_cached(cfg: FlowConfig, latlon: np.ndarray, cond=None, prior_latlon: np.
                device="cpu", tag: str = "flow", progress: bool = False) -> tuple[FlowHead, bool]:
     """Train a FlowHead, or load it from ``data/cache/flow`` when the same config and data were seen
     -> (head, trained now). The key hashes the config, the locations, the embeddings and the prior."""
-    from . import paths
-    from .io import atomic_path, file_lock, lock_path
-
     h = hashlib.sha1(cfg.digest().encode())
     for a in (latlon, cond, prior_latlon):
         if a is not None:
@@ -406,8 +404,6 @@ def credible_regions(log_density: np.ndarray, areas_km2: np.ndarray, true_idx: n
                      levels=(0.5, 0.9)) -> tuple[np.ndarray, np.ndarray]:
     """(R, G) log densities over grid cells, (G,) cell areas km^2, (R,) index of each truth's cell ->
     ((R, L) covered bool, (R, L) area km^2) of the highest-density sets (:func:`soundloc.geo.credible_set`)."""
-    from .geo import credible_set
-
     ld = np.asarray(log_density, float)
     true_idx = np.asarray(true_idx, np.int64)
     if ld.ndim != 2 or ld.shape[1] != len(areas_km2) or len(true_idx) != len(ld):
@@ -425,8 +421,6 @@ def range_conditions(model, species: list[list[str]], weeks, anchors: np.ndarray
     """Species lists + weeks -> (N, A) log occurrence of the listed species (mean over the list) at ``anchors``
     ((A, 2) lat/lon degrees), from a range model (e.g. BirdNET's): a condition that generalises to species
     never seen in training. A list with no species the model knows gets log ``floor`` everywhere."""
-    from .ranges import range_map
-
     weeks = np.asarray(weeks, np.int64)
     if len(species) != len(weeks):
         raise ValueError(f"range_conditions: {len(species)} species lists but {len(weeks)} weeks")
@@ -450,8 +444,6 @@ def density_figure(points: np.ndarray, panels: list[list[np.ndarray]], truths: n
     """Grid of maps: ``panels[r][c]`` (G,) log densities over ``points`` (G, 2), one row per clip (true location
     ``truths[r]`` marked), one column per method; colours are each panel's log density relative to its maximum."""
     import matplotlib.pyplot as plt
-
-    from .maps import land_background
 
     R, C = len(panels), len(panels[0])
     fig, axes = plt.subplots(R, C, figsize=(6.5 * C, 3.3 * R), squeeze=False)

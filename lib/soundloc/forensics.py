@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .audio import load_audio
+from .data.sim import splice
+from .detect import get_detector
 from .geo import haversine
-from .locate import LocateOptions, locate_species, range_geolocator, week_from_date
+from .locate import LocateOptions, locate_species, plot_posterior, range_geolocator, week_from_date
 
 VERDICTS = ("consistent", "suspicious", "inconsistent")
 
@@ -169,8 +172,6 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
 def plot_check(report: CheckReport, title: str | None = None, ax=None, true=None, top: int = 4000):
     """CheckReport -> matplotlib axis: the report's own posterior (per km^2, the ``top`` densest points), its
     best point (red x, ``report.best``) and the claim (orange diamond); ``true``: (lat, lon) green star."""
-    from .locate import plot_posterior
-
     if report.posterior is None:
         raise ValueError("plot_check: the report carries no posterior (made by an older check_species)")
     d = report.density
@@ -188,8 +189,6 @@ def check(audio, lat: float, lon: float, date=None, config: CheckConfig = CheckC
 
     AudioError (a ValueError naming the file) for unusable audio; ValueError for a bad claim/date.
     """
-    from .detect import get_detector
-
     lat, lon = _validate_claim(lat, lon)
     week = week_from_date(date)
     det = get_detector().detect(audio, opts.overlap, opts.sensitivity)
@@ -207,7 +206,7 @@ def classifier_scores(model, waves, spec_cfg, batch_size: int = 256) -> tuple[np
     import torch
 
     from . import spectrogram as spec
-    from .pipeline import torch_threads
+    from .devices import torch_threads
 
     net = getattr(model, "module", model)
     dev = next(net.parameters()).device
@@ -333,9 +332,6 @@ def sim_cases(sim, model, recs: pd.DataFrame, n_splice: int, rng: np.random.Gene
     (p < 0.03 at the true place/week) spliced into each (``soundloc.data.sim.splice``), both versions scored
     (max and mean over windows), and a false claim per recording among ``places`` ((M, 2) lat/lon; default the
     recordings' own) >= ``min_far_km`` away."""
-    from .audio import load_audio
-    from .data.sim import splice
-
     recs = recs.reset_index(drop=True)
     names = np.asarray(sim.species, object)
     p_true = range_probs(names, recs.lat, recs.lon, recs.week, opts)

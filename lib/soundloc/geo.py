@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import paths
+from .io import atomic_path, file_lock, lock_path
+
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -70,9 +73,6 @@ def land_mask(points: np.ndarray) -> np.ndarray:
     """
     import hashlib
     from importlib.metadata import version
-
-    from . import paths
-    from .io import atomic_path, file_lock, lock_path
 
     pts = np.ascontiguousarray(points, np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:

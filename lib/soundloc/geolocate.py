@@ -33,9 +33,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import paths
-from .geo import EARTH_RADIUS_KM, cell_areas, land_grid, to_latlon, to_xyz, uniform_grid, kappa_for_bandwidth
+from .geo import EARTH_RADIUS_KM, cell_areas, h3_cells, haversine, kappa_for_bandwidth, land_grid, to_latlon, to_xyz, uniform_grid
 from .io import atomic_path
+from .metrics import summary_row
 from .ranges import RangeModel, range_map
+from .reference import geoclip_coordinates
 
 DECODERS = ("argmax", "geomedian", "mass_within")
 
@@ -133,7 +135,6 @@ def location_prior(points: np.ndarray, bandwidth_km: float = 200.0, source: str 
     """Log prior over gallery points from an independent reference set -> (N,) log prob (cached)."""
     if source != "geoclip":
         raise ValueError(f"unknown prior source {source!r}; 'geoclip' (GeoCLIP's 100K photo coordinates)")
-    from .reference import geoclip_coordinates
 
     digest = hashlib.sha1(np.ascontiguousarray(points, np.float64).tobytes()).hexdigest()[:12]
     path = paths.cache_dir("priors") / f"{source}__{cache_key or 'pts'}-{digest}__h{bandwidth_km:g}.npy"
@@ -436,9 +437,6 @@ def sweep(loc: RangeGeolocator, queries: pd.DataFrame, grid: list[dict], progres
 
     Used to choose free parameters on a validation set that is not the one reported.
     """
-    from .geo import haversine
-    from .metrics import summary_row
-
     rows = []
     for kw in tqdm(grid, desc="sweep", disable=not progress):
         r = loc.with_config(**kw).locate(list(queries["species"]), weeks=queries["week"], progress=False)
@@ -455,8 +453,6 @@ def pick_best(table: pd.DataFrame, keys: list[str], by: str = "median_km") -> di
 
 def spatial_folds(lat, lon, k: int = 2, res: int = 1, seed: int = 0) -> np.ndarray:
     """(N,) lat/lon -> (N,) fold ids 0..k-1, whole H3 cells at ``res`` assigned at random (spatial blocking)."""
-    from .geo import h3_cells
-
     cells = pd.Series(h3_cells(lat, lon, res))
     uniq = cells.unique()
     assign = dict(zip(uniq, np.random.default_rng(seed).integers(0, k, len(uniq))))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -142,3 +143,8 @@ def save_table(df: pd.DataFrame, stem: str | os.PathLike, *, title: str | None =
     with atomic_path(md_path) as tmp:
         tmp.write_text((f"**{title}**\n\n" if title else "") + md + "\n")
     return csv_path, md_path
+
+
+def digest(obj) -> str:
+    """12 hex characters of the SHA-1 of ``obj`` as sorted-key JSON (``str`` for what JSON lacks): a cache key."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -7,13 +7,12 @@ import h3
 import numpy as np
 import pandas as pd
 
+from .geo import h3_cells, land_mask, uniform_grid
 from .io import atomic_path
 
 
 def hexbin(lat, lon, res: int, values=None, agg: str = "count") -> pd.DataFrame:
     """(N,) lat/lon degrees [+ (N,) values] -> DataFrame(cell, n, value) per H3 cell at ``res``."""
-    from .geo import h3_cells
-
     df = pd.DataFrame({"cell": h3_cells(lat, lon, res)})
     df["v"] = 1.0 if values is None else np.asarray(values, float)
     g = df.groupby("cell")["v"]
@@ -31,8 +30,6 @@ def _ring(cell: str) -> np.ndarray:
 
 def land_background(ax, step: float = 0.5, color=(0.88, 0.88, 0.86)):
     """Draw land (global-land-mask) as a flat background on a lon/lat axis."""
-    from .geo import land_mask, uniform_grid
-
     m = land_mask(uniform_grid(step)).reshape(int(180 / step), int(360 / step))
     rgba = np.zeros(m.shape + (4,))
     rgba[m] = (*color, 1.0)

@@ -19,17 +19,19 @@
 """
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import spectrogram as spec
 from .geo import EARTH_RADIUS_KM, h3_cells, h3_centers, haversine_torch
 from .io import atomic_path
 
@@ -591,6 +593,17 @@ class SpeciesHead(_LinearClassifier):
         return torch.as_tensor(np.asarray(species, np.int64))
 
 
+# Heads defined in modules above this one (they import Head from here) register themselves with register_head;
+# HEAD_MODULES names the module to import when a checkpoint asks for such a kind before it was imported.
+HEAD_MODULES: dict[str, str] = {"agclip": "soundloc.agclip.model"}
+_HEADS: dict[str, Callable[[dict], "Head"]] = {}
+
+
+def register_head(kind: str, from_config: Callable[[dict], "Head"]) -> None:
+    """Make :func:`build_head` rebuild heads of ``kind`` with ``from_config(cfg)`` (a head's ``config()`` dict)."""
+    _HEADS[kind] = from_config
+
+
 def build_head(cfg: dict) -> Head:
     """A head from its ``config()`` dict (as stored in checkpoints)."""
     kind = cfg.get("kind")
@@ -603,10 +616,10 @@ def build_head(cfg: dict) -> Head:
                               cfg.get("parent", "center"))
     if kind == SpeciesHead.kind:
         return SpeciesHead(cfg["in_dim"], cfg["n_species"], cfg.get("species"))
-    if kind == "agclip":  # soundloc.agclip (imported here: it imports this module)
-        from .agclip import AGCLIPHead
-
-        return AGCLIPHead.from_config(cfg)
+    if kind not in _HEADS and kind in HEAD_MODULES:
+        importlib.import_module(HEAD_MODULES[kind])  # registers the kind
+    if kind in _HEADS:
+        return _HEADS[kind](cfg)
     raise ValueError(f"unknown head kind {kind!r}")
 
 
@@ -754,8 +767,6 @@ def recording_predict(model: GeoModel, windows_batches, size: int | None = None,
     run in batches of ``batch_size`` (so recordings share batches), then averaged per recording
     with one ``index_add``. Regression heads average unit vectors; classifiers probabilities.
     """
-    from . import spectrogram as spec
-
     net = getattr(model, "module", model)
     spec_cfg = spec.DEFAULT if spec_cfg is None else spec_cfg
     size = net.encoder.cfg.input_size if size is None else size

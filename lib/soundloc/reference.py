@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .geo import land_mask
+
 
 def geoclip_file(*parts: str) -> Path:
     """A file shipped in the geoclip wheel, e.g. ("model", "weights", "location_encoder_weights.pth")."""
@@ -31,8 +33,6 @@ def geoclip_coordinates(land_only: bool = True) -> np.ndarray:
     df = pd.read_csv(geoclip_gallery_path())
     pts = df[["LAT", "LON"]].to_numpy(float)
     if land_only:
-        from .geo import land_mask
-
         pts = pts[land_mask(pts)]
     pts.setflags(write=False)
     return pts

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .geo import EARTH_RADIUS_KM, cell_areas, credible_set, haversine, pairwise_km
+from .io import atomic_path
 
 DECODERS = ("argmax", "min_distance", "mass_within")  # point estimates of a posterior (see :func:`decode`)
 LEVELS = (0.5, 0.9)  # credible levels reported by default
@@ -127,8 +128,6 @@ def feature_collection(features: list[dict]) -> dict:
 def write_geojson(features: list[dict], path) -> None:
     """Features -> ``path`` as a GeoJSON FeatureCollection (atomic write)."""
     import json
-
-    from .io import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(feature_collection(features)))

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from . import paths
+from .io import atomic_path
 
 KERNEL = "python3"
 
@@ -74,8 +75,6 @@ def write_results_page(out: Path | None = None) -> Path:
     The README quotes headline numbers only; the full tables of the last ``make book`` live on this page, in
     chapter order, each under the name of the file it came from.
     """
-    from .io import atomic_path
-
     figs = paths.figures_dir()
     out = out or figs / "RESULTS.md"
     parts = ["# Results of the last `make book`", "",

@@ -22,6 +22,7 @@ import pandas as pd
 import scipy.sparse as sps
 
 from .data.validate import DataError, _bad_rows, require_columns, week48
+from .maps import _title
 
 EARTH_KM = 6371.0088
 
@@ -287,8 +288,6 @@ def month_layer_map(points: np.ndarray, values: np.ndarray, title: str, step_deg
 
     import branca.colormap as cm
     import folium
-
-    from .maps import _title
 
     m = folium.Map(location=(20, 0), zoom_start=2, tiles="OpenStreetMap", world_copy_jump=True)
     vmax = float(np.max(values)) or 1.0

@@ -62,8 +62,8 @@ from . import spectrogram as spec
 from .devices import resolve_device
 from .io import atomic_path
 from .metrics import geo_metrics
-from .models import (CheckpointMismatch, GeoModel, Head, average_by_recording, check_config, read_checkpoint,
-                     recalibrate_batchnorm, save_model, _strip)
+from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, Head, RegressionHead, SpeciesHead,
+                     average_by_recording, check_config, read_checkpoint, recalibrate_batchnorm, save_model, _strip)
 from .geo import haversine
 
 LAST, BEST = "last.pt", "best.pt"
@@ -697,8 +697,6 @@ def synthetic_recordings(n: int = 64, n_classes: int = 4, frames: int = 600, see
 def ddp_demo(out: str, epochs: int = 3, n: int = 32, input_size: int = 64, batch_size: int = 8,
              head: str = "species", freeze_encoder: bool = False, seed: int = 0) -> list[dict]:
     """Train a small model on synthetic data (also under torchrun); each rank writes ``out/rank{r}.json``."""
-    from .models import AudioEncoder, EncoderConfig, RegressionHead, SpeciesHead
-
     d = synthetic_recordings(n=n, seed=seed)
     enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=input_size, dropout=0.0))
     h: Head = SpeciesHead(enc.dim, 4) if head == "species" else RegressionHead(enc.dim, "haversine")

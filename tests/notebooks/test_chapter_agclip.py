@@ -7,7 +7,7 @@ from nb_chapters import run_chapter
 
 @pytest.mark.slow
 def test_03_agclip(tmp_path):
-    from soundloc.pipeline import PAPER_PREFIX, SIM_SUFFIX
+    from soundloc.report import PAPER_PREFIX, SIM_SUFFIX
 
     run_chapter("03_agclip", tmp_path)
     t = pd.read_csv(tmp_path / "03_table1.csv").set_index("method")

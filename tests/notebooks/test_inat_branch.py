@@ -1,4 +1,4 @@
-"""Chapters 01 and 03 on real iNatSounds audio (``DATA="inat"``), and ``pipeline.prepare_inat`` behind them.
+"""Chapters 01 and 03 on real iNatSounds audio (``DATA="inat"``), and ``datasets.prepare_inat`` behind them.
 
 The fixture is an iNatSounds-layout folder made from the SMALL SimSounds world (SimSounds is written in
 the iNatSounds format): its ``<split>.json`` files hold a few recordings from four weeks (few range-map
@@ -54,12 +54,12 @@ def inat_root(tmp_path_factory) -> Path:
 
 
 def test_prepare_inat_tables_caches_species(inat_root):
-    from soundloc import pipeline
+    from soundloc import datasets, report
 
-    d = pipeline.prepare_inat(inat_root, progress=False)
+    d = datasets.prepare_inat(inat_root, progress=False)
     assert d.source == "inatsounds" and not d.simulated and d.sim_cfg is None
     assert set(d.splits) == {"train", "val", "test"}
-    assert d.label == pipeline.REAL_LABEL and d.suffix == pipeline.REAL_SUFFIX and "simulated" not in d.label
+    assert d.label == report.REAL_LABEL and d.suffix == report.REAL_SUFFIX and "simulated" not in d.label
     assert {s: len(t) for s, t in d.splits.items()} == {"train": 128, "val": 32, "test": 31}
     rep = d.skipped["test"]
     assert rep.total == 32 and rep.skipped == {"missing": 1} and "not-downloaded" in rep.examples["missing"][0]
@@ -76,15 +76,15 @@ def test_prepare_inat_tables_caches_species(inat_root):
     card = d.card().set_index("split")
     assert card.loc["test", "without image"] == 1 and card.loc["train", "species / recording (mean)"] == 1
     # a rerun reuses every cache; the key names the json contents, so it is the same
-    again = pipeline.prepare_inat(inat_root, progress=False)
+    again = datasets.prepare_inat(inat_root, progress=False)
     assert again.key == d.key and all(c.last_computed == [] for c in again.caches.values())
     # SMALL-style cap: a seeded subset, another key
-    sub = pipeline.prepare_inat(inat_root, progress=False, max_per_split=20)
+    sub = datasets.prepare_inat(inat_root, progress=False, max_per_split=20)
     assert len(sub.train) == 20 and sub.key != d.key and set(sub.train.audio_id) <= set(d.train.audio_id)
 
 
 def test_prepare_inat_clear_errors(inat_root, tmp_path):
-    from soundloc import pipeline
+    from soundloc import datasets
     from soundloc.data import DataError
 
     no_val = tmp_path / "no_val"
@@ -92,14 +92,14 @@ def test_prepare_inat_clear_errors(inat_root, tmp_path):
     for s in ("train", "test"):
         shutil.copy(inat_root / f"{s}.json", no_val)
     with pytest.raises(DataError, match=r"no_val/val\.json: missing"):
-        pipeline.prepare_inat(no_val, progress=False)
+        datasets.prepare_inat(no_val, progress=False)
     shutil.copy(inat_root / "val.json", no_val)  # every json, but none of the audio
     with pytest.raises(DataError, match=r"\.wav: missing, as is every audio file of train\.json"):
-        pipeline.prepare_inat(no_val, progress=False)
+        datasets.prepare_inat(no_val, progress=False)
     with pytest.raises(DataError, match=r"nowhere: no such folder.*fetch_group\('inat-audio'\)"):
-        pipeline.chapter_data("inat", True, inat_root=tmp_path / "nowhere")
+        datasets.chapter_data("inat", True, inat_root=tmp_path / "nowhere")
     with pytest.raises(ValueError, match="DATA='xcdc'"):
-        pipeline.chapter_data("xcdc", True)
+        datasets.chapter_data("xcdc", True)
 
 
 def _written(out: Path, prefix: str) -> list[Path]:
@@ -114,7 +114,7 @@ def _no_simulated_label(files: list[Path]) -> None:
 @pytest.mark.slow
 def test_03_agclip_on_inat(inat_root, tmp_path):
     """Chapter 03 with DATA="inat" (run first: it trains the backbone and the hierarchical heads chapter 01 reuses)."""
-    from soundloc.pipeline import PAPER_PREFIX, REAL_SUFFIX
+    from soundloc.report import PAPER_PREFIX, REAL_SUFFIX
 
     run_chapter("03_agclip", tmp_path, DATA="inat", INAT_ROOT=str(inat_root))
     files = _written(tmp_path, "03_inat")
@@ -139,7 +139,8 @@ def test_03_agclip_on_inat(inat_root, tmp_path):
 
 @pytest.mark.slow
 def test_01_baselines_on_inat(inat_root, tmp_path):
-    from soundloc.pipeline import LEARNED, NAIVE, REAL_SUFFIX
+    from soundloc.report import REAL_SUFFIX
+    from soundloc.table1 import LEARNED, NAIVE
 
     run_chapter("01_baselines", tmp_path, DATA="inat", INAT_ROOT=str(inat_root))
     files = _written(tmp_path, "01_inat")

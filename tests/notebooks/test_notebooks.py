@@ -112,7 +112,8 @@ def test_every_chapter_is_tested():
 @pytest.mark.slow
 def test_01_baselines(tmp_path):
     """Table 1 on SimSounds (SMALL, SEED 0): the issue's Done-when criteria on the written table."""
-    from soundloc.pipeline import LEARNED, NAIVE, PAPER_PREFIX, SIM_SUFFIX
+    from soundloc.report import PAPER_PREFIX, SIM_SUFFIX
+    from soundloc.table1 import LEARNED, NAIVE
 
     _run("01_baselines", tmp_path)
     t = pd.read_csv(tmp_path / "01_baselines.csv").set_index("method")

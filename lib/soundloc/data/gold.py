@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from .download import fetch
+from ..io import atomic_path
 from .validate import check_rows, require_columns
 
 GOLD = {"inat": "inatsounds/inat_test_gold.csv", "xcdc": "xcdc/xcdc_gold.csv"}
@@ -33,7 +34,6 @@ def load_gold(dataset: str) -> pd.DataFrame:
 
 def write_predictions(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``audio_id, lat, lon`` predictions in the benchmark format, atomically."""
-    from ..io import atomic_path
     out = df.rename(columns={"lat": "latitude", "lon": "longitude"})[list(BENCH_COLUMNS)]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6f")

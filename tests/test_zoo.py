@@ -1,4 +1,5 @@
-"""soundloc.pipeline: the trained-model zoo, shared window embeddings, table labelling (fast, synthetic data)."""
+"""soundloc.zoo (the trained-model zoo, shared window embeddings), report.simulated_beside_paper (table labelling),
+devices.torch_threads (fast, synthetic data)."""
 from dataclasses import replace
 
 import numpy as np
@@ -6,7 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from soundloc import pipeline as P
+from soundloc import zoo
+from soundloc.devices import torch_threads
+from soundloc.report import simulated_beside_paper
 from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, RegressionHead, SpeciesHead
 from soundloc.train import RecordingSet, TrainConfig, Trainer, synthetic_recordings
 
@@ -39,54 +42,54 @@ CFG = TrainConfig(epochs=1, batch_size=8, lr=0.01, warmup_epochs=0, device="cpu"
 
 def test_second_call_loads_and_a_changed_config_retrains(data, tmp_path):
     tr, va = sets(data, build_species().head)
-    a = P.train_or_load("sp", build_species, tr, va, CFG, data_key="toy", root=tmp_path, progress=False)
+    a = zoo.train_or_load("sp", build_species, tr, va, CFG, data_key="toy", root=tmp_path, progress=False)
     assert a.trained and a.path.is_file() and a.path.parent.name == f"sp-{a.key}"
     assert not (a.path.parent / "train").exists()  # resume state removed once model.pt exists
-    b = P.train_or_load("sp", build_species, tr, va, CFG, data_key="toy", root=tmp_path, progress=False)
+    b = zoo.train_or_load("sp", build_species, tr, va, CFG, data_key="toy", root=tmp_path, progress=False)
     assert not b.trained and b.key == a.key and b.history == a.history
     for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(v, w) or torch.allclose(v, w, rtol=0, atol=0, equal_nan=True), k
     x = torch.randn(3, 3, SIZE, SIZE)
     assert torch.allclose(a.model.eval()(x), b.model(x))
     for cfg, key in ((replace(CFG, lr=0.02), "toy"), (replace(CFG, seed=1), "toy"), (CFG, "other")):
-        c = P.train_or_load("sp", build_species, tr, va, cfg, data_key=key, root=tmp_path, progress=False)
+        c = zoo.train_or_load("sp", build_species, tr, va, cfg, data_key=key, root=tmp_path, progress=False)
         assert c.trained and c.key != a.key
     # other targets (same images) are other training data
     tr2 = RecordingSet(tr.images, (tr.targets + 1) % 4, tr.latlon)
-    assert P.train_or_load("sp", build_species, tr2, va, CFG, data_key="toy", root=tmp_path, progress=False).trained
+    assert zoo.train_or_load("sp", build_species, tr2, va, CFG, data_key="toy", root=tmp_path, progress=False).trained
 
 
 def test_runtime_fields_do_not_change_the_key(data, tmp_path):
     tr, va = sets(data, build_species().head)
-    a = P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    a = zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
     cfg = replace(CFG, eval_batch_size=7, progress=True, checkpoint_dir=str(tmp_path / "elsewhere"))
-    b = P.train_or_load("sp", build_species, tr, va, cfg, root=tmp_path, progress=False)
+    b = zoo.train_or_load("sp", build_species, tr, va, cfg, root=tmp_path, progress=False)
     assert not b.trained and b.key == a.key
 
 
 def test_corrupt_or_foreign_checkpoint_is_rejected_clearly(data, tmp_path):
     tr, va = sets(data, build_species().head)
-    a = P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    a = zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
     good = a.path.read_bytes()
     a.path.write_bytes(good[: len(good) // 2])  # truncated
-    with pytest.raises(P.ZooError, match=r"(?s)model\.pt.*corrupt.*retrain=True"):
-        P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    with pytest.raises(zoo.ZooError, match=r"(?s)model\.pt.*corrupt.*retrain=True"):
+        zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
     a.path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(P.ZooError, match=a.path.parent.name):
-        P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
-    c = P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False, retrain=True)
-    assert c.trained and P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False).trained is False
+    with pytest.raises(zoo.ZooError, match=a.path.parent.name):
+        zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    c = zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False, retrain=True)
+    assert c.trained and zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False).trained is False
     # a checkpoint of another model moved into this key's folder
-    other = P.train_or_load("sp2", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    other = zoo.train_or_load("sp2", build_species, tr, va, CFG, root=tmp_path, progress=False)
     c.path.write_bytes(other.path.read_bytes())
-    with pytest.raises(P.ZooError, match="expected 'sp'"):
-        P.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
+    with pytest.raises(zoo.ZooError, match="expected 'sp'"):
+        zoo.train_or_load("sp", build_species, tr, va, CFG, root=tmp_path, progress=False)
 
 
 def test_build_fn_must_return_a_geomodel(data, tmp_path):
     tr, va = sets(data, build_species().head)
     with pytest.raises(TypeError, match="GeoModel"):
-        P.train_or_load("x", lambda: torch.nn.Linear(2, 2), tr, va, CFG, root=tmp_path)
+        zoo.train_or_load("x", lambda: torch.nn.Linear(2, 2), tr, va, CFG, root=tmp_path)
 
 
 def test_precomputed_embeddings_match_the_trainers_fast_path(data, tmp_path):
@@ -99,28 +102,28 @@ def test_precomputed_embeddings_match_the_trainers_fast_path(data, tmp_path):
         return GeoModel(enc, RegressionHead(enc.dim, "haversine"))
 
     tr, va = sets(data, build().head)
-    emb = {k: P.window_embeddings(base.encoder, s, progress=False) for k, s in (("train", tr), ("val", va))}
+    emb = {k: zoo.window_embeddings(base.encoder, s, progress=False) for k, s in (("train", tr), ("val", va))}
     assert emb["train"][0].shape == (int(emb["train"][1][-1]), base.encoder.dim) and len(emb["train"][1]) == 17
     cfg = replace(CFG, epochs=2, freeze_encoder=True, lr=0.05)
-    z = P.train_or_load("reg", build, tr, va, cfg, root=tmp_path, embeddings=emb, progress=False)
+    z = zoo.train_or_load("reg", build, tr, va, cfg, root=tmp_path, embeddings=emb, progress=False)
     torch.manual_seed(cfg.seed)
     ref = build()
     hist = Trainer(ref, tr, va, cfg).fit()
     assert z.history[-1]["val_median_error"] == pytest.approx(hist[-1]["val_median_error"], rel=1e-3)
-    s = P.head_scores(z.model.head, *P.window_embeddings(z.model.encoder, va, progress=False))
+    s = zoo.head_scores(z.model.head, *zoo.window_embeddings(z.model.encoder, va, progress=False))
     assert s.shape == (len(va), 3)
     with torch.no_grad():  # another backbone -> other initial weights -> another key
         for p in base.encoder.parameters():
             p.add_(0.01)
-    assert P.train_or_load("reg", build, tr, va, cfg, root=tmp_path, embeddings=emb, progress=False).key != z.key
+    assert zoo.train_or_load("reg", build, tr, va, cfg, root=tmp_path, embeddings=emb, progress=False).key != z.key
     with pytest.raises(ValueError, match="freeze_encoder"):
-        P.train_or_load("reg", build, tr, va, CFG, root=tmp_path / "b", embeddings=emb, progress=False)
+        zoo.train_or_load("reg", build, tr, va, CFG, root=tmp_path / "b", embeddings=emb, progress=False)
 
 
 def test_simulated_and_paper_columns_never_mix():
     ours = pd.DataFrame({"method": ["Regression (Haversine)", "Classification res 1"], "n": [10, 10],
                          "median_km": [900.0, 800.0], "region_%": [5.0, 6.0]})
-    t = P.simulated_beside_paper(ours)
+    t = simulated_beside_paper(ours)
     assert {"median_km (simulated)", "region_% (simulated)", "paper (iNatSounds) median_km"} <= set(t.columns)
     assert "median_km" not in t.columns and t.n.tolist() == [10, 10]
     assert t.loc[0, "paper (iNatSounds) median_km"] == 1602 and pd.isna(t.loc[1, "paper (iNatSounds) median_km"])
@@ -128,10 +131,10 @@ def test_simulated_and_paper_columns_never_mix():
 
 def test_torch_threads_policy(monkeypatch):
     n = torch.get_num_threads()
-    with P.torch_threads("cpu"):
+    with torch_threads("cpu"):
         assert torch.get_num_threads() == 1
     monkeypatch.setenv("SOUNDLOC_TORCH_THREADS", "2")
-    with P.torch_threads("cpu"):
+    with torch_threads("cpu"):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == n
 
@@ -145,9 +148,9 @@ def test_batchnorm_momentum_is_part_of_the_key(data):
     for m in b.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = 0.1
-    assert P.zoo_key("sp", a, CFG, tr, va)[0] != P.zoo_key("sp", b, CFG, tr, va)[0]
+    assert zoo.zoo_key("sp", a, CFG, tr, va)[0] != zoo.zoo_key("sp", b, CFG, tr, va)[0]
     torch.manual_seed(0)
-    assert P.zoo_key("sp", a, CFG, tr, va)[0] == P.zoo_key("sp", build_species(), CFG, tr, va)[0]
+    assert zoo.zoo_key("sp", a, CFG, tr, va)[0] == zoo.zoo_key("sp", build_species(), CFG, tr, va)[0]
 
 
 def test_results_page_gathers_every_chapter_table_in_order(figures_tmp):
