@@ -16,7 +16,7 @@ import pandas as pd
 from . import paths
 from .audio import load_audio
 from .io import atomic_path
-from .spectrogram import DEFAULT, SpecConfig, compute_spectrogram, hz_to_mel
+from .spectrogram import DEFAULT, SpecConfig, compute_spectrogram, hz_to_mel, level_to_db
 
 HZ_TICKS = (250, 500, 1000, 2000, 4000, 8000)  # y ticks of the mel-spaced axis, Hz
 
@@ -52,8 +52,8 @@ def player(path, start_s: float = 0.0, seconds: float = 15.0):
 
 def image_db(wave: np.ndarray, cfg: SpecConfig = DEFAULT) -> np.ndarray:
     """(T,) waveform at cfg.sr -> (n_mels, F) float32 dB in [-100, 0], low frequencies in row 0."""
-    img = compute_spectrogram(wave, cfg)  # uint8 levels = (dB + 100) * 2.55, high frequencies on top
-    return (img[::-1].astype(np.float32) / 2.55 - 100.0)
+    img = compute_spectrogram(wave, cfg)  # uint8 levels, high frequencies on top
+    return level_to_db(img[::-1]).astype(np.float32)
 
 
 def detection_lanes(table: pd.DataFrame, min_score: float = 0.3, max_species: int = 6) -> pd.DataFrame:

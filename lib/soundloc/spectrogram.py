@@ -585,23 +585,3 @@ class SpectrogramCache:
 def level_to_db(level):
     """uint8 levels 0-255 -> dB re full scale, -100..0 (the inverse of the image's scaling)."""
     return np.asarray(level, np.float64) * 100.0 / 255.0 - 100.0
-
-
-def mel_band_of_hz(hz, cfg: SpecConfig = DEFAULT):
-    """Hz -> fractional mel band index (0 = lowest band's centre), for placing Hz ticks on the image."""
-    lo, hi = hz_to_mel(cfg.fmin), hz_to_mel(cfg.fmax)
-    return (hz_to_mel(hz) - lo) / (hi - lo) * (cfg.n_mels + 1) - 1.0
-
-
-def show_spectrogram(ax, img: np.ndarray, cfg: SpecConfig = DEFAULT, cmap: str = "magma"):
-    """Draw a (n_mels, F) uint8 image (row 0 = highest band) on ``ax`` in s, Hz (mel-spaced ticks) and dB -> the image artist.
-
-    Add the colourbar with ``fig.colorbar(artist, ax=ax, label="dB (re full scale)")``.
-    """
-    secs = img.shape[1] * cfg.hop / cfg.sr
-    im = ax.imshow(level_to_db(img), aspect="auto", cmap=cmap, vmin=-100, vmax=0,
-                   extent=(0, secs, -0.5, cfg.n_mels - 0.5))  # y = band index from the lowest band up
-    ticks = np.array([f for f in (250, 500, 1000, 2000, 4000, 8000) if cfg.fmin < f < cfg.fmax], float)
-    ax.set_yticks(mel_band_of_hz(ticks, cfg), [f"{f:,.0f}" for f in ticks])
-    ax.set(xlabel="time (s)", ylabel="frequency (Hz, mel scale)")
-    return im
