@@ -7,6 +7,7 @@ import pytest
 
 from soundloc import soundscape as ss
 from soundloc.cli import main
+from soundloc.data.validate import week_from_date
 
 
 def test_ranking_metrics_hand_checked():
@@ -69,8 +70,8 @@ def test_read_sites_reports_every_bad_row(tmp_path):
 
 
 def test_week_of():
-    assert ss.week_of("2020-01-01") == 1 and ss.week_of("2020-12-31") == 48 and ss.week_of(None) is None
-    assert ss.week_of("") is None
+    assert week_from_date("2020-01-01") == 1 and week_from_date("2020-12-31") == 48 and week_from_date(None) is None
+    assert week_from_date("") is None and week_from_date(float("nan")) is None
 
 
 def test_cli_batch_writes_good_rows_and_names_bad_ones(tmp_path, capsys):

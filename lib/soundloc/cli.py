@@ -297,6 +297,7 @@ def _cmd_check(args) -> int:
 
 def _cmd_soundscape(args) -> int:
     from . import soundscape as ss
+    from .data.validate import week_from_date
     from .ranges import load_range_model
 
     if args.top_k < 1:
@@ -326,7 +327,7 @@ def _cmd_soundscape(args) -> int:
             ranked.to_csv(tmp, index=False)
         print(f"{len(sites)} sites ranked, {len(errors)} bad rows skipped; wrote {args.output}", file=sys.stderr)
         return 2 if errors else 0
-    week = ss.week_of(args.date)
+    week = week_from_date(args.date)
     top, richness = ss.rank_species(model, args.lat, args.lon, week, args.top_k)
     if args.json:
         print(json.dumps({"lat": args.lat, "lon": args.lon, "week": week, "expected_richness": richness,

@@ -13,7 +13,6 @@ imported on first use of the registry (an import failure is reported, not fatal)
 """
 from __future__ import annotations
 
-import datetime as _dt
 import importlib
 import json
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data.validate import week48
+from .data.validate import week_from_date  # noqa: F401 (callers import it from here too)
 from .geo import haversine
 from . import regions as _regions
 from .evidence import kl_nats
@@ -219,18 +218,6 @@ def get_method(name: str) -> Callable:
 
 
 # ---------------------------------------------------------------- dates
-def week_from_date(date) -> int | None:
-    """'YYYY-MM-DD' | date | None -> BirdNET week 1-48 | None; ValueError for a malformed date."""
-    if date is None or (isinstance(date, str) and not date.strip()):
-        return None
-    if isinstance(date, str):
-        try:
-            date = _dt.date.fromisoformat(date.strip())
-        except ValueError:
-            raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
-    return int(week48(date.month, date.day))
-
-
 # ---------------------------------------------------------------- the ranges method
 _GEOLOCATORS: dict = {}
 

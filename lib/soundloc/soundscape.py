@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
-from .data.validate import DataError, _bad_rows, require_columns, week48
+from .data.validate import DataError, _bad_rows, require_columns, week_from_date
 from .maps import _title
 
 EARTH_KM = 6371.0088
@@ -172,14 +172,6 @@ def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- place -> ranked species
-def week_of(date) -> int | None:
-    """'YYYY-MM-DD' | None -> BirdNET week 1-48 (None: year-round)."""
-    if date is None or (isinstance(date, float) and np.isnan(date)) or str(date).strip() == "":
-        return None
-    d = pd.Timestamp(str(date)[:10])
-    return int(week48(d.month, d.day))
-
-
 def rank_species(model, lat: float, lon: float, week: int | None = None, top_k: int = 20,
                  scores: np.ndarray | None = None) -> tuple[pd.DataFrame, float]:
     """One place (+ week) -> (top_k DataFrame rank, species, common_name, probability, expected richness).
@@ -213,7 +205,8 @@ def read_sites(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
             errors.append(f"row {i + 1} (id={df.id.iloc[i]!r}): {'; '.join(why)}")
     good = df.loc[~drop].reset_index(drop=True)
     good["latitude"], good["longitude"] = good.latitude.astype(float), good.longitude.astype(float)
-    good["week"] = pd.Series([week_of(v) for v in (good["date"] if "date" in good else [None] * len(good))],
+    # dates passed _bad_rows' check on their first 10 characters ("2020-05-15" of "2020-05-15 06:00")
+    good["week"] = pd.Series([week_from_date(v[:10]) for v in (good["date"] if "date" in good else [""] * len(good))],
                              dtype=object)  # None = year-round
     return good, errors
 

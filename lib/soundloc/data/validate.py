@@ -6,6 +6,7 @@ the default) or drops the bad rows and returns a ``SkipReport`` that counts them
 """
 from __future__ import annotations
 
+import datetime as _dt
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -90,6 +91,18 @@ def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", 
 def week48(month, day):
     """BirdNET's week of year (1-48, four per month): month, day (scalars or arrays) -> ``(month-1)*4 + min(4, (day-1)//7 + 1)``."""
     return (month - 1) * 4 + np.minimum(4, (day - 1) // 7 + 1)
+
+
+def week_from_date(date) -> int | None:
+    """'YYYY-MM-DD' | date | None | NaN | '' -> BirdNET week 1-48 (:func:`week48`) | None; ValueError for a malformed date."""
+    if date is None or (isinstance(date, float) and np.isnan(date)) or (isinstance(date, str) and not date.strip()):
+        return None
+    if isinstance(date, str):
+        try:
+            date = _dt.date.fromisoformat(date.strip())
+        except ValueError:
+            raise ValueError(f"date {date!r} is not YYYY-MM-DD") from None
+    return int(week48(date.month, date.day))
 
 
 def week_of_year48(dates: pd.Series) -> pd.Series:
