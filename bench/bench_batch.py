@@ -21,7 +21,7 @@ import soundfile as sf
 
 from soundloc import detect, paths
 from soundloc.batch import Item, run_batch
-from soundloc.locate import LocateJob, LocateOptions, locate_row
+from soundloc.locator import LocateJob, LocateOptions, locate_row
 
 
 def clips(n: int) -> list[Path]:

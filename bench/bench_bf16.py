@@ -3,7 +3,7 @@ and the head's dropout mask (rand_like) vs torch's nn.Dropout (bernoulli_).
 
 Run: ``.venv/bin/python bench/bench_bf16.py`` (about 1 min on one CPU core). Two of the book's hot paths:
 
-- embedding a gallery with GeoCLIP's location encoder (:func:`soundloc.location.embed_locations`,
+- embedding a gallery with GeoCLIP's location encoder (:func:`soundloc.location_encoders.embed_locations`,
   the 0.5 degree grid is 259,200 points x ~19 MFLOP), ``precision="fp32"`` vs ``"bf16"`` (MLP layers
   in bfloat16, Fourier features in float32); also reports the smallest cosine between the two;
 - one training step of the SMALL AG-CLIP head on cached window embeddings (batch 128, 1,024-d input,
@@ -26,7 +26,7 @@ import torch
 
 from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead, MaskDropout
 from soundloc.devices import native_bf16
-from soundloc.location import embed_locations, load_geoclip_encoder
+from soundloc.location_encoders import embed_locations, load_geoclip_encoder
 
 
 def _best(fns: dict, rounds: int) -> dict:

@@ -17,8 +17,8 @@ import torch
 
 from soundloc.devices import resolve_device
 from soundloc.flow import FlowConfig, FlowHead
-from soundloc.geo import uniform_grid
-from soundloc.location import retrieve
+from soundloc.sphere import uniform_grid
+from soundloc.location_encoders import retrieve
 
 
 def _sync(dev: torch.device) -> None:

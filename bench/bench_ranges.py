@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from soundloc import ranges as R
-from soundloc.geo import land_grid
+from soundloc.sphere import land_grid
 
 
 def run(small: bool = False, week: int | None = 20, device: str | None = None, step: float = 0.5) -> dict:

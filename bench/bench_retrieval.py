@@ -7,7 +7,7 @@ import time
 import numpy as np
 import torch
 
-from soundloc.location import retrieve
+from soundloc.location_encoders import retrieve
 
 
 def main(argv=None) -> dict:

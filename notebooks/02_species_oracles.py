@@ -45,10 +45,10 @@ import torch
 from soundloc import book, maps, paper, taxonomy
 from soundloc.data import load_inat
 from soundloc.data.sim import SimConfig, plan_world
-from soundloc.geo import haversine
-from soundloc.geolocate import (RangeGeolocator, RangeLocConfig, cross_fit, gallery, pick_best, predict_folds,
+from soundloc.sphere import haversine
+from soundloc.range_geolocation import (RangeGeolocator, RangeLocConfig, cross_fit, gallery, pick_best, predict_folds,
                                 spatial_folds, sweep)
-from soundloc.location import gallery_embeddings, load_geoclip_encoder, embed_locations, retrieve
+from soundloc.location_encoders import gallery_embeddings, load_geoclip_encoder, embed_locations, retrieve
 from soundloc.metrics import compare, summary_row_ci
 from soundloc.oracles import CORRUPTIONS, checklists, corrupt, fit_linear_map, predict_embedding
 from soundloc.ranges import load_range_model, range_map

@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from soundloc import agclip, book, datasets, maps, paper, report, table1, zoo
-from soundloc.locate import plot_posterior
+from soundloc.locator import plot_posterior
 from soundloc.metrics import compare, summary_table
 
 ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,

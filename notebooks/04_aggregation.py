@@ -55,8 +55,8 @@ from soundloc import aggregate as agg
 from soundloc import agclip, book, datasets, paper, report, table1, taxonomy, zoo
 from soundloc.data import load_inat
 from soundloc.data.sim import SimConfig
-from soundloc.geo import haversine
-from soundloc.geolocate import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
+from soundloc.sphere import haversine
+from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
 from soundloc.metrics import compare
 from soundloc.models import h3_hierarchy
 from soundloc.ranges import load_range_model

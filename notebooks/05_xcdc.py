@@ -47,8 +47,8 @@ from soundloc import book, maps, paper, taxonomy
 from soundloc.baselines import naive_row
 from soundloc.cli import main as soundloc_cli
 from soundloc.data import load_inat, load_xcdc
-from soundloc.geo import haversine
-from soundloc.geolocate import RangeGeolocator, RangeLocConfig, gallery, pick_best, sweep
+from soundloc.sphere import haversine
+from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, gallery, pick_best, sweep
 from soundloc.metrics import summary_row
 from soundloc.ranges import load_range_model
 from soundloc.species_sets import inat_lists, random_subsets
@@ -240,7 +240,7 @@ ch.table(sweep(loc, xcdc, grid, progress=False), "posthoc_sweep", "Post-hoc: the
 # %%
 from soundloc import paths
 from soundloc.data import xcdc_audio
-from soundloc.locate import LocateOptions, locate_annotated_audio
+from soundloc.locator import LocateOptions, locate_annotated_audio
 
 xa_src = Path(XCDC_AUDIO) if XCDC_AUDIO else paths.raw_dir() / "xcdc" / "xcdc.tar.gz"
 if not xa_src.exists():

@@ -48,8 +48,8 @@ import torch
 
 from soundloc import affinity, agclip, book, datasets, maps, table1, zoo
 from soundloc.data.sim import SimConfig
-from soundloc.geolocate import gallery
-from soundloc.location import gallery_embeddings
+from soundloc.range_geolocation import gallery
+from soundloc.location_encoders import gallery_embeddings
 from soundloc.ranges import load_range_model, range_map
 from soundloc.spectrogram import SpecConfig
 

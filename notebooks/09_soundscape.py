@@ -45,7 +45,7 @@ from soundloc import book, maps, soundscape as ss, taxonomy
 from soundloc.aggregate import group_ids, species_lists
 from soundloc.cli import main as soundloc_cli
 from soundloc.data import load_inat, load_xcdc
-from soundloc.geo import h3_cells, land_grid
+from soundloc.sphere import h3_cells, land_grid
 from soundloc.ranges import load_range_model
 
 ch = book.start("09", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_BOOT=N_BOOT, types={"N_BOOT": int})
@@ -208,7 +208,7 @@ ch.table(share, "teaching", "Teaching species in July: range extent and where th
 
 # %%
 from soundloc.detect import get_detector
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 from soundloc.paths import mirror_dir
 
 sea = get_detector().detect(mirror_dir() / "audio" / "XC563936_soundscape.mp3", 0.0).summary(0.1)
@@ -268,7 +268,7 @@ import torch
 
 from soundloc import agclip, datasets, psm, table1, zoo
 from soundloc.data.sim import SimConfig
-from soundloc.geo import cell_areas, haversine
+from soundloc.sphere import cell_areas, haversine
 from soundloc.metrics import summary_row
 from soundloc.spectrogram import SpecConfig
 

@@ -56,8 +56,8 @@ import pandas as pd
 
 from soundloc import agclip, atoms, book, datasets, flow, report, table1, taxonomy, zoo
 from soundloc.data import load_inat
-from soundloc.geo import cell_areas, haversine, land_grid
-from soundloc.geolocate import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
+from soundloc.sphere import cell_areas, haversine, land_grid
+from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
 from soundloc.metrics import summary_row, summary_table
 from soundloc.ranges import load_range_model
 

@@ -41,7 +41,7 @@ import pandas as pd
 
 from soundloc import book, explore, listen
 from soundloc.detect import get_detector
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 from soundloc.metrics import THRESHOLDS_KM, geo_metrics
 
 ch = book.start("11", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WEEK=WEEK, LEVEL=LEVEL,
@@ -144,7 +144,7 @@ assert d_mean > 10 * d_median
 #   detection, a mimic, a recording made elsewhere).
 # * **von Mises-Fisher (vMF) prior**: the vMF distribution is the Gaussian of the sphere. Summing a vMF bump
 #   (200 km wide) around each of GeoCLIP's 100K photo places on land gives a prior over where people record
-#   (`soundloc.geolocate.location_prior`); the species-range posterior multiplies it in.
+#   (`soundloc.range_geolocation.location_prior`); the species-range posterior multiplies it in.
 # * **Credible region**: the smallest area holding a chosen share (say 90 %) of a posterior's
 #   probability; a larger share gives a larger region.
 # * **Cross-fitting**: choose a free parameter on one half of the data and report on the other half,
@@ -155,7 +155,7 @@ assert d_mean > 10 * d_median
 # Answers are in the collapsed cells below each exercise. Try first.
 #
 # **Exercise 1.** How far is Seattle (47.6766, -122.294) from Paris (48.8566, 2.3522)? Use
-# `soundloc.geo.haversine`.
+# `soundloc.sphere.haversine`.
 
 # %% jupyter={"outputs_hidden": true, "source_hidden": true}
 answers["1 Seattle-Paris km"] = float(haversine(47.6766, -122.294, 48.8566, 2.3522))

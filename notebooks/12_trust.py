@@ -51,9 +51,9 @@ import pandas as pd
 
 from soundloc import book, calibration, evidence, regions, taxonomy
 from soundloc.data import load_inat, load_xcdc
-from soundloc.geo import cell_areas, haversine
-from soundloc.geolocate import spatial_folds
-from soundloc.locate import FP_RATE, SPURIOUS_P, TEMPERATURE_ONE, TEMPERATURE_SLOPE, range_geolocator
+from soundloc.sphere import cell_areas, haversine
+from soundloc.range_geolocation import spatial_folds
+from soundloc.locator import FP_RATE, SPURIOUS_P, TEMPERATURE_ONE, TEMPERATURE_SLOPE, range_geolocator
 from soundloc.species_sets import inat_lists
 
 ch = book.start("12", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT)

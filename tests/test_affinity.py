@@ -40,7 +40,7 @@ def test_agreement_matches_scipy_and_sklearn():
 
 
 def test_recording_density_is_a_normalised_map_peaking_where_recordings_are():
-    from soundloc.geo import haversine, land_grid
+    from soundloc.sphere import haversine, land_grid
 
     pts = land_grid(2.0)
     recs = np.array([[48.0, 2.0]] * 30 + [[-33.9, 151.2]] * 10)  # Paris x30, Sydney x10

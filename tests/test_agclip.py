@@ -8,7 +8,7 @@ import torch
 
 from soundloc import agclip
 from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # 2 intra-op threads on 2 shared busy cores are much slower
 
@@ -140,7 +140,7 @@ def test_calibration_area_and_coverage_by_hand():
     # 25 % -> {1, 0} (0.3), area 2; 50 % -> {1, 0, 2} (0.6), area 8; 90 % -> all, area 18 (by mass: {3}, {3, 2})
     np.testing.assert_allclose(a, [[2.0, 8.0, 18.0]])
     assert cov.tolist() == [[True, True, True]]
-    from soundloc.geo import credible_set
+    from soundloc.sphere import credible_set
 
     assert credible_set(np.log([0.1, 0.2, 0.05, 0.04]), np.array([1.0, 1.0, 6.0, 10.0]), 0.5).tolist() == [True, True, True, False]
     with pytest.raises(ValueError, match="do not fit"):
@@ -149,7 +149,7 @@ def test_calibration_area_and_coverage_by_hand():
 
 def test_grid_gallery_posterior_is_a_density_over_area():
     """Flat audio logits on a uniform 2 deg grid: masses follow the cells' areas and integrate to 1 over area."""
-    from soundloc.geo import EARTH_RADIUS_KM, cell_areas, uniform_grid
+    from soundloc.sphere import EARTH_RADIUS_KM, cell_areas, uniform_grid
 
     pts = uniform_grid(2.0)
     la = agclip.gallery_log_area("uniform1", uniform_grid(1.0))
@@ -277,10 +277,10 @@ def test_trainer_fits_an_agclip_head_on_cached_embeddings(tmp_path):
 
 
 def test_own_geoclip_encoder_is_bit_identical_to_the_package():
-    """soundloc.location's GeoCLIP encoder (no ``import geoclip``) = geoclip.LocationEncoder, bit for bit."""
+    """soundloc.location_encoders's GeoCLIP encoder (no ``import geoclip``) = geoclip.LocationEncoder, bit for bit."""
     from geoclip import LocationEncoder
 
-    from soundloc.location import geoclip_weights_path, load_geoclip_encoder
+    from soundloc.location_encoders import geoclip_weights_path, load_geoclip_encoder
 
     ref = LocationEncoder(from_pretrained=False)
     ref.load_state_dict(torch.load(geoclip_weights_path(), map_location="cpu", weights_only=True))
@@ -300,7 +300,7 @@ def test_bf16_geoclip_embeddings_agree_with_float32(tmp_path, monkeypatch):
     """GeoCLIP embeddings in bf16 (Fourier features float32): cosine >= 0.9999 to float32 and the same nearest
     gallery point for 99 % of queries (near-ties otherwise); "auto" follows the hardware; the cache keeps the two precisions apart; bad names are errors."""
     from soundloc.devices import native_bf16
-    from soundloc.location import embed_locations, embedding_precision, gallery_embeddings, load_geoclip_encoder
+    from soundloc.location_encoders import embed_locations, embedding_precision, gallery_embeddings, load_geoclip_encoder
 
     enc = load_geoclip_encoder()
     lat, lon = np.meshgrid(np.arange(-89.0, 90.0, 4.0), np.arange(-179.0, 180.0, 4.0), indexing="ij")
@@ -332,23 +332,23 @@ def test_bf16_geoclip_embeddings_agree_with_float32(tmp_path, monkeypatch):
 def test_gallery_embeddings_are_cached_in_parts(tmp_path, monkeypatch):
     """A gallery's embeddings are stored in parts; read back they equal one embed_locations call; a damaged
     part is embedded again, the others are read."""
-    from soundloc import location
+    from soundloc import location_encoders
 
     monkeypatch.setenv("SOUNDLOC_DATA", str(tmp_path))
-    monkeypatch.setattr(location, "GALLERY_PART", 16)
-    enc = location.load_geoclip_encoder()
+    monkeypatch.setattr(location_encoders, "GALLERY_PART", 16)
+    enc = location_encoders.load_geoclip_encoder()
     pts = np.c_[np.linspace(-80, 80, 50), np.linspace(-170, 170, 50)]
-    ref = location.embed_locations(enc, pts, precision="fp32")
-    g = location.gallery_embeddings(pts, "p", encoder=enc, precision="fp32")
+    ref = location_encoders.embed_locations(enc, pts, precision="fp32")
+    g = location_encoders.gallery_embeddings(pts, "p", encoder=enc, precision="fp32")
     torch.testing.assert_close(g, ref, rtol=0, atol=1e-5)  # other batch sizes: other rounding
     folder = next((tmp_path / "cache" / "embeddings").iterdir())
     parts = sorted(folder.glob("part-*.npy"))
     assert [np.load(p).shape[0] for p in parts] == [16, 16, 16, 2]
     parts[1].write_bytes(b"truncated")
     calls = []
-    real = location.embed_locations
-    monkeypatch.setattr(location, "embed_locations", lambda e, p, **kw: calls.append(len(p)) or real(e, p, **kw))
-    torch.testing.assert_close(location.gallery_embeddings(pts, "p", encoder=enc, precision="fp32"), g, rtol=0, atol=0)
+    real = location_encoders.embed_locations
+    monkeypatch.setattr(location_encoders, "embed_locations", lambda e, p, **kw: calls.append(len(p)) or real(e, p, **kw))
+    torch.testing.assert_close(location_encoders.gallery_embeddings(pts, "p", encoder=enc, precision="fp32"), g, rtol=0, atol=0)
     assert calls == [16]
 
 

@@ -21,7 +21,7 @@ partial download, checkpoints that are not ours).
 | download truncated mid-way             | here (corrupt resumed part); test_download.py (resume)        |
 | checkpoint from another model config   | test_models.py, test_train.py; here (foreign/pickled files)   |
 | notebook parameter of the wrong type   | here (book.start / check_types); tests/notebooks (papermill)  |
-| gallery with no land points            | here (geo.land_grid, geolocate.gallery)                       |
+| gallery with no land points            | here (sphere.land_grid, range_geolocation.gallery)          |
 """
 from __future__ import annotations
 
@@ -417,8 +417,8 @@ def test_notebook_device_parameter(tmp_path):
 # --------------------------------------------------------------------------- galleries
 
 def test_gallery_with_no_land_points():
-    from soundloc.geo import is_land, land_grid
-    from soundloc.geolocate import gallery
+    from soundloc.sphere import is_land, land_grid
+    from soundloc.range_geolocation import gallery
 
     ocean = (-40, -30, -130, -120)  # South Pacific
     with pytest.raises(ValueError) as ei:
@@ -450,14 +450,14 @@ def test_inat_file_that_is_not_json_names_the_file(tmp_path):
 
 
 def test_land_mask_cache_equals_the_library_and_spares_its_import(tmp_path):
-    """geo.land_mask == global-land-mask's is_land on a grid; a later process reads it without the import."""
+    """sphere.land_mask == global-land-mask's is_land on a grid; a later process reads it without the import."""
     import subprocess
     import sys
 
-    from soundloc.geo import is_land, land_grid, land_mask, uniform_grid
+    from soundloc.sphere import is_land, land_grid, land_mask, uniform_grid
 
     env = {**os.environ, "SOUNDLOC_DATA": str(tmp_path)}
-    code = ("import sys; from soundloc.geo import land_grid; g = land_grid(3.0); "
+    code = ("import sys; from soundloc.sphere import land_grid; g = land_grid(3.0); "
             "print(len(g), 'global_land_mask' in sys.modules)")
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundloc import locate as L
+from soundloc import locator as L
 from soundloc.cli import main
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 
 SEATTLE = (47.6766, -122.294)
 
@@ -31,7 +31,7 @@ def test_locate_seattle_json_returns_a_location(seattle, capsys, one_thread):
     assert r["week"] == 11 and out["method"] == "ranges" and err < 500
     assert len(r["top_k"]) == 5 and r["top_k"][0]["lat"] == r["lat"]
     assert np.all(np.diff([t["per_km2"] for t in r["top_k"]]) <= 0)  # the densest points first (land1 has cell areas)
-    from soundloc.geo import cell_areas
+    from soundloc.sphere import cell_areas
 
     assert all(t["prob"] / t["per_km2"] == pytest.approx(cell_areas(np.array([[t["lat"], t["lon"]]]), 1.0)[0], rel=1e-6)
                for t in r["top_k"])  # mass = density x the point's 1 deg cell area

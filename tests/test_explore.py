@@ -4,8 +4,8 @@ import pytest
 
 from soundloc import explore
 from soundloc.detect import NON_SPECIES
-from soundloc.geo import cell_areas
-from soundloc.locate import week_from_date
+from soundloc.sphere import cell_areas
+from soundloc.locator import week_from_date
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CFG = explore.ExploreConfig()

@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from soundloc import aggregate as agg  # noqa: E402
-from soundloc.locate import grid_step, plot_posterior  # noqa: E402
+from soundloc.locator import grid_step, plot_posterior  # noqa: E402
 from soundloc.spectrogram import level_to_db  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from soundloc import flow
-from soundloc.geo import cell_areas, haversine, to_xyz, uniform_grid
+from soundloc.sphere import cell_areas, haversine, to_xyz, uniform_grid
 
 
 def _toy_head(**kw):
@@ -108,7 +108,7 @@ def test_two_cluster_conditional_toy_is_recovered():
     hist = head.fit(pts, cond)
     assert np.mean(hist[-5:]) < 0.5 * np.mean(hist[:3])  # the loss falls
     x = head.sample(np.eye(2), n=200, steps=20).numpy()
-    from soundloc.geo import to_latlon
+    from soundloc.sphere import to_latlon
 
     for k in range(2):
         ll = to_latlon(x[k])

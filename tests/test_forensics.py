@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from soundloc.forensics import CheckConfig, check, check_species
-from soundloc.locate import LocateOptions
+from soundloc.locator import LocateOptions
 
 SEATTLE = (47.6766, -122.294)
 OPTS = LocateOptions(gallery="land2")
@@ -168,7 +168,7 @@ def test_plot_check_draws_the_reports_own_posterior_and_marks_its_best_point(one
 
     matplotlib.use("Agg")
     from soundloc.forensics import claim_credibility, plot_check
-    from soundloc.geo import cell_areas
+    from soundloc.sphere import cell_areas
 
     sp = pd.DataFrame({"scientific_name": ["Turdus migratorius", "Cardinalis cardinalis", "Sitta carolinensis"],
                        "max_score": [0.9, 0.8, 0.3]})  # the 0.3 one is below min_score but still in the posterior

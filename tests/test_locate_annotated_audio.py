@@ -1,4 +1,4 @@
-"""Chapter 05's XCDC-audio branch (soundloc.locate.locate_annotated_audio) on a fixture in the release's format:
+"""Chapter 05's XCDC-audio branch (soundloc.locator.locate_annotated_audio) on a fixture in the release's format:
 xcdc.tar.gz holding xcdc/<audio_id>.wav for real XCDC ids, with real audio (slices of the Seattle soundscape)."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from soundloc.data import load_xcdc, xcdc_audio
-from soundloc.geo import haversine
-from soundloc.locate import LocateOptions, locate_annotated_audio
+from soundloc.sphere import haversine
+from soundloc.locator import LocateOptions, locate_annotated_audio
 
 from conftest import XCDC_BAD as BAD, XCDC_IDS as IDS
 

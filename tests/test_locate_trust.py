@@ -1,5 +1,5 @@
 """`soundloc locate` you can trust: robust evidence against a spurious species, credible regions in JSON/GeoJSON/maps,
-weak evidence said (soundloc.locate, soundloc.evidence, soundloc.cli)."""
+weak evidence said (soundloc.locator, soundloc.evidence, soundloc.cli)."""
 import json
 
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 from shapely.geometry import Point, shape
 
-from soundloc import geo
-from soundloc import locate as L
+from soundloc import sphere
+from soundloc import locator as L
 from soundloc.cli import main
 
 SEATTLE = (47.6766, -122.294)
@@ -34,7 +34,7 @@ def test_a_spurious_species_moves_the_estimate_less_than_the_credible_radius(sea
     clean, spiked = L.locate_species([names, names + [SPURIOUS]], [w, w + [0.69]], [11, 11], opts)
     a = L.describe("clean", "ranges", 11, clean.points, clean.posterior, 5, opts, prior=clean.prior)
     b = L.describe("spiked", "ranges", 11, spiked.points, spiked.posterior, 5, opts, prior=spiked.prior)
-    moved = geo.haversine(a.lat, a.lon, b.lat, b.lon)
+    moved = sphere.haversine(a.lat, a.lon, b.lat, b.lon)
     print(f"clean {a.lat, a.lon} ({a.error_km(*SEATTLE):.0f} km off), with {SPURIOUS}: {b.lat, b.lon} "
           f"({b.error_km(*SEATTLE):.0f} km off), moved {moved:.0f} km, 90 % radius {a.region(0.9).radius_km:.0f} km")
     assert moved < a.region(0.9).radius_km and b.error_km(*SEATTLE) < 1000
@@ -84,11 +84,11 @@ def test_noise_gives_no_point_a_warning_and_the_prior_region(tmp_path, capsys, o
 
 
 def test_weak_evidence_is_said_on_hand_made_posteriors():
-    g = geo.uniform_grid(10.0)
+    g = sphere.uniform_grid(10.0)
     prior = np.full(len(g), 1.0 / len(g))
     opts = L.LocateOptions()
     weak = prior * (1 + 0.1 * np.cos(np.deg2rad(g[:, 0])))
-    near = geo.haversine(45.0, 5.0, g[:, 0], g[:, 1]) < 1500
+    near = sphere.haversine(45.0, 5.0, g[:, 0], g[:, 1]) < 1500
     strong = np.where(near, 1.0, 1e-3)
     lw = L.describe("w", "x", None, g, weak, 3, opts, prior=prior)
     ls = L.describe("s", "x", None, g, strong, 3, opts, prior=prior)

@@ -9,7 +9,7 @@ from haversine import haversine as hv_pkg
 from sklearn.metrics.pairwise import haversine_distances
 
 from soundloc.cli import main
-from soundloc.geo import EARTH_RADIUS_KM, haversine, haversine_torch, pairwise_km
+from soundloc.sphere import EARTH_RADIUS_KM, haversine, haversine_torch, pairwise_km
 from soundloc.metrics import errors_km, evaluate, geo_metrics
 
 KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180  # 111.19492664455873

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from soundloc import spectrogram as spec
-from soundloc.geo import h3_cells, haversine, haversine_torch
+from soundloc.sphere import h3_cells, haversine, haversine_torch
 from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
                              MultiResH3Head, RegressionHead, SpeciesHead, average_by_recording,
                              hierarchical_decode, load_encoder_weights, load_model, load_model_weights,

@@ -11,10 +11,10 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from soundloc import geo
+from soundloc import sphere
 from soundloc.metrics import THRESHOLDS_KM, geo_metrics
 
-R = geo.EARTH_RADIUS_KM
+R = sphere.EARTH_RADIUS_KM
 PI_R = math.pi * R
 TOL = 1e-3  # km: float64 haversine / law of cosines / arccos agree to about 0.1 m; 1 m leaves margin
 
@@ -54,16 +54,16 @@ def _wrap(lon: float) -> float:
 @SETTINGS
 @given(any_points, any_points)
 def test_haversine_symmetric_bounded_and_zero_on_diagonal(a, b):
-    d_ab = float(geo.haversine(*a, *b))
-    assert d_ab == pytest.approx(float(geo.haversine(*b, *a)), abs=1e-9)
+    d_ab = float(sphere.haversine(*a, *b))
+    assert d_ab == pytest.approx(float(sphere.haversine(*b, *a)), abs=1e-9)
     assert 0.0 <= d_ab <= PI_R + 1e-9
-    assert float(geo.haversine(*a, *a)) == 0.0
+    assert float(sphere.haversine(*a, *a)) == 0.0
 
 
 @SETTINGS
 @given(any_points, any_points)
 def test_haversine_equals_law_of_cosines_and_atan2_forms(a, b):
-    d = float(geo.haversine(*a, *b))
+    d = float(sphere.haversine(*a, *b))
     assert d == pytest.approx(_law_of_cosines(*a, *b), abs=TOL)
     assert d == pytest.approx(_vincenty(*a, *b), abs=TOL)
 
@@ -73,9 +73,9 @@ def test_haversine_equals_law_of_cosines_and_atan2_forms(a, b):
 def test_haversine_longitude_shifts_and_antimeridian(a, b, k1, k2, shift):
     """Shifting a longitude by 360 k changes nothing; rotating both by the same angle (wrapped into
     [-180, 180), so pairs end up straddling the antimeridian) changes nothing."""
-    d = float(geo.haversine(*a, *b))
-    assert float(geo.haversine(a[0], a[1] + 360 * k1, b[0], b[1] + 360 * k2)) == pytest.approx(d, abs=TOL)
-    rotated = float(geo.haversine(a[0], _wrap(a[1] + shift), b[0], _wrap(b[1] + shift)))
+    d = float(sphere.haversine(*a, *b))
+    assert float(sphere.haversine(a[0], a[1] + 360 * k1, b[0], b[1] + 360 * k2)) == pytest.approx(d, abs=TOL)
+    rotated = float(sphere.haversine(a[0], _wrap(a[1] + shift), b[0], _wrap(b[1] + shift)))
     assert rotated == pytest.approx(d, abs=TOL)
 
 
@@ -83,8 +83,8 @@ def test_haversine_longitude_shifts_and_antimeridian(a, b, k1, k2, shift):
 @given(lats, st.floats(0, 10), st.floats(0, 10))
 def test_haversine_across_antimeridian_is_short_way_round(lat, e1, e2):
     """(lat, 180 - e1) to (lat, -180 + e2) is the short arc of e1 + e2 degrees of longitude, not 360 - e1 - e2."""
-    d = float(geo.haversine(lat, 180.0 - e1, lat, -180.0 + e2))
-    assert d == pytest.approx(float(geo.haversine(lat, -e1 / 2 - e2 / 2, lat, e1 / 2 + e2 / 2)), abs=TOL)
+    d = float(sphere.haversine(lat, 180.0 - e1, lat, -180.0 + e2))
+    assert d == pytest.approx(float(sphere.haversine(lat, -e1 / 2 - e2 / 2, lat, e1 / 2 + e2 / 2)), abs=TOL)
     assert d <= math.radians(e1 + e2) * R * math.cos(math.radians(lat)) + TOL  # at most the parallel's arc
 
 
@@ -92,16 +92,16 @@ def test_haversine_across_antimeridian_is_short_way_round(lat, e1, e2):
 @given(st.sampled_from([90.0, -90.0]), lons, lons, points)
 def test_haversine_at_the_poles(pole, lon_a, lon_b, p):
     """At a pole longitude means nothing, and the distance to any point is R x its colatitude."""
-    d = float(geo.haversine(pole, lon_a, *p))
-    assert d == pytest.approx(float(geo.haversine(pole, lon_b, *p)), abs=TOL)
+    d = float(sphere.haversine(pole, lon_a, *p))
+    assert d == pytest.approx(float(sphere.haversine(pole, lon_b, *p)), abs=TOL)
     assert d == pytest.approx(R * math.radians(abs(pole - p[0])), abs=TOL)
-    assert float(geo.haversine(pole, lon_a, -pole, lon_b)) == pytest.approx(PI_R, abs=TOL)
+    assert float(sphere.haversine(pole, lon_a, -pole, lon_b)) == pytest.approx(PI_R, abs=TOL)
 
 
 @SETTINGS
 @given(any_points, any_points, any_points)
 def test_haversine_triangle_inequality(a, b, c):
-    assert geo.haversine(*a, *c) <= geo.haversine(*a, *b) + geo.haversine(*b, *c) + TOL
+    assert sphere.haversine(*a, *c) <= sphere.haversine(*a, *b) + sphere.haversine(*b, *c) + TOL
 
 
 @SETTINGS
@@ -109,12 +109,12 @@ def test_haversine_triangle_inequality(a, b, c):
 def test_pairwise_km_and_unit_vectors(a, b):
     """pairwise_km (via unit vectors, "exact to ~1 m") agrees with haversine; to_xyz / to_latlon round trip."""
     A, B = np.array(a, float), np.array(b, float)
-    want = geo.haversine(A[:, None, 0], A[:, None, 1], B[None, :, 0], B[None, :, 1])
-    np.testing.assert_allclose(geo.pairwise_km(A, B), want, atol=TOL)
-    back = geo.to_latlon(geo.to_xyz(A[:, 0], A[:, 1]))
-    np.testing.assert_allclose(np.linalg.norm(geo.to_xyz(A[:, 0], A[:, 1]), axis=1), 1.0, atol=1e-12)
+    want = sphere.haversine(A[:, None, 0], A[:, None, 1], B[None, :, 0], B[None, :, 1])
+    np.testing.assert_allclose(sphere.pairwise_km(A, B), want, atol=TOL)
+    back = sphere.to_latlon(sphere.to_xyz(A[:, 0], A[:, 1]))
+    np.testing.assert_allclose(np.linalg.norm(sphere.to_xyz(A[:, 0], A[:, 1]), axis=1), 1.0, atol=1e-12)
     # to_latlon takes arcsin(z), ill-conditioned within ~1e-7 deg of a pole: there the round trip is good to ~1 cm
-    np.testing.assert_allclose(geo.haversine(A[:, 0], A[:, 1], back[:, 0], back[:, 1]), 0.0, atol=1e-4)
+    np.testing.assert_allclose(sphere.haversine(A[:, 0], A[:, 1], back[:, 0], back[:, 1]), 0.0, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- haversine (torch)
@@ -131,17 +131,17 @@ TORCH_CAP_KM = 2 * R * (math.pi / 2 - math.asin(math.sqrt(1 - 1e-7)))
 def test_haversine_torch_matches_numpy(pairs):
     a = np.array([p for p, _ in pairs], float)
     b = np.array([q for _, q in pairs], float)
-    want = geo.haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
-    got = geo.haversine_torch(torch.tensor(a), torch.tensor(b)).numpy()
+    want = sphere.haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+    got = sphere.haversine_torch(torch.tensor(a), torch.tensor(b)).numpy()
     assert got.shape == want.shape
     assert (np.abs(got - want) <= np.maximum(TORCH_FLOOR_KM, TORCH_CAP_KM * (want > PI_R - 10)) + TOL).all()
     ok = (want > 1.0) & (want < PI_R - 10)  # away from both clamps: equal to float64 precision
     np.testing.assert_allclose(got[ok], want[ok], atol=TOL)
     # symmetric, near zero on the diagonal, bounded by pi R, also in float32 (the models' dtype)
     ta, tb = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
-    d32 = geo.haversine_torch(ta, tb)
-    assert torch.allclose(d32, geo.haversine_torch(tb, ta), atol=1e-3)
-    assert (geo.haversine_torch(ta, ta) <= TORCH_FLOOR_KM + 1e-3).all()
+    d32 = sphere.haversine_torch(ta, tb)
+    assert torch.allclose(d32, sphere.haversine_torch(tb, ta), atol=1e-3)
+    assert (sphere.haversine_torch(ta, ta) <= TORCH_FLOOR_KM + 1e-3).all()
     assert ((d32 >= 0) & (d32 <= PI_R)).all()
     assert np.abs(d32.double().numpy() - want).max() <= TORCH_CAP_KM + 1.0  # float32: within ~1 km + the cap
 
@@ -152,7 +152,7 @@ def test_haversine_torch_gradient_finite(a, b):
     """The clamp's purpose: finite gradients everywhere, including a == b and antipodes."""
     for q in (b, a, (-a[0], _wrap(a[1] + 180))):
         x = torch.tensor([a], dtype=torch.float64, requires_grad=True)
-        geo.haversine_torch(x, torch.tensor([q], dtype=torch.float64)).sum().backward()
+        sphere.haversine_torch(x, torch.tensor([q], dtype=torch.float64)).sum().backward()
         assert torch.isfinite(x.grad).all()
 
 
@@ -161,21 +161,21 @@ def test_haversine_torch_gradient_finite(a, b):
 def _cell_radius_km(cell: str) -> float:
     """Largest centre-to-vertex distance of a cell (the farthest a point inside it can be from its centre)."""
     c = h3.cell_to_latlng(cell)
-    return max(float(geo.haversine(c[0], c[1], la, lo)) for la, lo in h3.cell_to_boundary(cell))
+    return max(float(sphere.haversine(c[0], c[1], la, lo)) for la, lo in h3.cell_to_boundary(cell))
 
 
 @SETTINGS
 @given(st.lists(any_points, min_size=1, max_size=6), st.integers(0, 9))
 def test_h3_point_cell_centre_round_trip(pts, res):
     lat, lon = np.array(pts, float).T
-    cells = geo.h3_cells(lat, lon, res)
-    centres = geo.h3_centers(cells)
+    cells = sphere.h3_cells(lat, lon, res)
+    centres = sphere.h3_centers(cells)
     assert centres.shape == (len(pts), 2)
     for (la, lo), cell, (cla, clo) in zip(pts, cells, centres):
         assert h3.get_resolution(cell) == res
-        assert float(geo.haversine(la, lo, cla, clo)) <= _cell_radius_km(cell) * (1 + 1e-6) + 1e-6
+        assert float(sphere.haversine(la, lo, cla, clo)) <= _cell_radius_km(cell) * (1 + 1e-6) + 1e-6
         assert h3.latlng_to_cell(cla, clo, res) == cell  # the centre lies in its own cell
-    np.testing.assert_array_equal(geo.h3_cells(centres[:, 0], centres[:, 1], res), cells)
+    np.testing.assert_array_equal(sphere.h3_cells(centres[:, 0], centres[:, 1], res), cells)
 
 
 @SETTINGS
@@ -238,4 +238,4 @@ def test_metrics_reject_empty_and_nonfinite():
 def test_metrics_on_haversine_errors_are_symmetric(a, b):
     """Swapping prediction and truth gives the same error, hence the same metrics."""
     assume(a != b)
-    assert geo_metrics([geo.haversine(*a, *b)]) == geo_metrics([geo.haversine(*b, *a)])
+    assert geo_metrics([sphere.haversine(*a, *b)]) == geo_metrics([sphere.haversine(*b, *a)])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from soundloc import ranges as R
-from soundloc.geo import is_land, uniform_grid
+from soundloc.sphere import is_land, uniform_grid
 
 OHIO, AUSTRALIA, FRANCE, GERMANY, SOUTH_AFRICA = (40.0, -83.0), (-25.0, 134.0), (47.0, 2.5), (50.0, 10.0), (-26.0, 28.0)
 

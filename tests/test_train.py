@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from soundloc.geo import haversine, to_latlon, to_xyz
+from soundloc.sphere import haversine, to_latlon, to_xyz
 from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
                              MultiResH3Head, RegressionHead, SpeciesHead, load_model, read_checkpoint)
 from soundloc.train import RecordingSet, Trainer, TrainConfig, lr_factor, read_log, synthetic_recordings
@@ -286,7 +286,7 @@ def test_small_agclip_runs_in_bf16_where_the_hardware_has_it(monkeypatch):
 
 def test_soundloc_bf16_0_turns_bf16_off_everywhere(monkeypatch):
     from soundloc import agclip, devices
-    from soundloc.location import embedding_precision
+    from soundloc.location_encoders import embedding_precision
 
     monkeypatch.setenv("SOUNDLOC_BF16", "0")
     assert devices.native_bf16("cpu") is False and embedding_precision("auto") == "fp32"

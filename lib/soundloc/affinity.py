@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .geolocate import vmf_log_density
+from .range_geolocation import vmf_log_density
 
 __all__ = ["species_embeddings", "affinity_maps", "agreement", "rank_auc", "recording_density"]
 

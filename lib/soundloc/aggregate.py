@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .geo import h3_cells, haversine
+from .sphere import h3_cells, haversine
 from .maps import folium_posterior, land_background
 from .metrics import summary_row, summary_row_ci
 

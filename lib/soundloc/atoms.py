@@ -20,7 +20,7 @@ from torch import nn
 
 from . import spectrogram as spec
 from .devices import resolve_device
-from .geo import h3_cells, h3_centers, haversine
+from .sphere import h3_cells, h3_centers, haversine
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .geo import haversine
+from .sphere import haversine
 from .metrics import summary_row
 
 

@@ -53,7 +53,7 @@ def read_items(src: str | os.PathLike) -> list[Item]:
     Relative paths in a CSV are read relative to the CSV's folder.
     """
     from .data.validate import DataError
-    from .locate import week_from_date
+    from .locator import week_from_date
 
     src = Path(src)
     if src.is_dir():
@@ -106,7 +106,7 @@ def check_row(item: Item, config=None, opts=None) -> dict:
     """A claim Item -> one row: path, claimed lat/lon/date, verdict, flag (not consistent), out-of-range species,
     credible mass above the claim (soundloc.forensics.check)."""
     from .forensics import CheckConfig, check
-    from .locate import LocateOptions
+    from .locator import LocateOptions
 
     r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
     return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,

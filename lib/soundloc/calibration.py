@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .geo import cell_areas
+from .sphere import cell_areas
 from .regions import coverage_table, grid_step, mass_above_truth, temper
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)  # nominal levels reported

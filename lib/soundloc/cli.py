@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from .data.validate import DataError
-from .locate import FP_RATE
+from .locator import FP_RATE
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
@@ -23,7 +23,7 @@ EXAMPLES = {
                "  soundloc locate rec.mp3 --level 0.9 --regions where.geojson --decoder min_distance --json\n"
                "  soundloc locate recordings/ -o results.csv --workers 2   (or recordings.csv with path,date)\n"
                "  soundloc locate clip.wav --method fused --model data/cache/models/agclip-KEY/model.pt\n"
-               "methods come from soundloc.locate's registry (soundloc.locate.register_method)"),
+               "methods come from soundloc.locator's registry (soundloc.locator.register_method)"),
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
               "  soundloc check --claims claims.csv -o flags.csv   (claims.csv: path,lat,lon,date)\n"
@@ -60,7 +60,7 @@ def _device(value):
 
 def _date(value):
     """--date argument: 'YYYY-MM-DD' checked here so that the error names the option."""
-    from .locate import week_from_date
+    from .locator import week_from_date
 
     try:
         week_from_date(value)
@@ -91,7 +91,7 @@ def _cmd_species_locate(args) -> int:
     from . import taxonomy
     from .data.gold import write_predictions
     from .data.validate import DataError, require_columns, week_of_year48
-    from .geolocate import PRESETS, RangeGeolocator, gallery
+    from .range_geolocation import PRESETS, RangeGeolocator, gallery
     from .ranges import load_range_model
 
     src = _existing(args.input)
@@ -143,7 +143,7 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
 
     from .evidence import kl_nats
     from .io import atomic_path
-    from .locate import WEAK_KL_NATS
+    from .locator import WEAK_KL_NATS
     from .regions import credible_regions, expected_distance_km, grid_step
 
     step, rows = grid_step(loc.points), []
@@ -168,7 +168,7 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
 
 
 def _cmd_locate(args) -> int:
-    from .locate import LocateOptions, aggregate, locate
+    from .locator import LocateOptions, aggregate, locate
     from .regions import write_geojson
 
     batch = args.output is not None
@@ -233,7 +233,7 @@ def _cmd_locate(args) -> int:
 def _locate_batch(args, opts) -> int:
     """Folder(s), CSV(s) path[,date][,id] or files -> one row per recording in args.output (resumable)."""
     from .batch import Item, read_items, run_batch
-    from .locate import LocateJob
+    from .locator import LocateJob
 
     items = []
     for p in args.audio:
@@ -277,7 +277,7 @@ def _write_maps(locs, out: str, level: float = 0.9) -> None:
 
 def _cmd_check(args) -> int:
     from .forensics import CheckConfig, check
-    from .locate import LocateOptions
+    from .locator import LocateOptions
 
     cfg = CheckConfig(range_threshold=args.range_threshold, min_score=args.min_score, hpd_level=args.hpd_level)
     opts = LocateOptions(gallery=args.gallery, device=args.device)
@@ -342,7 +342,7 @@ def _cmd_soundscape(args) -> int:
 
 def _soundscape_species(args, model) -> int:
     from . import soundscape as ss
-    from .geo import land_grid
+    from .sphere import land_grid
     from .maps import save_map
 
     idx = ss.find_species(model, args.species)
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
 
-    from .locate import available_methods
+    from .locator import available_methods
 
     methods = available_methods()
     lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"],
@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("-o", "--output", required=True, help="output CSV (audio_id,latitude,longitude)")
     sl.add_argument("--week-from-date", action="store_true", help="use each row's date (YYYY-MM-DD) for week-specific ranges")
     sl.add_argument("--gallery", default="land1", help="candidate points: land1 (default), land0.5, uniform1, uniform0.5")
-    sl.add_argument("--preset", default="lists", choices=["lists", "single"], help="parameter preset (see soundloc.geolocate.PRESETS)")
+    sl.add_argument("--preset", default="lists", choices=["lists", "single"], help="parameter preset (see soundloc.range_geolocation.PRESETS)")
     sl.add_argument("--decoder", choices=["argmax", "geomedian", "mass_within"], help="override the preset's decoder")
     sl.add_argument("--no-prior", action="store_true", help="flat prior instead of GeoCLIP's photo density")
     sl.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a RangeLocConfig field, e.g. absence_weight=0.5")

@@ -1,6 +1,6 @@
 """The datasets the learned chapters train on: the SimSounds world (simulated) or real iNatSounds audio.
 
-- :func:`prepare_sim` -> :class:`SimData`: the SimSounds world (built once, shared) with one
+- :func:`prepare_sim` -> :class:`AudioSplits`: the SimSounds world (built once, shared) with one
   :class:`~soundloc.spectrogram.SpectrogramCache` per split, keyed by the world and the image
   config, its train / val / test / chorus tables, image accessors and ready-made
   :class:`~soundloc.train.RecordingSet` s for any head.
@@ -30,7 +30,7 @@ from .data.validate import DataError
 from .io import digest
 from .train import RecordingSet
 
-__all__ = ["SimData", "sim_data_key", "prepare_sim", "prepare_inat", "chapter_data", "notebook_data", "DATA_SOURCES",
+__all__ = ["AudioSplits", "sim_data_key", "prepare_sim", "prepare_inat", "chapter_data", "notebook_data", "DATA_SOURCES",
            "INAT_SPLITS", "INAT_HOWTO", "inat_audio_root", "SIM_SUFFIX", "REAL_SUFFIX", "REAL_LABEL"]
 
 SIM_SUFFIX = " (simulated)"
@@ -39,7 +39,7 @@ REAL_LABEL = "real (iNatSounds)"  # titles of results on real iNatSounds audio (
 
 
 @dataclass
-class SimData:
+class AudioSplits:
     """Recordings with a spectrogram cache per split: a SimSounds world (:func:`prepare_sim`) or real
     iNatSounds audio (:func:`prepare_inat`, ``source="inatsounds"``, ``sim_cfg=None``, no chorus split)."""
 
@@ -140,13 +140,13 @@ def sim_data_key(sim_cfg: simlib.SimConfig, spec_cfg: spec.SpecConfig) -> str:
 
 def prepare_sim(sim_cfg: simlib.SimConfig | None = None, spec_cfg: spec.SpecConfig | None = None,
                 progress: bool = True, splits: Sequence[str] = simlib.SPLITS, root=None,
-                device=None) -> SimData:
-    """Build (or reuse) the SimSounds world of ``sim_cfg`` and a spectrogram cache per split -> SimData.
+                device=None) -> AudioSplits:
+    """Build (or reuse) the SimSounds world of ``sim_cfg`` and a spectrogram cache per split -> AudioSplits.
 
     Defaults: ``SimConfig.small()`` and ``SpecConfig(small=True)``. Both steps are idempotent and
     resumable. Caches live under ``paths.cache_dir("spectrograms", "simsounds-<name>-seed<seed>-<key>", split)``.
     Recordings without an image (unreadable, too short) are dropped from the split's table and
-    counted in ``SimData.skipped`` (printed when ``progress``).
+    counted in ``AudioSplits.skipped`` (printed when ``progress``).
     """
     sim_cfg = sim_cfg or simlib.SimConfig.small()
     spec_cfg = spec_cfg or spec.SpecConfig(small=True)
@@ -167,7 +167,7 @@ def prepare_sim(sim_cfg: simlib.SimConfig | None = None, spec_cfg: spec.SpecConf
         cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
     if [c["id"] for c in cats] != list(range(len(cats))):
         raise ValueError(f"{root}/train.json: category ids are not 0..{len(cats) - 1}")
-    return SimData(sim_cfg, spec_cfg, Path(root), tables, caches, [c["name"] for c in cats], key, skipped)
+    return AudioSplits(sim_cfg, spec_cfg, Path(root), tables, caches, [c["name"] for c in cats], key, skipped)
 
 
 # --------------------------------------------------------------------------- real iNatSounds audio + caches
@@ -203,17 +203,17 @@ def _subset(df: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 def prepare_inat(root=None, spec_cfg: spec.SpecConfig | None = None, splits: Sequence[str] = INAT_SPLITS,
                  progress: bool = True, device=None, max_per_split: int | dict | None = None,
-                 subset_seed: int = 0) -> SimData:
-    """Real iNatSounds audio in its release layout -> SimData (``source="inatsounds"``) with a cache per split.
+                 subset_seed: int = 0) -> AudioSplits:
+    """Real iNatSounds audio in its release layout -> AudioSplits (``source="inatsounds"``) with a cache per split.
 
     ``root`` (default :func:`inat_audio_root`) holds ``<split>.json`` (or ``.json.tar.gz``, COCO-style, read by
     :func:`soundloc.data.inat.load_inat`) and the audio at ``root/<file_name>``. Species: the categories of
     the recordings kept (all splits), in category-id order, class index = position (ids need not be
-    contiguous: ``SimData.category_ids`` maps back). ``max_per_split`` (int, or {split: int}) keeps a
+    contiguous: ``AudioSplits.category_ids`` maps back). ``max_per_split`` (int, or {split: int}) keeps a
     seeded random subset of each split (``subset_seed``), for CPU-sized runs. Caches live under
     ``paths.cache_dir("spectrograms", "inatsounds-<key>", split)``, the key hashing the json contents, the
     subset and the image config. Recordings whose audio file is missing, or that give no image (unreadable,
-    too short), are dropped and counted in ``SimData.skipped`` (printed when ``progress``); a split with
+    too short), are dropped and counted in ``AudioSplits.skipped`` (printed when ``progress``); a split with
     none of its audio present is a DataError naming an expected file.
     """
     spec_cfg = spec_cfg or spec.SpecConfig(small=True)
@@ -264,7 +264,7 @@ def prepare_inat(root=None, spec_cfg: spec.SpecConfig | None = None, splits: Seq
         if progress and rep.n_skipped:
             print(f"iNatSounds {s}: {rep.n_skipped} of {rep.total} recordings are left out ({rep})")
         tables[s], caches[s], skipped[s] = df[keep].reset_index(drop=True), cache, rep
-    return SimData(None, spec_cfg, root, tables, caches, list(cats["species"]), key, skipped,
+    return AudioSplits(None, spec_cfg, root, tables, caches, list(cats["species"]), key, skipped,
                    source="inatsounds", category_ids=ids)
 
 
@@ -273,8 +273,8 @@ _DATA_HELP = "use " + " or ".join(f"{k!r} ({v})" for k, v in DATA_SOURCES.items(
 
 
 def chapter_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None,
-                 progress: bool = True, device=None) -> SimData:
-    """A chapter's ``DATA`` parameter -> SimData: "sim" = the SimSounds world (small or large preset, ``world_seed``);
+                 progress: bool = True, device=None) -> AudioSplits:
+    """A chapter's ``DATA`` parameter -> AudioSplits: "sim" = the SimSounds world (small or large preset, ``world_seed``);
     "inat" = real iNatSounds audio at ``inat_root`` (default :func:`inat_audio_root`), at most ``inat_max``
     recordings per split (None: the small world's split sizes when ``small``, else all).
 
@@ -295,7 +295,7 @@ def chapter_data(data: str, small: bool, world_seed: int = 0, inat_root=None, in
         raise DataError(f"{e}; to get the iNatSounds audio, {INAT_HOWTO}") from e
 
 
-def notebook_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None) -> SimData:
+def notebook_data(data: str, small: bool, world_seed: int = 0, inat_root=None, inat_max: int | None = None) -> AudioSplits:
     """:func:`chapter_data` for a chapter's parameters: an unknown ``DATA`` or absent audio -> ``book.ParameterError``."""
     if data not in DATA_SOURCES:
         raise ParameterError(f"parameter DATA={data!r}: {_DATA_HELP}")

@@ -1,7 +1,7 @@
 """Robust species evidence: a false-positive rate per detection, disagreeing species, and how much the
 evidence moved the posterior from the prior.
 
-:class:`soundloc.geolocate.RangeGeolocator` multiplies one likelihood per heard species, so a single
+:class:`soundloc.range_geolocation.RangeGeolocator` multiplies one likelihood per heard species, so a single
 spurious detection whose range misses the true place vetoes it. Here each detection a is true with
 probability 1 - eps and spurious with probability eps; a spurious detection says nothing about the place:
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from .geo import pairwise_km
+from .sphere import pairwise_km
 
 
 @dataclass

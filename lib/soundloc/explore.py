@@ -19,8 +19,8 @@ import pandas as pd
 
 from . import paths
 from .detect import NON_SPECIES, get_detector
-from .geo import cell_areas, credible_set, haversine
-from .locate import LocateOptions, locate, plot_posterior, range_geolocator
+from .sphere import cell_areas, credible_set, haversine
+from .locator import LocateOptions, locate, plot_posterior, range_geolocator
 from .maps import land_background
 
 
@@ -175,7 +175,7 @@ class RecordingView:
     """A recording's species-range posterior, its credible region and the species behind it."""
 
     recording: Recording
-    location: object  # soundloc.locate.Location
+    location: object  # soundloc.locator.Location
     region: np.ndarray  # (N,) bool, the highest-density credible region
     level: float
     summary: pd.DataFrame  # one row: week, best place, error, region area, true place inside

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import paths
 from .devices import resolve_device
-from .geo import EARTH_RADIUS_KM, credible_set, to_latlon, to_xyz
+from .sphere import EARTH_RADIUS_KM, credible_set, to_latlon, to_xyz
 from .io import atomic_path, file_lock, lock_path
 from .maps import land_background
 from .ranges import range_map
@@ -403,7 +403,7 @@ def fit_cached(cfg: FlowConfig, latlon: np.ndarray, cond=None, prior_latlon: np.
 def credible_regions(log_density: np.ndarray, areas_km2: np.ndarray, true_idx: np.ndarray,
                      levels=(0.5, 0.9)) -> tuple[np.ndarray, np.ndarray]:
     """(R, G) log densities over grid cells, (G,) cell areas km^2, (R,) index of each truth's cell ->
-    ((R, L) covered bool, (R, L) area km^2) of the highest-density sets (:func:`soundloc.geo.credible_set`)."""
+    ((R, L) covered bool, (R, L) area km^2) of the highest-density sets (:func:`soundloc.sphere.credible_set`)."""
     ld = np.asarray(log_density, float)
     true_idx = np.asarray(true_idx, np.int64)
     if ld.ndim != 2 or ld.shape[1] != len(areas_km2) or len(true_idx) != len(ld):

@@ -34,8 +34,8 @@ import pandas as pd
 from .audio import load_audio
 from .data.sim import splice
 from .detect import get_detector
-from .geo import haversine
-from .locate import LocateOptions, locate_species, plot_posterior, range_geolocator, week_from_date
+from .sphere import haversine
+from .locator import LocateOptions, locate_species, plot_posterior, range_geolocator, week_from_date
 
 VERDICTS = ("consistent", "suspicious", "inconsistent")
 
@@ -328,7 +328,7 @@ class SimCases:
 def sim_cases(sim, model, recs: pd.DataFrame, n_splice: int, rng: np.random.Generator,
               opts: LocateOptions = LocateOptions(), min_far_km: float = 5000.0,
               places: np.ndarray | None = None) -> SimCases:
-    """SimData + its species classifier + R recordings of a split -> SimCases: ``n_splice`` out-of-range species
+    """AudioSplits + its species classifier + R recordings of a split -> SimCases: ``n_splice`` out-of-range species
     (p < 0.03 at the true place/week) spliced into each (``soundloc.data.sim.splice``), both versions scored
     (max and mean over windows), and a false claim per recording among ``places`` ((M, 2) lat/lon; default the
     recordings' own) >= ``min_far_km`` away."""

@@ -7,7 +7,7 @@ import h3
 import numpy as np
 import pandas as pd
 
-from .geo import h3_cells, land_mask, uniform_grid
+from .sphere import h3_cells, land_mask, uniform_grid
 from .io import atomic_path
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .data.validate import DataError
-from .geo import haversine
+from .sphere import haversine
 
 THRESHOLDS_KM = {"street": 1, "city": 25, "region": 200, "country": 750, "continent": 2500}
 METRIC_KEYS = ("median_error", "mean_error", *THRESHOLDS_KM)

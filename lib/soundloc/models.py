@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import spectrogram as spec
-from .geo import EARTH_RADIUS_KM, h3_cells, h3_centers, haversine_torch
+from .sphere import EARTH_RADIUS_KM, h3_cells, h3_centers, haversine_torch
 from .io import atomic_path
 
 CHECKPOINT_FORMAT = "soundloc-checkpoint"

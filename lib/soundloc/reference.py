@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .geo import land_mask
+from .sphere import land_mask
 
 
 def geoclip_file(*parts: str) -> Path:

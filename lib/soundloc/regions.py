@@ -1,7 +1,7 @@
 """Credible regions, expected errors and point decoders for posteriors over a lat/lon cell grid.
 
 A gallery posterior gives each cell-centred grid point the probability *mass* of its cell. The
-p-credible region is the highest-density set (``geo.credible_set``: cells ranked by mass per km^2,
+p-credible region is the highest-density set (``sphere.credible_set``: cells ranked by mass per km^2,
 so that small high-latitude cells are not favoured) holding p of the mass; it is drawn as the union
 of its cells (shapely), written as RFC 7946 GeoJSON (longitude before latitude, exterior rings
 counter-clockwise; a region around Fiji comes out as parts that meet at +180 and -180, i.e. split
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .geo import EARTH_RADIUS_KM, cell_areas, credible_set, haversine, pairwise_km
+from .sphere import EARTH_RADIUS_KM, cell_areas, credible_set, haversine, pairwise_km
 from .io import atomic_path
 
 DECODERS = ("argmax", "min_distance", "mass_within")  # point estimates of a posterior (see :func:`decode`)
@@ -202,7 +202,7 @@ def true_cells(points: np.ndarray, lat, lon, step: float | None = None) -> np.nd
 def mass_above_truth(points: np.ndarray, posteriors: np.ndarray, lat, lon, step: float | None = None) -> np.ndarray:
     """(N, 2) grid, (R, N) masses, (R,) truths -> (R,) mass of the cells ranked before the true cell.
 
-    Ranking as ``geo.credible_set`` (density, ties by index), so the truth is in the p-region iff this is < p.
+    Ranking as ``sphere.credible_set`` (density, ties by index), so the truth is in the p-region iff this is < p.
     """
     step = grid_step(points) if step is None else step
     P = np.atleast_2d(np.asarray(posteriors, np.float64))

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from .baselines import naive_errors
-from .datasets import SimData
+from .datasets import AudioSplits
 from .devices import torch_threads
-from .geo import haversine
-from .geolocate import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
+from .sphere import haversine
+from .range_geolocation import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
 from .metrics import summary_row, summary_table
 from .models import (AudioEncoder, EncoderConfig, GeoModel, H3Classes, H3Head, RegressionHead, SpeciesHead,
                      hierarchical_decode, latlon_to_xyz, xyz_to_latlon)
@@ -110,11 +110,11 @@ class BaselineResult:
         return pd.DataFrame(rows)
 
 
-def _encoder_cfg(cfg: BaselineConfig, sim: SimData) -> EncoderConfig:
+def _encoder_cfg(cfg: BaselineConfig, sim: AudioSplits) -> EncoderConfig:
     return EncoderConfig(cfg.arch, input_size=sim.spec_cfg.input_size)
 
 
-def train_backbone(sim: SimData, cfg: BaselineConfig, progress: bool = True) -> ZooEntry:
+def train_backbone(sim: AudioSplits, cfg: BaselineConfig, progress: bool = True) -> ZooEntry:
     """The species classifier on the train split (focal species): the encoder every head starts from."""
     def build():
         enc = AudioEncoder(_encoder_cfg(cfg, sim))
@@ -143,14 +143,14 @@ def mean_location_regression(dim: int, loss: str, latlon: np.ndarray) -> Regress
     return head
 
 
-def _geo_heads(sim: SimData, dim: int) -> dict[str, Callable]:
+def _geo_heads(sim: AudioSplits, dim: int) -> dict[str, Callable]:
     ll = sim.latlon("train")
     classes = {r: H3Classes.from_training(ll[:, 0], ll[:, 1], r) for r in (0, 1, 2)}
     return {**{k: (lambda k=k: mean_location_regression(dim, k, ll)) for k in ("mse", "haversine")},
             **{f"res{r}": (lambda c=c: H3Head(dim, c)) for r, c in classes.items()}}
 
 
-def train_geo_models(sim: SimData, backbone: ZooEntry, cfg: BaselineConfig, progress: bool = True,
+def train_geo_models(sim: AudioSplits, backbone: ZooEntry, cfg: BaselineConfig, progress: bool = True,
                      embeddings: dict | None = None) -> dict[str, ZooEntry]:
     """Regression (MSE, haversine) and H3 classifiers (res 0, 1, 2) starting from the backbone's encoder."""
     enc_state = backbone.model.encoder.state_dict()
@@ -168,7 +168,7 @@ def train_geo_models(sim: SimData, backbone: ZooEntry, cfg: BaselineConfig, prog
     return out
 
 
-def range_locator(sim: SimData, cfg: BaselineConfig):
+def range_locator(sim: AudioSplits, cfg: BaselineConfig):
     pts = gallery(cfg.range_gallery)
     prior = vmf_log_density(pts, sim.latlon("train"), cfg.range_prior_bandwidth_km)  # independent of val/test
     rl = RangeLocConfig(prior_weight=cfg.range_prior_weight, prior_bandwidth_km=cfg.range_prior_bandwidth_km)
@@ -176,7 +176,7 @@ def range_locator(sim: SimData, cfg: BaselineConfig):
                            log_prior=prior)
 
 
-def range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float) -> dict[str, tuple]:
+def range_queries(sim: AudioSplits, split: str, probs: np.ndarray, min_weight: float) -> dict[str, tuple]:
     """Species-range queries of a split: annotated species, top-1 predicted, all predicted (weighted).
 
     Annotated = the focal species, except on the long "chorus" split, where every species heard is
@@ -191,7 +191,7 @@ def range_queries(sim: SimData, split: str, probs: np.ndarray, min_weight: float
             "all": ([list(names[k]) for k in keep], [list(row[k]) for row, k in zip(probs, keep)])}
 
 
-def _prewarm_ranges(loc, sim: SimData, weeks, progress: bool = True) -> None:
+def _prewarm_ranges(loc, sim: AudioSplits, weeks, progress: bool = True) -> None:
     """Range maps of every species of the world for every week needed, in one pass per week.
 
     Kept on disk per (gallery, week, species of the world): chapters 01 and 05 both need the validation
@@ -203,7 +203,7 @@ def _prewarm_ranges(loc, sim: SimData, weeks, progress: bool = True) -> None:
         loc.prewarm([list(sim.species)] * len(weeks), weeks, progress=progress, disk_cache=True)
 
 
-def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence[dict], min_weight: float = 1e-3,
+def choose_range_config(loc, sim: AudioSplits, val_probs: np.ndarray, grid: Sequence[dict], min_weight: float = 1e-3,
                         progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Pick the range-geolocation settings on the VALIDATION split ("predicted species all", median km)."""
     species, weights = range_queries(sim, "val", val_probs, min_weight)["all"]
@@ -225,7 +225,7 @@ def choose_range_config(loc, sim: SimData, val_probs: np.ndarray, grid: Sequence
 RANGE_GRID = tuple({"prior_weight": p} for p in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0))
 
 
-def baseline_errors(sim: SimData, cfg: BaselineConfig | None = None, seed: int = 0, progress: bool = True,
+def baseline_errors(sim: AudioSplits, cfg: BaselineConfig | None = None, seed: int = 0, progress: bool = True,
                     min_weight: float = 1e-3, range_grid: Sequence[dict] = RANGE_GRID,
                     split: str = "test") -> BaselineResult:
     """Train (or load from the zoo) and evaluate Table 1's baselines on a SimSounds split ("test" or "chorus").

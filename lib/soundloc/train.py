@@ -64,7 +64,7 @@ from .io import atomic_path
 from .metrics import geo_metrics
 from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, Head, RegressionHead, SpeciesHead,
                      average_by_recording, check_config, read_checkpoint, recalibrate_batchnorm, save_model, _strip)
-from .geo import haversine
+from .sphere import haversine
 
 LAST, BEST = "last.pt", "best.pt"
 

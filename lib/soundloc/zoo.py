@@ -131,7 +131,7 @@ def train_or_load(name: str, build_fn: Callable[[], GeoModel], train_set: Record
     ``build_fn`` is called after ``torch.manual_seed(train_cfg.seed)``, so a model's initial
     weights are a function of the seed (and of anything it loads, e.g. a backbone's weights:
     they are hashed into the key). ``data_key`` names the images behind the recording sets
-    (e.g. ``SimData.key``). ``embeddings`` ({"train": (emb, offsets), "val": ...} from
+    (e.g. ``AudioSplits.key``). ``embeddings`` ({"train": (emb, offsets), "val": ...} from
     :func:`split_embeddings`) feed the ``freeze_encoder`` fast path without recomputing them.
     The checkpoint is ``<root or cache_dir("models")>/<name>-<key>/model.pt``.
     """

@@ -36,7 +36,7 @@ def test_04_aggregation(tmp_path):
     s = s[s.groups_counted == "all groups"].set_index("grouping")
     weekly = s.loc["H3 res 6 + week", "1 species (%)"]
     from soundloc.data import load_inat
-    from soundloc.geo import h3_cells
+    from soundloc.sphere import h3_cells
 
     inat = load_inat()
     iso = pd.to_datetime(inat["date"]).dt.isocalendar()

@@ -15,7 +15,7 @@ def test_11_teaching(tmp_path):
     from haversine import haversine as reference_haversine
 
     from soundloc.detect import NON_SPECIES
-    from soundloc.locate import range_geolocator
+    from soundloc.locator import range_geolocator
 
     executed = run_chapter("11_teaching", tmp_path)
     nb = json.loads(executed.read_text())

@@ -5,7 +5,7 @@ import pytest
 
 from nb_chapters import audio_players, run_chapter
 
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 
 SEATTLE = (47.6766, -122.294)
 JURA = (46.6, 6.1)
@@ -56,7 +56,7 @@ def test_07_geoforensics(tmp_path):
 
 @pytest.mark.slow
 def test_08_real_audio(tmp_path):
-    from soundloc.locate import LocateOptions, locate
+    from soundloc.locator import LocateOptions, locate
 
     assert audio_players(run_chapter("08_real_audio", tmp_path)) == 2  # Seattle and the richest Jura clip play
     tab = pd.read_csv(tmp_path / "08_real_audio.csv").set_index("method")

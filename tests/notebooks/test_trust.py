@@ -33,7 +33,7 @@ def test_12_trust(tmp_path):
     assert (tmp_path / "12_reliability.png").stat().st_size > 10_000
 
     # the package defaults are the ones this chapter chose on iNatSounds lists (their provenance)
-    from soundloc.locate import LocateOptions, TEMPERATURE_ONE, TEMPERATURE_SLOPE
+    from soundloc.locator import LocateOptions, TEMPERATURE_ONE, TEMPERATURE_SLOPE
 
     xt = pd.read_csv(tmp_path / "12_xcdc_cli_temperature.csv")
     assert (xt[xt.chosen_on == "iNatSounds lists"].slope == TEMPERATURE_SLOPE).all()

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from soundloc.data import load_xcdc
-from soundloc.geo import haversine
+from soundloc.sphere import haversine
 
 from conftest import XCDC_IDS as IDS
 

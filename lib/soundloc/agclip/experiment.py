@@ -15,10 +15,10 @@ import torch
 
 from .. import devices
 from ..devices import resolve_device, torch_threads
-from ..geo import haversine
-from ..geolocate import RangeGeolocator, RangeLocConfig
+from ..sphere import haversine
+from ..range_geolocation import RangeGeolocator, RangeLocConfig
 from ..io import atomic_path
-from ..location import embed_locations, gallery_embeddings
+from ..location_encoders import embed_locations, gallery_embeddings
 from ..metrics import summary_row
 from ..models import AudioEncoder, EncoderConfig, GeoModel, hierarchical_decode, hierarchical_log_posterior
 from ..oracles import checklists
@@ -136,7 +136,7 @@ DECODER_NAMES = {"argmax": "argmax retrieval", "mass_within": "posterior mass wi
 class AGCLIPContext:
     """What the steps of :func:`run_agclip` share: inputs, targets and the caches they fill as they go."""
 
-    sim: object                                   # SimData of the run
+    sim: object                                   # AudioSplits of the run
     cfg: AGCLIPRunConfig
     emb: dict                                     # backbone window embeddings {"train"|"val"|"test": (emb, offsets)}
     enc_cfg: EncoderConfig                        # the backbone's encoder, copied into every head's model

@@ -26,7 +26,7 @@ def credible_sets(post: torch.Tensor, area_km2, true_idx, levels: Sequence[float
 
     ``post`` (R, N) masses (rows sum to 1), ``area_km2`` (N,), ``true_idx`` (R,) the cell of the
     true location. Cells are added in decreasing density (mass / area: the highest-density region, as
-    :func:`soundloc.geo.credible_set`; ranking by mass would favour large cells) until the mass reaches
+    :func:`soundloc.sphere.credible_set`; ranking by mass would favour large cells) until the mass reaches
     the level (ties broken by index); "covered" = the true cell is among them. Vectorised over recordings.
     """
     post = torch.as_tensor(post, dtype=torch.float64)

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..geo import cell_areas, h3_cells, land_grid, to_xyz, uniform_grid
-from ..geolocate import vmf_log_density
-from ..location import embed_locations
+from ..sphere import cell_areas, h3_cells, land_grid, to_xyz, uniform_grid
+from ..range_geolocation import vmf_log_density
+from ..location_encoders import embed_locations
 from .model import load_location_encoder
 
 __all__ = ["GALLERIES", "build_gallery", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",

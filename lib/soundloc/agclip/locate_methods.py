@@ -1,5 +1,5 @@
 """``soundloc locate --method agclip|fused``: AG-CLIP checkpoints as methods of the locate registry
-(registered when :mod:`soundloc.agclip` is imported, see ``soundloc.locate.PLUGIN_MODULES``)."""
+(registered when :mod:`soundloc.agclip` is imported, see ``soundloc.locator.PLUGIN_MODULES``)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,9 +10,9 @@ from torch.nn import functional as F
 
 from .. import spectrogram as spec
 from ..audio import load_audio
-from ..geolocate import gallery, gallery_areas, location_prior
-from ..locate import MethodOutput, get_method, register_method
-from ..location import gallery_embeddings
+from ..range_geolocation import gallery, gallery_areas, location_prior
+from ..locator import MethodOutput, get_method, register_method
+from ..location_encoders import gallery_embeddings
 from ..models import load_model
 from .model import AGCLIPHead, load_location_encoder
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..location import load_geoclip_encoder
+from ..location_encoders import load_geoclip_encoder
 from ..models import Head, register_head
 from ..ranges import SINR, _ResLayer
 from .retrieval import topk_chunked
@@ -244,7 +244,7 @@ class AGCLIPHead(Head):
         if self.E:
             if loc_emb is None:
                 raise ValueError("AGCLIPHead(location_encoder='geoclip'): give loc_emb, the (N, 512) GeoCLIP "
-                                 "embeddings of the locations (soundloc.location.embed_locations)")
+                                 "embeddings of the locations (soundloc.location_encoders.embed_locations)")
             e = torch.as_tensor(loc_emb, dtype=torch.float32)
             if e.shape != (len(ll), self.E):
                 raise ValueError(f"loc_emb has shape {tuple(e.shape)}, expected ({len(ll)}, {self.E})")
@@ -272,7 +272,7 @@ class AGCLIPHead(Head):
         """(B, 2) lat/lon degrees -> (B, E) normalised embeddings of the learnable location encoder."""
         if self.loc_enc is None:
             raise RuntimeError("the GeoCLIP location encoder is frozen and lives outside the head "
-                               "(soundloc.location.gallery_embeddings)")
+                               "(soundloc.location_encoders.gallery_embeddings)")
         return F.normalize(self.loc_enc(latlon), dim=1)
 
     # ---- loss

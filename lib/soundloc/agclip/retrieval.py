@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..geo import EARTH_RADIUS_KM, to_xyz
+from ..sphere import EARTH_RADIUS_KM, to_xyz
 
 __all__ = ["topk_chunked", "log_posterior", "DECODERS", "decode", "decode_log_posterior"]
 

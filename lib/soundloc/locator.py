@@ -3,7 +3,7 @@
 Methods live in a small registry so that other modules can plug theirs in without this one
 importing them::
 
-    from soundloc.locate import register_method
+    from soundloc.locator import register_method
     register_method("agclip", my_fn, "AG-CLIP retrieval over the gallery")
 
 A method is ``fn(paths: list[str], weeks: list[int | None], opts: LocateOptions) -> list[MethodOutput]``
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .data.validate import week_from_date  # noqa: F401 (callers import it from here too)
-from .geo import haversine
+from .sphere import haversine
 from . import regions as _regions
 from .evidence import kl_nats
 
@@ -56,7 +56,7 @@ PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import register
 class LocateOptions:
     """Options shared by all methods (methods ignore what they do not use)."""
 
-    gallery: str = "land1"  # candidate points (soundloc.geolocate.gallery names)
+    gallery: str = "land1"  # candidate points (soundloc.range_geolocation.gallery names)
     preset: str = "lists"  # RangeLocConfig preset for the ranges method
     min_conf: float = 0.1  # BirdNET detections below this max score are not used (birdnetlib's default)
     overlap: float = 0.0  # BirdNET window overlap, s
@@ -224,7 +224,7 @@ _GEOLOCATORS: dict = {}
 
 def range_geolocator(gallery_name: str = "land1", preset: str = "lists", device: str = "cpu"):
     """A shared RangeGeolocator (BirdNET meta model, ``PRESETS[preset]``, gallery) per process."""
-    from .geolocate import PRESETS, RangeGeolocator, gallery
+    from .range_geolocation import PRESETS, RangeGeolocator, gallery
     from .ranges import load_range_model
 
     from .devices import resolve_device
@@ -335,7 +335,7 @@ def describe(path: str, method: str, week, points: np.ndarray, posterior: np.nda
 
 def _cell_areas(points: np.ndarray) -> np.ndarray:
     """(N, 2) cell-centred grid -> (N,) km^2 (ValueError when not a grid)."""
-    from .geo import cell_areas
+    from .sphere import cell_areas
 
     return cell_areas(points, _regions.grid_step(points))
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from soundloc import taxonomy
-from soundloc.geo import haversine, land_grid, uniform_grid
-from soundloc.geolocate import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
+from soundloc.sphere import haversine, land_grid, uniform_grid
+from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
 from soundloc.ranges import RangeModel, load_range_model
 
 
@@ -116,7 +116,7 @@ def test_decoders_on_a_hand_made_posterior():
 
 def test_range_posterior_on_a_lat_lon_grid_is_a_density_over_area():
     """One species everywhere: flat density; cells' masses follow their areas, integrating to 1 over area."""
-    from soundloc.geo import cell_areas
+    from soundloc.sphere import cell_areas
 
     loc = RangeGeolocator(DiscModel({"A": ((0, 0), 30000)}), G, RangeLocConfig(prior_weight=0), gallery_name="uniform1")
     areas = cell_areas(G, 1.0)
@@ -171,8 +171,8 @@ def test_vmf_prior_is_a_normalised_smooth_density():
 
 def test_vmf_density_matches_a_float64_sum_of_kernels():
     """The float32 kernel sums against the definition, log sum_m w_m exp(kappa (cos d_nm - 1)), in float64."""
-    from soundloc.geo import to_xyz
-    from soundloc.geolocate import kappa_for_bandwidth
+    from soundloc.sphere import to_xyz
+    from soundloc.range_geolocation import kappa_for_bandwidth
 
     rng = np.random.default_rng(1)
     pts = np.c_[rng.uniform(-89, 89, 3000), rng.uniform(-180, 180, 3000)]
@@ -217,7 +217,7 @@ def test_taxonomy_maps_documented_synonyms_only(birdnet):
 
 
 def test_chunked_retrieval_equals_unchunked():
-    from soundloc.location import retrieve
+    from soundloc.location_encoders import retrieve
 
     g = torch.nn.functional.normalize(torch.randn(5000, 32), dim=1)
     q = torch.randn(300, 32)

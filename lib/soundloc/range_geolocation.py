@@ -15,7 +15,7 @@ over-predict everywhere in data-poor regions), and ``prior`` is a density of whe
 are made from an independent source (by default a von Mises-Fisher smoothing of GeoCLIP's
 bundled photo coordinates). s is a log density per km^2; on a lat/lon grid gallery each point
 stands for a cell whose area shrinks towards the poles (a 1 deg cell at 80 deg holds 0.17 of an
-equatorial one), so the posterior mass of a cell is softmax(s + log area) (:func:`soundloc.geo.log_masses`).
+equatorial one), so the posterior mass of a cell is softmax(s + log area) (:func:`soundloc.sphere.log_masses`).
 A named decoder turns it into one point: ``argmax`` (the densest point; the paper's), ``geomedian``
 (the point minimising the expected great-circle distance, Weiszfeld on the sphere over the densest
 points, weighted by mass) or ``mass_within`` (among the densest points, the one with the most
@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import paths
-from .geo import EARTH_RADIUS_KM, cell_areas, h3_cells, haversine, kappa_for_bandwidth, land_grid, to_latlon, to_xyz, uniform_grid
+from .sphere import EARTH_RADIUS_KM, cell_areas, h3_cells, haversine, kappa_for_bandwidth, land_grid, to_latlon, to_xyz, uniform_grid
 from .io import atomic_path
 from .metrics import summary_row
 from .ranges import RangeModel, range_map
