@@ -15,11 +15,11 @@ def test_cell_area_agrees_with_pyproj_geodesic_on_a_sphere():
     from pyproj import Geod
     from shapely.geometry import box
 
-    sphere = Geod(a=sphere.EARTH_RADIUS_KM * 1000, b=sphere.EARTH_RADIUS_KM * 1000)
+    geod = Geod(a=sphere.EARTH_RADIUS_KM * 1000, b=sphere.EARTH_RADIUS_KM * 1000)
     pts = np.array([[0.5, 10.5], [45.5, -120.5], [-80.5, 3.5], [89.5, 0.5]])
     ours = sphere.cell_areas(pts, 1.0)
     for (la, lo), a in zip(pts, ours):
-        ref = abs(sphere.geometry_area_perimeter(box(lo - 0.5, la - 0.5, lo + 0.5, la + 0.5).segmentize(0.01))[0]) / 1e6
+        ref = abs(geod.geometry_area_perimeter(box(lo - 0.5, la - 0.5, lo + 0.5, la + 0.5).segmentize(0.01))[0]) / 1e6
         assert a == pytest.approx(ref, rel=1e-4)
 
 
