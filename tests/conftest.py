@@ -18,8 +18,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # chapter 04 builds the SimSounds world and the chapter-01 backbone that every SimSounds chapter needs,
 # while the other worker runs the unit tests and the real-data chapters; chapter 03 then starts at once.
 # Left in file order, chapter 03 ran last after chapter 06 and the other worker idled ~55 s at the end.
-FIRST = ("tests/notebooks/test_aggregation.py::test_04_aggregation",
-         "tests/notebooks/test_chapter_agclip.py::test_03_agclip")
+FIRST = ("tests/notebooks/test_chapter_04_aggregation.py::test_04_aggregation",
+         "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -54,7 +54,7 @@ ELSEWHERE = [
     "test_download.py::test_corrupted_download_leaves_no_file", "test_download.py::test_truncated_download_resumes",
     "test_download.py::test_mirror_copy_and_bad_mirror",
     "test_models.py::test_checkpoint_round_trip_and_mismatch", "test_train.py::test_resume_refuses_other_config",
-    "notebooks/test_notebooks.py::test_parameter_of_wrong_type_is_a_clear_error",
+    "notebooks/test_chapter_00_data.py::test_parameter_of_wrong_type_is_a_clear_error",
 ]
 
 

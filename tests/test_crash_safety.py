@@ -23,11 +23,15 @@ import soundfile as sf
 
 from soundloc import spectrogram as S
 
+from subproc import wait_until
+
 SHARD = 3
 
 # The child builds the cache; KILL_AT="<what>:<n>" makes it SIGKILL itself at the n-th such event:
 #   save:n     halfway through writing the n-th shard's data (a partial temporary file is left)
 #   replace:n  just before the n-th atomic rename (2 per shard: data, then its index)
+# STEP=1 makes it print "replaced" after each atomic rename and wait for a line on stdin before going on,
+# so that the parent can kill it at a chosen event, or at a random instant after it, without timing it.
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
     import numpy as np
@@ -60,6 +64,13 @@ CHILD = textwrap.dedent("""
                 die()
             return real_replace(src, dst)
         os.replace = replace
+    if os.environ.get("STEP") == "1":
+        step_replace = os.replace
+        def replace(src, dst):
+            step_replace(src, dst)
+            print("replaced", flush=True)
+            sys.stdin.readline()
+        os.replace = replace
     cache = S.SpectrogramCache(root, shard_size=%d, device="cpu")
     print("building", flush=True)
     report = cache.build(items, progress=False)
@@ -88,9 +99,9 @@ def corpus(tmp_path_factory):
     return d, items, ref
 
 
-def _child(root: Path, items_json: Path, kill_at: str = "") -> subprocess.Popen:
-    env = {**os.environ, "KILL_AT": kill_at, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(items_json)], env=env,
+def _child(root: Path, items_json: Path, kill_at: str = "", step: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "KILL_AT": kill_at, "OMP_NUM_THREADS": "1", "STEP": "1" if step else ""}
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(items_json)], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -148,29 +159,31 @@ def test_kill_at_the_atomic_write_steps(corpus, tmp_path, kill_at):
 
 
 def test_kill_at_random_times_then_resume(corpus, tmp_path):
-    """Several SIGKILLs at random instants of successive runs in the same folder, then a full rerun."""
+    """Several SIGKILLs of successive runs in the same folder, after a random number of atomic renames (the first
+    while the child waits there, the others at a random instant of the work that follows), then a full rerun."""
     d, items, ref = corpus
     root = tmp_path / "cache"
-    # measure one uninterrupted build in a child (imports excluded) to spread the kill times over it
-    p = _child(tmp_path / "timing", d / "items.json")
-    assert p.stdout.readline().strip() == "building"
-    t0 = time.perf_counter()
-    assert p.stdout.readline().startswith("done")
-    build_s = time.perf_counter() - t0
-    p.communicate(timeout=60)
-    assert p.returncode == 0
+    n_shards = -(-len(items) // SHARD)
     rng = np.random.default_rng(2024)
     served = []
     interrupted = 0
-    for frac in np.sort(rng.uniform(0.05, 0.6, size=3)):  # successive runs skip finished shards: kill earlier
-        p = _child(root, d / "items.json")
+    for run in range(3):
+        left = n_shards - len(list(root.glob("shard_*.json")))  # successive runs skip finished shards
+        k = int(rng.integers(1, 2 * left))  # kill after the k-th of this run's 2 * left renames: work remains
+        p = _child(root, d / "items.json", step=True)
         assert p.stdout.readline().strip() == "building"
-        time.sleep(frac * build_s)
+        for i in range(k):
+            assert p.stdout.readline().strip() == "replaced", f"run {run}: the child stopped before rename {i + 1}"
+            if i < k - 1 or run > 0:  # run 0 is killed while it waits after its k-th rename
+                p.stdin.write("\n")
+                p.stdin.flush()
+        if run > 0:
+            time.sleep(rng.uniform(0, 0.05))  # a random instant of the next shard's work (not a speed claim)
         p.send_signal(signal.SIGKILL)
         out, _ = p.communicate(timeout=60)
         interrupted += "done" not in out
         served.append(_check_consistent(root, ref, items))
-    assert interrupted >= 1, f"no kill landed inside a build of {build_s:.2f} s"
+    assert interrupted >= 1, "no kill landed inside a build"
     assert served == sorted(served)  # a rerun never loses finished work
     _rerun_and_compare(root, ref, items)
 
@@ -183,13 +196,11 @@ def test_file_lock_makes_a_second_process_wait(tmp_path):
         from soundloc.io import file_lock
         with file_lock({str(lock)!r}):
             open({str(log)!r}, "a").write("child in\\n")
-            time.sleep(1.5)
+            time.sleep(0.5)  # holds the lock a while after saying so: the parent must wait, whatever its speed
             open({str(log)!r}, "a").write("child out\\n")
     """)
     p = subprocess.Popen([sys.executable, "-c", child])
-    t0 = time.time()
-    while not log.exists() and time.time() - t0 < 60:  # the child holds the lock
-        time.sleep(0.05)
+    wait_until(log.exists, p, "taking the lock")  # from here the child holds the lock
     from soundloc.io import file_lock
 
     with file_lock(lock):

@@ -2,6 +2,7 @@
 import pandas as pd
 import pytest
 
+from inat_fixture import no_simulated_label, written
 from nb_chapters import run_chapter
 
 
@@ -61,3 +62,29 @@ def test_03_agclip(tmp_path):
     # the reading is generated from this run's fusion table: its verdict and numbers
     reading = (tmp_path / "03_reading.md").read_text()
     assert f"AG-CLIP alone ({f.loc['AG-CLIP', 'median_km']:,.0f} km)" in reading
+
+
+@pytest.mark.slow
+def test_03_agclip_on_inat(inat_root, tmp_path):
+    """Chapter 03 with DATA="inat" (run first: it trains the backbone and the hierarchical heads chapter 01 reuses)."""
+    from soundloc.report import PAPER_PREFIX, REAL_SUFFIX
+
+    run_chapter("03_agclip", tmp_path, DATA="inat", INAT_ROOT=str(inat_root))
+    files = written(tmp_path, "03_inat")
+    assert not written(tmp_path, "03_table1") and len(files) > 20
+    no_simulated_label(files)
+    t = pd.read_csv(tmp_path / "03_inat_table1.csv").set_index("method")
+    assert (t["n"] == 31).all() and "Classification hierarchical 0-1-2" in t.index
+    med, reg = t["median_km" + REAL_SUFFIX], t["region_%" + REAL_SUFFIX]
+    assert med.between(0, 20040).all() and reg.between(0, 100).all()
+    assert t.loc["AG-CLIP (argmax retrieval)", PAPER_PREFIX + "region_%"] == 17.2  # the paper's, in its own column
+    assert not [c for c in t.columns if c.endswith(" (simulated)")]
+    ck = pd.read_csv(tmp_path / "03_inat_checklist_seeds.csv")
+    assert len(ck) == 6 and (ck["n"] == 31).all()
+    assert len(pd.read_csv(tmp_path / "03_inat_tableA1.csv")) == 24
+    cal = pd.read_csv(tmp_path / "03_inat_calibration.csv")
+    assert cal["coverage %"].between(0, 100).all()
+    assert len(pd.read_csv(tmp_path / "03_inat_checks.csv")) == 13
+    maps = sorted(tmp_path.glob("03_inat_posterior_*.html"))
+    assert len(maps) == 3 and "real (iNatSounds)" in maps[0].read_text()
+    assert (tmp_path / "03_inat_posterior_maps.png").stat().st_size > 20_000
