@@ -25,7 +25,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run (this chapter is small either way)
 SEED = 0  # seed for every random draw
-DATA = "real"  # this chapter reads only the real small files
 DEVICE = "auto"  # unused here; kept so every chapter takes the same parameters
 OUT = None  # output folder; None means figures/
 NAIVE_SEEDS = 3  # repetitions of the naive baseline (the paper reports 3 runs)
@@ -45,9 +44,8 @@ from soundloc.detect import get_detector
 from soundloc.metrics import errors_km
 from soundloc.reference import geoclip_coordinates
 
-ch = book.start("00", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, NAIVE_SEEDS=NAIVE_SEEDS,
-                types={"DATA": str, "NAIVE_SEEDS": int})
-assert DATA == "real", "chapter 00 describes the real data only"
+ch = book.start("00", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, NAIVE_SEEDS=NAIVE_SEEDS,
+                types={"NAIVE_SEEDS": int})  # this chapter reads only the real small files
 
 # %% [markdown]
 # ## Loading and validating

@@ -56,7 +56,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, datasets, maps, report, table1
+from soundloc import book, datasets, maps, recipe, report, table1
 
 ch = book.start("01", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
                 INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, MAP_RES=MAP_RES,
@@ -112,7 +112,7 @@ ch.figure(fig, "sim_species_counts" if sim.simulated else "inat_species_counts")
 # (probabilities, or unit vectors for regression).
 
 # %%
-cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
+cfg = recipe.baseline_config(ch)  # SMALL: frozen backbone + heads; otherwise the paper's recipe
 res = table1.baseline_errors(sim, cfg, seed=SEED)
 print(*res.notes, sep="\n")
 ch.table(res.models_table(), P + "models", f"Models of this chapter — {SIM}: trained now or loaded from the zoo",

@@ -28,7 +28,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized: a random subset of recordings, fewer reference points
 SEED = 0  # seed for every random draw
-DATA = "real"  # this chapter reads the real iNatSounds test annotations
 DEVICE = "auto"  # range model device ("auto": GPU when present)
 OUT = None  # output folder; None means figures/
 N_EVAL = None  # iNatSounds test recordings used; None means 2,000 in SMALL mode, all 49,527 otherwise
@@ -54,10 +53,10 @@ from soundloc.oracles import CORRUPTIONS, checklists, corrupt, fit_linear_map, p
 from soundloc.ranges import load_range_model, range_map
 from soundloc.reference import geoclip_coordinates
 
-ch = book.start("02", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA)
-N_EVAL = N_EVAL or (2000 if SMALL else None)
-N_REF = N_REF or (8000 if SMALL else None)
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
+# %%
+ch = book.start("02", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_EVAL=N_EVAL, N_REF=N_REF, GALLERY=GALLERY,
+                N_SIM=N_SIM)
+N_EVAL, N_REF, GALLERY, N_SIM = ch.resolved("N_EVAL", "N_REF", "GALLERY", "N_SIM")
 rng = np.random.default_rng(SEED)
 inat = load_inat()
 evalset = inat.sample(N_EVAL, random_state=SEED) if N_EVAL else inat
@@ -130,6 +129,8 @@ for thr in (0.1, 0.03):
         name = {"full": "Oracle: full checklist", "corrupt50": "Oracle: 50% corrupted", "keep10": "Oracle: keep random 10"}[mode]
         rows.append({**summary_row_ci(name, haversine(pred[:, 0], pred[:, 1], true[:, 0], true[:, 1]), seed=SEED), "threshold": thr,
                      "species / checklist": float(Xev.sum(1).float().mean())})
+
+# %%
 oracles = paper.beside_paper(pd.DataFrame(rows), paper.TABLE1, {r["method"]: r["method"] for r in rows})
 oracles.loc[oracles.threshold != 0.1, [c for c in oracles if c.startswith("paper")]] = None  # paper used 0.1 only
 ch.table(oracles, "oracles", "Species oracles on iNatSounds test locations (real), BirdNET ranges, beside the paper's (SINR)")
@@ -162,7 +163,7 @@ ch.table(choice, "crossfit_choice", "Parameters chosen on the other fold (spatia
 # %%
 world = plan_world(SimConfig.small(seed=SEED))["splits"]
 simq = pd.DataFrame([{"species": r["all_species"][:1], "week": r["week"], "lat": r["latitude"], "lon": r["longitude"]}
-                     for s in ("val", "train") for r in world[s]]).iloc[:N_SIM or (1000 if SMALL else None)]
+                     for s in ("val", "train") for r in world[s]]).iloc[:N_SIM]
 sim_sweep = sweep(loc, simq, grid, progress=False)
 sim_best = pick_best(sim_sweep, keys)
 ch.table(sim_sweep, "sim_choice_sweep", f"The same grid on {len(simq)} simulated (SimSounds) recordings' focal species: "
@@ -183,6 +184,8 @@ errs["cross-fitted choice"] = haversine(pred.lat.to_numpy(), pred.lon.to_numpy()
 for name, d in errs.items():
     res_rows += [summary_row_ci(name, d[covered], seed=SEED, subset="covered species"),
                  summary_row_ci(name, d, seed=SEED, subset="all")]
+
+# %%
 # the same per-fold choices, plus the genus proxy: an uncovered species counts as its covered congeners' mean range
 proxy = predict_folds(loc, q, folds, choice, keys, genus_proxy=True)
 errs["cross-fitted choice + genus proxy"] = haversine(proxy.lat.to_numpy(), proxy.lon.to_numpy(), true[:, 0], true[:, 1])
@@ -232,8 +235,7 @@ verdict = cmp.set_index(["a", "b", "metric"]).verdict
 bw, grid_bw = sorted(choice.prior_bandwidth_km.unique()), sorted({g["prior_bandwidth_km"] for g in grid if g["prior_weight"] > 0})
 edge = [b for b in bw if b in (grid_bw[0], grid_bw[-1])]
 week_cmp = compare(errs["+ week"], errs[PAPER_STYLE], seed=SEED)
-broad = night_sib["share_over_half"] > 0.1  # the nightingale does not breed in Siberia
-ch.reading("reading", [
+sentences = [
     f"The full-checklist oracle (threshold 0.1) places {full['region_%']:.1f} % of recordings within 200 km "
     f"(95 % CI {full['region_% 95% CI']}), against the paper's {full['paper region_%']:.1f} % with SINR: BirdNET's "
     f"meta-model checklists ({full['species / checklist']:.0f} species on average) are less place-specific than SINR's.",
@@ -243,6 +245,10 @@ ch.reading("reading", [
     book.say_compare(week_cmp, "Adding the week without a prior", "year-round ranges")
     + (" Without a prior the week does not help: it moves the argmax within a range that is already too broad."
        if week_cmp["verdict"] != "better" else ""),
+]
+
+# %%
+sentences += [
     f"The folds chose prior bandwidths {', '.join(f'{b:,.0f}' for b in bw)} km on a grid of "
     f"{grid_bw[0]:,.0f}-{grid_bw[-1]:,.0f} km" + (f"; {', '.join(f'{b:,.0f}' for b in edge)} km lies at the grid's edge."
                                                   if edge else ", inside the grid."),
@@ -255,5 +261,6 @@ ch.reading("reading", [
     f"{night_sib['mean']:.2f} over Siberian land (50-70° N, 60-140° E; {night_sib['share_over_half']:.0%} of "
     f"{night_sib['points']} points above 0.5, `02_range_maps.png`)"
     + (": the meta model's ranges spill far past the species' edges, the artefact that also makes northern Iran look "
-       "species-rich in chapter 05." if broad else ": the meta model keeps it out of Siberia."),
-])
+       "species-rich in chapter 05." if night_sib["share_over_half"] > 0.1 else ": the meta model keeps it out of Siberia."),
+]  # (the nightingale does not breed in Siberia)
+ch.reading("reading", sentences)

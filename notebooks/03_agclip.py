@@ -55,7 +55,7 @@ import dataclasses
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from soundloc import agclip, book, datasets, maps, paper, report, table1, zoo
+from soundloc import agclip, book, datasets, maps, paper, recipe, report
 from soundloc.locator import plot_posterior
 from soundloc.metrics import compare, summary_table
 
@@ -79,10 +79,9 @@ ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA,
 sim = datasets.notebook_data(DATA, SMALL, WORLD_SEED, INAT_ROOT, INAT_MAX)  # bad DATA / no audio: ParameterError
 SIM, S, NAME = sim.label, sim.suffix, sim.name  # "simulated (SimSounds)" or "real (iNatSounds)"; column suffix
 P = "" if sim.simulated else "inat_"  # real-data outputs are named 03_inat_*, beside the SimSounds ones
-base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
-backbone = table1.train_backbone(sim, base_cfg)
-emb = {s: zoo.split_embeddings(backbone, sim, s) for s in ("train", "val", "test")}
-species_probs = {s: zoo.head_scores(backbone.model.head, *emb[s]).numpy() for s in ("val", "test")}
+base = recipe.sim_models(ch, sim=sim, progress=True)  # chapter 01's backbone and its window embeddings (zoo)
+base_cfg, backbone, emb = base.cfg, base.backbone, base.emb
+species_probs = {s: base.species_probs(s) for s in ("val", "test")}
 print(f"backbone {backbone.key} ({'loaded from the zoo' if not backbone.trained else 'trained now'}); "
       f"windows per split: { {s: len(e[0]) for s, e in emb.items()} }")
 
@@ -117,8 +116,7 @@ print(f"backbone {backbone.key} ({'loaded from the zoo' if not backbone.trained 
 # {0, 0.5, 1, 2}. Table 1 shows AG-CLIP with and without it; every ablation uses the chosen weight.
 
 # %%
-run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-run_cfg = dataclasses.replace(run_cfg, checklist_seeds=(SEED, SEED + 1, SEED + 2))
+run_cfg = dataclasses.replace(recipe.agclip_config(ch), checklist_seeds=(SEED, SEED + 1, SEED + 2))
 res = agclip.run_agclip(sim, backbone, emb, run_cfg, species_probs=species_probs)
 print(*res.notes, sep="\n")
 ch.table(res.models_table(), P + "models",
@@ -305,7 +303,7 @@ ga_reg = res.galleries[res.galleries.prior == "none"].set_index(["gallery", "dec
 ga_prior = res.galleries.set_index(["gallery", "decoder", "prior"])["median_km"]
 cal = res.calibration.set_index(["temperature", "credible level"])["coverage %"]
 cov90 = {k[0].split(" (")[0]: v for k, v in cal.items() if k[1] == "90 %"}
-checks = pd.DataFrame([
+checks = [
     ("AG-CLIP (mass decoding) beats the hierarchical classifier at region accuracy", bool(reg[MASS] > reg[HIER])),
     ("AG-CLIP (mass decoding) beats the hierarchical classifier's median error",
      bool(t.loc[MASS, "median_km" + S] < t.loc[HIER, "median_km" + S])),
@@ -315,6 +313,10 @@ checks = pd.DataFrame([
      bool(t.loc[P_MASS, "median_km" + S] < t.loc[HIER, "median_km" + S])),
     ("the location prior lowers the land-grid median error (argmax)",
      bool(res.prior_weight == 0 or ga_prior["land1", "argmax", f"{res.prior_weight:g}"] < ga_prior["land1", "argmax", "none"])),
+]
+
+# %%
+checks += [
     ("mass decoding beats argmax decoding at region accuracy", bool(reg[MASS] > reg[ARGMAX])),
     ("AG-CLIP with argmax decoding beats the hierarchical classifier at region accuracy", bool(reg[ARGMAX] > reg[HIER])),
     ("the checklist loss raises mean region accuracy over 3 seeds", bool(ckm[True] > ckm[False])),
@@ -329,8 +331,8 @@ checks = pd.DataFrame([
      bool(cov90["learned"] < 90)),
     ("the temperature fitted on validation brings the 90 % coverage closer to 90 %",
      bool(abs(cov90["fitted on validation"] - 90) < abs(cov90["learned"] - 90))),
-], columns=["statement", "holds"])
-ch.table(checks, P + "checks", f"Statements of the reading, checked on this run, {SIM}")
+]
+ch.table(pd.DataFrame(checks, columns=["statement", "holds"]), P + "checks", f"Statements of the reading, checked on this run, {SIM}")
 
 # %% [markdown]
 # **Reading** (of the default SimSounds run; with `DATA="inat"` the checks table says which of
@@ -366,6 +368,7 @@ fv = res.fusion_sweep
 tied = fv[fv.median_km == fv.median_km.min()]["weight"].tolist()
 ag_f = [m for m in fz.index if m.startswith("AG-CLIP")][0]
 rg_f = [m for m in fz.index if m.startswith("Ranges")][0]
+fused_km, ag_km = (fz.loc[k, "median_km"] for k in (fused, ag_f))
 same = t1c[(t1c.question == "same decoder and prior") & (t1c.metric == "median_error")]
 sentences = [
     "AG-CLIP against the hierarchical classifier decoded the same way over the same gallery (median, AG-CLIP minus "
@@ -376,11 +379,14 @@ sentences = [
     ("The fusion weight was a validation tie: " + ", ".join(f"{w:g}" for w in tied) + f" all reach {fv.median_km.min():,.2f} km; "
      f"w = {res.fusion_weight:g} was kept by the tie-break (region accuracy)." if len(tied) > 1 else
      f"The fusion weight w = {res.fusion_weight:g} was the validation optimum (no tie)."),
-    (f"With w = 0 the fused model is AG-CLIP alone ({tf.set_index('method').loc[ag_f, 'median_km']:,.0f} km): on this run "
+]
+
+# %%
+sentences += [
+    (f"With w = 0 the fused model is AG-CLIP alone ({ag_km:,.0f} km): on this run "
      "the ranges of the predicted species add nothing that validation could see." if res.fusion_weight == 0 else
      book.say_compare(compare(res.fusion[fused], res.fusion[ag_f], seed=SEED),
-                      f"The fused model ({tf.set_index('method').loc[fused, 'median_km']:,.0f} km)",
-                      f"AG-CLIP alone ({tf.set_index('method').loc[ag_f, 'median_km']:,.0f} km)")),
+                      f"The fused model ({fused_km:,.0f} km)", f"AG-CLIP alone ({ag_km:,.0f} km)")),
     book.say_compare(compare(res.fusion[fused], res.fusion[rg_f], seed=SEED), "The fused model", "the predicted-species ranges alone"),
     f"The checklist loss, over {ck.seed.nunique() if 'seed' in ck else 3} seeds: region {ckm[True]:.1f} % with it, {ckm[False]:.1f} % without "
     f"(seed sd up to {ck.groupby('checklist')['region_%'].std().max():.1f} points); Table 2's other ablations run one seed "

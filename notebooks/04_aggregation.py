@@ -35,7 +35,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized: whole H3 cells drawn until N_REAL recordings, gallery land2
 SEED = 0  # seed of the subset, the spatial folds and the SimSounds models
-DATA = "real"  # part 1 reads the real iNatSounds test annotations; part 2 always runs on SimSounds
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
 OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (the one chapter 01 trained its models on)
@@ -45,30 +44,23 @@ SUM_BUDGET_GB = 1.5  # memory for the group sums held at once (more passes when 
 SIM_SMALL = None  # size of the SimSounds part; None means SMALL (False needs chapter 01's full-mode, GPU-trained models)
 
 # %%
-import dataclasses
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from soundloc import aggregate as agg
-from soundloc import agclip, book, datasets, paper, report, table1, taxonomy, zoo
+from soundloc import agclip, book, paper, recipe, report, table1, taxonomy
 from soundloc.data import load_inat
-from soundloc.data.sim import SimConfig
 from soundloc.sphere import haversine
 from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
 from soundloc.metrics import compare
 from soundloc.models import h3_hierarchy
 from soundloc.ranges import load_range_model
-from soundloc.spectrogram import SpecConfig
 
-ch = book.start("04", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WORLD_SEED=WORLD_SEED,
-                SUM_BUDGET_GB=SUM_BUDGET_GB, types={"DATA": str, "WORLD_SEED": int, "SUM_BUDGET_GB": (int, float)})
+ch = book.start("04", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED, N_REAL=N_REAL,
+                GALLERY=GALLERY, SUM_BUDGET_GB=SUM_BUDGET_GB, types={"WORLD_SEED": int, "SUM_BUDGET_GB": (int, float)})
 SIM_SMALL = SMALL if SIM_SMALL is None else SIM_SMALL
-if DATA != "real":
-    raise book.ParameterError(f"chapter 04 part 1 reads the real iNatSounds test set (DATA='real'); got DATA={DATA!r}")
-N_REAL = N_REAL or (3000 if SMALL else None)
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
+N_REAL, GALLERY = ch.resolved("N_REAL", "GALLERY")
 SIM = book.SIM_LABEL
 PAPER_COLS = {f"paper {c}": f"paper (AG-CLIP) {c}" for c in paper.COLS}
 
@@ -111,6 +103,8 @@ grid = [dict(richness_weight=r, prior_bandwidth_km=h) for r in (0.0, 1.0) for h 
 folds = spatial_folds(real.lat.to_numpy(), real.lon.to_numpy(), 2, 1, SEED)
 _, choice = cross_fit(loc, q, grid, folds, ["richness_weight", "prior_bandwidth_km"], progress=False)
 ch.table(choice, "real_crossfit_choice", "Range-geolocation settings chosen on the other fold (real, spatially blocked)")
+
+# %%
 ranges = agg.RangePosteriors({int(r.fold): loc.with_config(richness_weight=r.richness_weight,
                                                            prior_bandwidth_km=r.prior_bandwidth_km)
                               for r in choice.itertuples()}, folds, q.species, real.week)
@@ -206,37 +200,27 @@ ch.map(agg.group_map(ranges.points, post, true[members], preds["No grouping"][me
 # SMALL mode the range posteriors use the land2 gallery (chapter 01: land1) to stay in the CPU budget.
 
 # %%
-sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SIM_SMALL else SimConfig.large(WORLD_SEED),
-                          SpecConfig(small=SIM_SMALL))
-cfg = table1.BaselineConfig.small(SEED, DEVICE) if SIM_SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
-cfg = dataclasses.replace(cfg, range_gallery=GALLERY)
-backbone = table1.train_backbone(sim, cfg, progress=False)
-emb = {s: zoo.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")} if cfg.frozen else {}
-geo = table1.train_geo_models(sim, backbone, cfg, False, {k: emb[k] for k in ("train", "val")} if emb else None)
-score = {k: zoo.recording_scores(e.model, sim, "test", emb.get("test"), progress=False) for k, e in geo.items()}
+models = recipe.sim_models(ch, geo=True, ag=True, small=SIM_SMALL, world_seed=WORLD_SEED)
+sim, geo = models.sim, models.geo
+score = {k: models.scores(k, "test") for k in geo}
 classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
-probs = {s: zoo.recording_scores(backbone.model, sim, s, emb.get(s), progress=False).numpy() for s in ("val", "test")}
-sloc = table1.range_locator(sim, cfg)
-weeks = np.unique(np.concatenate([sim.val.week, sim.test.week]))
-sloc.prewarm([list(sim.species)] * len(weeks), weeks, disk_cache=SIM_SMALL)
-best, _ = table1.choose_range_config(sloc, sim, probs["val"], list(table1.RANGE_GRID))
-sp_all, w_all = table1.range_queries(sim, "test", probs["test"], 1e-3)["all"]
+sloc, best = models.range_locator("test", gallery=GALLERY, disk_cache=SIM_SMALL)
+sp_all, w_all = table1.range_queries(sim, "test", models.species_probs("test"), 1e-3)["all"]
 methods = {
     "Classification res 0": agg.PosteriorSource.from_matrix(score["res0"], classes[0].centers()),
     "Classification res 2": agg.PosteriorSource.from_matrix(score["res2"], classes[2].centers()),
     "Classification hierarchical 0-1-2": agg.PosteriorSource.from_matrix(
         agg.hierarchical_posterior([score[f"res{r}"] for r in (0, 1, 2)], h3_hierarchy(classes)), classes[2].centers()),
-    "Ranges: predicted species all": agg.RangePosteriors({0: sloc.with_config(**best)}, np.zeros(len(sim.test), int),
+    "Ranges: predicted species all": agg.RangePosteriors({0: sloc}, np.zeros(len(sim.test), int),
                                                         sp_all, sim.test.week, w_all).source(),
 }
+print(f"species-range settings chosen on the SimSounds validation split: {best}")
+
+# %%
 # chapter 03's AG-CLIP (zoo) over the training locations, with its location prior (weight chosen on validation)
-ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SIM_SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.main_model(sim, backbone, emb, ag_cfg, progress=False)
 ag_pts = sim.latlon("train")
 methods["AG-CLIP"] = agg.PosteriorSource.from_matrix(agclip.gallery_posterior(
-    agclip.main_entry(ag).model.head, agclip.split_recording_features(ag, sim, "test"), ag_pts, ag.prior_weight, ag_pts),
-    ag_pts)
-print(f"species-range settings chosen on the SimSounds validation split: {best}")
+    models.agclip_head, agclip.split_recording_features(models.ag, sim, "test"), ag_pts, models.ag.prior_weight, ag_pts), ag_pts)
 
 # %%
 sim_groupings = agg.all_groupings(sim.test)
@@ -267,7 +251,7 @@ ch.figure(fig, "sim_error_vs_grouping")
 r = ours.set_index("method")
 s1 = spg[(spg.groups_counted == "all groups")].set_index("grouping")["1 species (%)"]
 hier = simtab[simtab.model == "Classification hierarchical 0-1-2"].set_index("method")["median_km (simulated)"]
-checks = pd.DataFrame([
+checks = [
     ("real: res-5 grouping (whole year) lowers the median error vs no grouping",
      bool(r.loc["H3 res 5", "median_km"] < r.loc["No grouping", "median_km"])),
     ("real: res-5 + week grouping lowers the median error vs no grouping",
@@ -276,6 +260,10 @@ checks = pd.DataFrame([
      bool(r.loc["H3 res 6", "median_km"] < r.loc["H3 res 6 + week", "median_km"])),
     ("real: month beats week at res 6 (median), as in the paper",
      bool(r.loc["H3 res 6 + month", "median_km"] < r.loc["H3 res 6 + week", "median_km"])),
+]
+
+# %%
+checks += [
     ("real: res 5 beats res 6 (whole year, median), as in the paper",
      bool(r.loc["H3 res 5", "median_km"] < r.loc["H3 res 6", "median_km"])),
     ("real: over 80 % of res-6 weekly groups hold one species, as the paper says",
@@ -285,8 +273,10 @@ checks = pd.DataFrame([
           < 1 - paper.TABLE4["H3 res 5"][0] / paper.TABLE4["No grouping"][0])),
     ("simulated: res-5 grouping lowers the hierarchical classifier's median error",
      bool(hier["H3 res 5"] < hier["No grouping"])),
-], columns=["statement", "holds"])
-ch.table(checks, "checks", "Statements of the reading, checked on this run")
+]
+ch.table(pd.DataFrame(checks, columns=["statement", "holds"]), "checks", "Statements of the reading, checked on this run")
+
+# %%
 # the same orderings with paired intervals over the recordings: a difference inside its interval is a tie
 rec_err = {k: haversine(p[:, 0], p[:, 1], true[:, 0], true[:, 1]) for k, p in preds.items()}
 order = [("H3 res 5", "No grouping"), ("H3 res 5 + week", "No grouping"), ("H3 res 6", "H3 res 6 + week"),

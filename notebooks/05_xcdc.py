@@ -27,7 +27,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: 2 degree gallery, smaller parameter grid and fewer random draws
 SEED = 0  # seed for every random draw
-DATA = "real"  # this chapter's part reads the real XCDC metadata
 DEVICE = "auto"  # range model device ("auto": GPU when present)
 OUT = None  # output folder; None means figures/
 GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
@@ -54,10 +53,9 @@ from soundloc.ranges import load_range_model
 from soundloc.species_sets import inat_lists, random_subsets
 from soundloc.metrics import compare, summary_row_ci
 
-ch = book.start("05", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WORLD_SEED=WORLD_SEED,
-                types={"WORLD_SEED": int})
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
-DRAWS = DRAWS or (10 if SMALL else 100)
+ch = book.start("05", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED, GALLERY=GALLERY,
+                DRAWS=DRAWS, N_VAL=N_VAL, types={"WORLD_SEED": int})
+GALLERY, DRAWS, N_VAL = ch.resolved("GALLERY", "DRAWS", "N_VAL")
 xcdc, inat = load_xcdc(), load_inat()
 truth = xcdc[["lat", "lon"]].to_numpy()
 
@@ -88,8 +86,8 @@ print(f"{n_unknown} of {sum(map(len, xcdc.species))} species mentions stay unkno
 
 # %%
 val = inat_lists(inat)
-if N_VAL or SMALL:
-    val = val.sample(min(len(val), N_VAL or 250), random_state=SEED)
+if N_VAL:
+    val = val.sample(min(len(val), N_VAL), random_state=SEED)
 grid = [dict(richness_weight=g, absence_weight=a, detectability=d, prior_weight=b)
         for g in ((0.0, 1.0) if SMALL else (0.0, 0.5, 1.0))
         for a, d in (((0.0, 1.0), (1.0, 0.1)) if SMALL else ((0.0, 1.0), (1.0, 0.1), (1.0, 0.25)))
@@ -188,6 +186,8 @@ for k in (1, 2, 5, 10, None):
                       "std": per_draw[col].std(), "min": per_draw[col].min(), "max": per_draw[col].max()})
 ktab = pd.DataFrame(krows)
 ch.table(ktab, "random_k", f"XCDC from k random true species (real), {DRAWS} draws per k")
+
+# %%
 fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 labels = {"median_km": "median error (km)", "region_%": "within 200 km (region, %)"}
 for a, col in zip(ax, labels):
@@ -243,7 +243,8 @@ from soundloc.data import xcdc_audio
 from soundloc.locator import LocateOptions, locate_annotated_audio
 
 xa_src = Path(XCDC_AUDIO) if XCDC_AUDIO else paths.raw_dir() / "xcdc" / "xcdc.tar.gz"
-if not xa_src.exists():
+HAVE_AUDIO = xa_src.exists()
+if not HAVE_AUDIO:
     print(f"SKIPPED the XCDC audio branch (BirdNET detections -> ranges, detection recall/precision): no XCDC audio "
           f"at {xa_src}. To run it, download xcdc.tar.gz (Zenodo record 15420487, about 6 GB; "
           f"python -c \"import soundloc.data as d; d.fetch_group('xcdc-audio')\") to {paths.raw_dir() / 'xcdc'}, "
@@ -255,6 +256,9 @@ else:
                                                   taxonomy_names=[s for lst in xcdc.species for s in lst])
     print(f"BirdNET on the XCDC audio: {audio_skips}", *(f"  {r}: {e}" for r, e in audio_skips.examples.items()), sep="\n")
     ch.table(per_rec, "audio_per_recording", "XCDC audio, BirdNET detections -> ranges, per recording (real)", floatfmt=".3f")
+
+# %%
+if HAVE_AUDIO:
     same = xcdc.audio_id.isin(per_rec.audio_id).to_numpy()
     audio_rows = [summary_row("XCDC audio, BirdNET detections -> ranges (real)", per_rec.error_km.to_numpy()),
                   summary_row("Ranges: true species, with date (same recordings)",
@@ -266,6 +270,9 @@ else:
     audio_tab.insert(1, "data", "real XCDC audio")
     ch.table(audio_tab, "audio_ranges", f"XCDC audio, BirdNET detections -> ranges (real), {len(per_rec)} recordings, "
              f"gallery {GALLERY}, beside the paper's Table A2")
+
+# %%
+if HAVE_AUDIO:
     det_tab = pd.DataFrame([{"data": "real XCDC audio", "recordings": len(per_rec),
                              "annotated species (mean)": per_rec.n_annotated.mean(),
                              "detected species (mean)": per_rec.n_detected.mean(),
@@ -292,26 +299,22 @@ else:
 # Everything in this part is **simulated**.
 
 # %%
-from soundloc import agclip, datasets, report, table1, zoo
-from soundloc.data.sim import SimConfig
-from soundloc.spectrogram import SpecConfig
+from soundloc import agclip, recipe, report, table1
 
 SIM = book.SIM_LABEL
-sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED),
-                           SpecConfig(small=SMALL), progress=False)
-cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
-chorus = table1.baseline_errors(sim, cfg, seed=SEED, split="chorus", progress=False)
+models = recipe.sim_models(ch, ag=True, world_seed=WORLD_SEED)  # chapters 01 and 03's models (zoo)
+sim = models.sim
+chorus = table1.baseline_errors(sim, models.cfg, seed=SEED, split="chorus", progress=False)
 print(*chorus.notes, sep="\n")
-# chapter 03's AG-CLIP (zoo), averaged windows, over the training locations and over the chorus locations
-ag_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-ag = agclip.main_model(sim, chorus.models["backbone"], {s: zoo.split_embeddings(chorus.models["backbone"], sim, s,
-                       progress=False) for s in ("train", "val", "test")}, ag_cfg, progress=False)
-q = agclip.split_recording_features(ag, sim, "chorus")
+# chapter 03's AG-CLIP, averaged windows, over the training locations and over the chorus locations
+q = agclip.split_recording_features(models.ag, sim, "chorus")
 for name, pts in (("AG-CLIP", sim.latlon("train")), ("AG-CLIP (chorus-locations gallery)", sim.latlon("chorus"))):
-    post = agclip.gallery_posterior(agclip.main_entry(ag).model.head, q, pts, ag.prior_weight, sim.latlon("train"))
+    post = agclip.gallery_posterior(models.agclip_head, q, pts, models.ag.prior_weight, sim.latlon("train"))
     pred = pts[post.argmax(1).numpy()]
     chorus.errors[name] = haversine(pred[:, 0], pred[:, 1], *sim.latlon("chorus").T)
-print(f"AG-CLIP: location-prior weight {ag.prior_weight:g} (chosen on the validation split in chapter 03's way)")
+print(f"AG-CLIP: location-prior weight {models.ag.prior_weight:g} (chosen on the validation split in chapter 03's way)")
+
+# %%
 chorus_rows = {"Ranges: annotated species": "Ranges: true species",
                "Classification hierarchical 0-1-2": "Classification hierarchical",
                "Ranges: predicted species all": "Ranges: predicted species all",

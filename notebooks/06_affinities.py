@@ -32,7 +32,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: the small world, 2 degree land gallery
 SEED = 0  # seed of chapter 03's AG-CLIP model (and of the control's species shuffle)
-DATA = "sim"  # this chapter runs on SimSounds
 DEVICE = "auto"  # "auto" | "cpu" | "cuda"
 OUT = None  # output folder; None means figures/
 WORLD_SEED = 0  # which SimSounds world (shared with chapters 01 and 03-05)
@@ -46,21 +45,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from soundloc import affinity, agclip, book, datasets, maps, table1, zoo
-from soundloc.data.sim import SimConfig
+from soundloc import affinity, agclip, book, maps, recipe
 from soundloc.range_geolocation import gallery
 from soundloc.location_encoders import gallery_embeddings
 from soundloc.ranges import load_range_model, range_map
-from soundloc.spectrogram import SpecConfig
 
-ch = book.start("06", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WORLD_SEED=WORLD_SEED,
+ch = book.start("06", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED,
                 SPECIES=SPECIES, GALLERY=GALLERY, MIN_RECORDINGS=MIN_RECORDINGS,
-                types={"DATA": str, "WORLD_SEED": int, "SPECIES": (list, type(None)), "GALLERY": (str, type(None)),
+                types={"WORLD_SEED": int, "SPECIES": (list, type(None)), "GALLERY": (str, type(None)),
                        "MIN_RECORDINGS": int})
-if DATA != "sim":
-    raise book.ParameterError(f"chapter 06 runs on SimSounds (DATA='sim'); got DATA={DATA!r}")
 SIM = book.SIM_LABEL
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
+GALLERY = ch.resolved("GALLERY")
 
 # %% [markdown]
 # ## The model and the species' mean embeddings
@@ -70,19 +65,14 @@ GALLERY = GALLERY or ("land2" if SMALL else "land1")
 # species' test recordings (its focal recordings) are averaged into one unit vector.
 
 # %%
-sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
-                           progress=False)
+sim = recipe.sim_world(ch, world_seed=WORLD_SEED)
 names = list(sim.species)
 for name in SPECIES or []:  # checked before any model work
     if name not in names:
         raise book.ParameterError(f"SPECIES: {name!r} is not a SimSounds species (e.g. {names[:3]})")
-base_cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
-backbone = table1.train_backbone(sim, base_cfg, progress=False)
-emb = {s: zoo.split_embeddings(backbone, sim, s, progress=False) for s in ("train", "val", "test")}
-run_cfg = agclip.AGCLIPRunConfig.small(SEED, DEVICE) if SMALL else agclip.AGCLIPRunConfig.paper(SEED, DEVICE)
-res = agclip.main_model(sim, backbone, emb, run_cfg, progress=False)
-head = res.models[f"agclip (seed {run_cfg.train.seed})"].model.head
-feats = agclip.pool_windows(agclip.window_features(head, emb["test"][0]), emb["test"][1])  # test recordings only
+models = recipe.sim_models(ch, ag=True, sim=sim)  # chapter 03's main AG-CLIP model (zoo)
+emb = models.emb["test"]
+feats = agclip.pool_windows(agclip.window_features(models.agclip_head, emb[0]), emb[1])  # test recordings only
 labels = sim.species_index("test")
 sp_emb, counts = affinity.species_embeddings(feats, labels, len(sim.species), min_count=MIN_RECORDINGS)
 print(f"{len(feats)} test recordings, {int((counts >= MIN_RECORDINGS).sum())} of {len(sim.species)} species with >= "

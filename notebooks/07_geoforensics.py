@@ -38,7 +38,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: 2 degree gallery, 150 validation + 60 test simulated recordings
 SEED = 0  # seed for the simulated draws (recordings, spliced species, false claims)
-DATA = "real+simulated"  # part 1 real audio (data mirror), part 2 SimSounds
 DEVICE = "auto"  # device for the range model and the SimSounds classifier
 OUT = None  # output folder; None means figures/
 GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
@@ -60,9 +59,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from soundloc import book, datasets, maps, paths, table1
+from soundloc import book, maps, paths, recipe
 from soundloc.cli import main as soundloc_cli
-from soundloc.data.sim import SimConfig
 from soundloc.forensics import (CheckConfig, calibrate_hpd_level, calibrate_species_line, check, check_scores,
                                 check_species, confusion_table, find_clip_weights, image_geolocate, plot_check,
                                 sim_cases, species_frame)
@@ -70,14 +68,12 @@ from soundloc.sphere import haversine
 from soundloc.metrics import bootstrap_ci, ci_text
 from soundloc.io import save_table
 from soundloc.locator import LocateOptions
-from soundloc.spectrogram import SpecConfig
 
-ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, N_SPLICE=N_SPLICE,
-                WORLD_SEED=WORLD_SEED, MAX_FALSE_RATE=MAX_FALSE_RATE,
-                types={"DATA": str, "N_SPLICE": int, "WORLD_SEED": int, "MAX_FALSE_RATE": float})
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
-N_VAL = N_VAL or (150 if SMALL else 500)
-N_TEST = N_TEST or (60 if SMALL else 500)
+# %%
+ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_SPLICE=N_SPLICE, WORLD_SEED=WORLD_SEED,
+                MAX_FALSE_RATE=MAX_FALSE_RATE, GALLERY=GALLERY, N_VAL=N_VAL, N_TEST=N_TEST,
+                types={"N_SPLICE": int, "WORLD_SEED": int, "MAX_FALSE_RATE": float})
+GALLERY, N_VAL, N_TEST = ch.resolved("GALLERY", "N_VAL", "N_TEST")
 opts = LocateOptions(gallery=GALLERY, device=str(ch.device))
 AUDIO = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
 SEATTLE, SEATTLE_LL, SEATTLE_DATE = AUDIO / "XC563936_soundscape.mp3", (47.6766, -122.294), "2020-03-15"
@@ -150,10 +146,8 @@ ch.map(m, "seattle_claims")
 # recordings (`N_TEST`, disjoint split) are touched only once, with the chosen settings.
 
 # %%
-sim = datasets.prepare_sim(SimConfig.small(WORLD_SEED) if SMALL else SimConfig.large(WORLD_SEED), SpecConfig(small=SMALL),
-                           progress=False)
-cfg = table1.BaselineConfig.small(SEED, DEVICE) if SMALL else table1.BaselineConfig.paper(SEED, DEVICE)
-backbone = table1.train_backbone(sim, cfg, progress=False)
+models = recipe.sim_models(ch, world_seed=WORLD_SEED)  # chapter 01's species classifier (zoo)
+sim, backbone = models.sim, models.backbone
 rng = np.random.default_rng(SEED)
 pick = {s: getattr(sim, s).iloc[rng.choice(len(getattr(sim, s)), min(n, len(getattr(sim, s))), replace=False)]
         for s, n in (("val", N_VAL), ("test", N_TEST))}
@@ -172,6 +166,8 @@ val_clean = check_scores(val.clean[chosen.reading], sim.species, val.recs.lat, v
 CONFIG = CheckConfig(range_threshold=float(chosen.range_threshold), min_score=float(chosen.min_score),
                      hpd_level=calibrate_hpd_level(val_clean.hpd_mass, MAX_FALSE_RATE))
 READING = chosen.reading
+
+# %%
 best_per_reading = ok.sort_values(["planted_recall", "false_flag_rate", "min_score"], ascending=[False, True, False]
                                   ).groupby("reading", sort=False).head(1)
 ch.table(best_per_reading.assign(data=SIM), "sim_validation",

@@ -34,7 +34,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: 2 degree gallery and every second Jura clip (every 30 min)
 SEED = 0  # seed (nothing here is random; kept for the book's interface)
-DATA = "real"  # this chapter reads only the real recordings of the data mirror
 DEVICE = "auto"  # range-model device ("auto": GPU when present)
 OUT = None  # output folder; None means figures/
 GALLERY = None  # candidate points; None means "land2" in SMALL mode, "land1" otherwise
@@ -59,10 +58,10 @@ from soundloc.sphere import haversine
 from soundloc.locator import LocateOptions, locate, locate_species, plot_posterior, week_from_date
 from soundloc.metrics import summary_row
 
-ch = book.start("08", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, MIN_CONF=MIN_CONF, OVERLAP=OVERLAP,
-                types={"DATA": str, "MIN_CONF": float, "OVERLAP": float})
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
-JURA_STEP = JURA_STEP or (2 if SMALL else 1)
+# %%
+ch = book.start("08", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, MIN_CONF=MIN_CONF, OVERLAP=OVERLAP,
+                GALLERY=GALLERY, JURA_STEP=JURA_STEP, types={"MIN_CONF": float, "OVERLAP": float})
+GALLERY, JURA_STEP = ch.resolved("GALLERY", "JURA_STEP")
 AUDIO = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
 SEATTLE, SEATTLE_LL, SEATTLE_DATE = AUDIO / "XC563936_soundscape.mp3", (47.6766, -122.294), "2020-03-15"
 JURA_LL, JURA_DATE = (46.6, 6.1), "2019-05-22"

@@ -26,7 +26,6 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run (this chapter is small either way)
 SEED = 0  # seed (nothing here is random; kept for the book's interface)
-DATA = "real"  # every number here comes from real recordings and BirdNET's real range model
 DEVICE = "cpu"  # range-model device (the explorers' work is small)
 OUT = None  # output folder; None means figures/
 SPECIES = "Turdus merula"  # species explorer's default species (scientific or common name)
@@ -44,9 +43,8 @@ from soundloc.detect import get_detector
 from soundloc.sphere import haversine
 from soundloc.metrics import THRESHOLDS_KM, geo_metrics
 
-ch = book.start("11", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, WEEK=WEEK, LEVEL=LEVEL,
-                types={"DATA": str, "WEEK": int, "LEVEL": float})
-assert DATA == "real", "chapter 11 uses real data only"
+ch = book.start("11", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WEEK=WEEK, LEVEL=LEVEL,
+                types={"WEEK": int, "LEVEL": float})  # every number here comes from real recordings and ranges
 cfg = explore.ExploreConfig(device=str(ch.device), level=LEVEL)
 recs = explore.real_recordings()
 seattle = recs[0]

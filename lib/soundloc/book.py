@@ -7,7 +7,7 @@ chapter's prefix, each table as CSV + Markdown and printed in the notebook.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,17 @@ from .io import atomic_path, markdown_table, save_table
 from .maps import save_fig, save_map
 
 SIM_LABEL = "simulated (SimSounds)"
+
+# "None means ..." defaults of chapter parameters: chapter -> {name: (SMALL value, paper value)}; "*" for every
+# chapter. ``start`` resolves them once; the chapter reads them back with ``ch.resolved(...)``.
+PRESETS = {
+    "*": {"GALLERY": ("land2", "land1")},  # range-geolocation gallery: the 2 or the 1 degree land grid
+    "02": {"N_EVAL": (2000, None), "N_REF": (8000, None), "N_SIM": (1000, 3500)},
+    "04": {"N_REAL": (3000, None)},
+    "05": {"DRAWS": (10, 100), "N_VAL": (250, None)},
+    "07": {"N_VAL": (150, 500), "N_TEST": (60, 500)},
+    "08": {"JURA_STEP": (2, 1)},
+}
 
 
 class ParameterError(TypeError):
@@ -43,6 +54,13 @@ class Chapter:
     small: bool  # SMALL mode: CPU-sized work
     seed: int  # seed for numpy, random and torch
     device: object  # torch.device
+    device_name: str = "auto"  # the DEVICE parameter as given ("auto" | "cpu" | "cuda"), for training configs
+    params: dict = field(default_factory=dict)  # parameters given to ``start``, "None means ..." defaults resolved
+
+    def resolved(self, *names: str):
+        """The named parameters with their SMALL / paper presets filled in (one value, or a tuple for several)."""
+        vals = tuple(self.params[n] for n in names)
+        return vals[0] if len(vals) == 1 else vals
 
     def path(self, name: str, suffix: str) -> Path:
         return self.out / f"{self.prefix}_{name}{suffix}"
@@ -74,7 +92,8 @@ class Chapter:
 
 
 def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | None = None, **params) -> Chapter:
-    """Validate a chapter's parameters, seed everything, pick the device -> Chapter."""
+    """Validate a chapter's parameters, seed everything, pick the device, resolve the SMALL / paper presets of
+    ``params`` left None (:data:`PRESETS`) -> Chapter."""
     check_types({"SMALL": SMALL, "SEED": SEED, "DEVICE": DEVICE, **params},
                 {"SMALL": bool, "SEED": int, "DEVICE": str, **(types or {})})
     if OUT is not None and not isinstance(OUT, (str, Path)):
@@ -92,7 +111,9 @@ def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | No
         device = resolve_device(DEVICE)
     except (ValueError, RuntimeError) as e:
         raise ParameterError(f"parameter DEVICE={DEVICE!r}: {e}") from None
-    return Chapter(prefix, out, SMALL, SEED, device)
+    presets = {**PRESETS["*"], **PRESETS.get(prefix, {})}
+    params = {k: (presets[k][0 if SMALL else 1] if v is None and k in presets else v) for k, v in params.items()}
+    return Chapter(prefix, out, SMALL, SEED, device, DEVICE, params)
 
 
 def say_compare(r: dict, a: str, b: str, unit: str = "km") -> str:
