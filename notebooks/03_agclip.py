@@ -41,6 +41,7 @@
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized: AG-CLIP heads on the frozen chapter-01 backbone; False: the paper's recipe (GPU)
 SEED = 0  # seed of the main model (the checklist ablation adds seeds SEED+1, SEED+2)
+ABLATION_SEEDS = None  # seeds SEED, SEED+1, ... of the encoder/pooling/fusion rows; None: 3 if SMALL, else 1
 DATA = "sim"  # "sim": SimSounds (simulated); "inat": real iNatSounds audio from INAT_ROOT
 INAT_ROOT = None  # with DATA "inat": folder with <split>.json(.tar.gz) + audio; None means data/raw/inatsounds-audio
 INAT_MAX = None  # with DATA "inat": recordings per split (seeded subset); None means 3,000/500/500 in SMALL mode, all otherwise
@@ -57,12 +58,12 @@ import pandas as pd
 
 from soundloc import agclip, book, datasets, maps, paper, recipe, report
 from soundloc.locator import plot_posterior
-from soundloc.metrics import compare, summary_table
+from soundloc.metrics import compare, seed_compare, seed_summary, summary_table
 
 ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
-                INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, N_MAPS=N_MAPS,
+                INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, N_MAPS=N_MAPS, ABLATION_SEEDS=ABLATION_SEEDS,
                 types={"DATA": str, "INAT_ROOT": (str, type(None)), "INAT_MAX": (int, type(None)), "WORLD_SEED": int,
-                       "N_MAPS": int})
+                       "N_MAPS": int, "ABLATION_SEEDS": (int, type(None))})
 
 # %% [markdown]
 # ## The world and the audio encoder
@@ -116,7 +117,8 @@ print(f"backbone {backbone.key} ({'loaded from the zoo' if not backbone.trained 
 # {0, 0.5, 1, 2}. Table 1 shows AG-CLIP with and without it; every ablation uses the chosen weight.
 
 # %%
-run_cfg = dataclasses.replace(recipe.agclip_config(ch), checklist_seeds=(SEED, SEED + 1, SEED + 2))
+run_cfg = dataclasses.replace(recipe.agclip_config(ch), checklist_seeds=(SEED, SEED + 1, SEED + 2),
+                              ablation_seeds=tuple(range(SEED, SEED + ch.resolved("ABLATION_SEEDS"))))
 res = agclip.run_agclip(sim, backbone, emb, run_cfg, species_probs=species_probs)
 print(*res.notes, sep="\n")
 ch.table(res.models_table(), P + "models",
@@ -179,21 +181,30 @@ ch.table(t1c, P + "table1_compare", f"Paired differences a - b on the {NAME} tes
 # SimSounds clips last 3-6 s, so a recording has only 2-4 windows: the pooling ablation is much
 # weaker here than on iNatSounds' longer recordings. The paper's audio-encoder ablation (a) is not
 # repeated (no pretrained audio encoders offline).
+# Every row is trained and evaluated with `ABLATION_SEEDS` training seeds (three in the book): the
+# table gives the mean over seeds, their sd and each seed's 95 % bootstrap interval over recordings.
+# A row differs from its default only when the mean difference is larger than the seed sd and every
+# seed's paired interval excludes 0; anything else is a tie.
 
 # %%
 enc_names = {"geoclip": "Location: GeoCLIP + checklist", "fourier": "Location: learnable Fourier",
              "sinr": "Location: SINR"}
 pool_names = {"average": "Pooling: Average", "max": "Pooling: Max Pool", "kmeans": "Pooling: Cluster",
               "transformer": "Pooling: Transformer"}
-abl = {**{enc_names[k]: v for k, v in res.encoders.items()}, **{pool_names[k]: v for k, v in res.pooling.items()}}
-t2 = report.simulated_beside_paper(summary_table(abl, ci=True, seed=SEED), paper.TABLE2, suffix=S)
+SEEDS = run_cfg.seeds_of_ablations
+abl = {s: {**{enc_names[k]: v for k, v in res.encoders_by_seed[s].items()},
+           **{pool_names[k]: v for k, v in res.pooling_by_seed[s].items()}} for s in SEEDS}
+t2 = report.simulated_beside_paper(seed_summary(abl, seed=SEED), paper.TABLE2, suffix=S)
 ch.table(t2, P + "table2", f"AG-CLIP ablations on the {NAME} test split ({run_cfg.decoder} decoding, "
-         f"{run_cfg.gallery} gallery), {SIM}, 95 % bootstrap CIs over recordings (one training seed each), "
-         "beside the paper's Table 2 (iNatSounds)")
+         f"{run_cfg.gallery} gallery), {SIM}: mean and sd over training seeds {list(SEEDS)}, 95 % bootstrap CIs "
+         "over recordings per seed, beside the paper's Table 2 (iNatSounds)")
 REF2 = {"Location": enc_names["geoclip"], "Pooling": pool_names["average"]}
-t2c = pd.DataFrame([{"a": k, "b": REF2[k.split(":")[0]], **compare(v, abl[REF2[k.split(":")[0]]], seed=SEED)}
-                    for k, v in abl.items() if k not in REF2.values()])
-ch.table(t2c, P + "table2_compare", f"Ablations against the default (paired median differences a - b, km, one seed), {SIM}")
+t2c = pd.DataFrame([{"a": k, "b": REF2[k.split(":")[0]],
+                     **seed_compare([(abl[s][k], abl[s][REF2[k.split(":")[0]]]) for s in SEEDS], m, seed=SEED)}
+                    for k in abl[SEEDS[0]] if k not in REF2.values() for m in ("median_error", "region")])
+ch.table(t2c, P + "table2_compare", f"Ablations against the default (paired differences a - b, median km; region "
+         f"as a fraction), mean and sd over training seeds {list(SEEDS)}, envelope of the per-seed 95 % bootstrap "
+         f"CIs; a gain only outside both, {SIM}")
 
 # %% [markdown]
 # ### The checklist loss, three seeds
@@ -240,6 +251,8 @@ ch.table(ta1, P + "tableA1", f"AG-CLIP with different galleries on the {NAME} te
 # product of experts, p ∝ p_AG-CLIP · p_ranges^w · prior, over the same gallery, with the same
 # location prior on every row. The one weight w is chosen
 # on the validation split; the test split is reported. Both parts alone are shown beside the fusion.
+# With several training seeds, w is chosen on validation for each seed's model, and the second table
+# gives the mean and sd over seeds.
 
 # %%
 ch.table(res.fusion_sweep, P + "fusion_val",
@@ -248,6 +261,9 @@ ch.table(res.fusion_sweep, P + "fusion_val",
 tf = summary_table(res.fusion, ci=True, seed=SEED)
 ch.table(tf, P + "fusion", f"AG-CLIP fused with species ranges (w = {res.fusion_weight:g}, chosen on validation), "
          f"{NAME} test, {SIM}")
+W_SEEDS = ", ".join(f"seed {s}: w = {w:g}" for s, w in res.fusion_weights.items())
+ch.table(seed_summary(res.fusion_by_seed, seed=SEED), P + "fusion_seeds", f"AG-CLIP fused with species ranges, "
+         f"mean and sd over training seeds (w chosen on validation per seed: {W_SEEDS}), {NAME} test, {SIM}")
 
 # %% [markdown]
 # ## Beyond the paper: is the posterior calibrated?
@@ -325,6 +341,9 @@ checks += [
     ("the fused model beats both parts at region accuracy (paired bootstrap, interval excludes 0)",
      all(compare(res.fusion[fused], res.fusion[m], "region", seed=SEED)["verdict"] == "better"
          for m in fz.index if m != fused)),
+    (f"the fused model beats both parts at region accuracy over {len(SEEDS)} seeds (outside seed sd and intervals)",
+     all(seed_compare([(fb[agclip.FUSION_ROWS[2]], fb[m]) for fb in res.fusion_by_seed.values()], "region",
+                      seed=SEED)["verdict"] == "better" for m in agclip.FUSION_ROWS[:2])),
     ("the training-location gallery beats every grid gallery (argmax, region)",
      bool(ga_reg["train", "argmax"] > max(ga_reg[g, "argmax"] for g in ("uniform1", "uniform0.5", "land1")))),
     ("the learned temperature is over-confident (90 % sets cover the truth less than 90 % of the time)",
@@ -389,7 +408,11 @@ sentences += [
                       f"The fused model ({fused_km:,.0f} km)", f"AG-CLIP alone ({ag_km:,.0f} km)")),
     book.say_compare(compare(res.fusion[fused], res.fusion[rg_f], seed=SEED), "The fused model", "the predicted-species ranges alone"),
     f"The checklist loss, over {ck.seed.nunique() if 'seed' in ck else 3} seeds: region {ckm[True]:.1f} % with it, {ckm[False]:.1f} % without "
-    f"(seed sd up to {ck.groupby('checklist')['region_%'].std().max():.1f} points); Table 2's other ablations run one seed "
-    "each, so their differences are read against that spread and the intervals above.",
+    f"(seed sd up to {ck.groupby('checklist')['region_%'].std().max():.1f} points).",
+    f"Over training seeds {list(SEEDS)} (fusion weight chosen on validation per seed: {W_SEEDS}): " + book.say_compare(
+        seed_compare([(fb[agclip.FUSION_ROWS[2]], fb[agclip.FUSION_ROWS[0]]) for fb in res.fusion_by_seed.values()],
+                     seed=SEED), "the fused model", "AG-CLIP alone"),
+    *(book.say_compare(r._asdict(), f"Table 2: {r.a}", r.b, unit="km" if r.metric == "median_error" else "points")
+      for r in t2c.itertuples(index=False)),
 ]
 ch.reading(P + "reading", sentences)

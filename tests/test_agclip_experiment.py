@@ -67,3 +67,81 @@ def test_main_rows_choose_the_prior_weight_on_validation():
     assert len(res.main) == 4 and all(len(e) == 20 for e in res.main.values())
     without, with_prior = (res.main[f"AG-CLIP{p} (argmax retrieval)"] for p in ("", " + location prior"))
     assert np.median(with_prior) < np.median(without)
+
+
+def test_encoder_and_pooling_rows_run_once_per_ablation_seed_and_keep_the_main_seed_apart():
+    """Heads of every (name, seed) are put in the run's cache beforehand, so nothing trains: the per-seed loop,
+    the memo of train_head and which seed lands in ``res.encoders`` / ``res.pooling`` are what is tested."""
+    import dataclasses
+
+    ctx, _ = _context()
+    ctx.cfg = dataclasses.replace(ctx.cfg, encoders=("fourier", "sinr"), poolings=("average",),
+                                  ablation_seeds=(0, 1))
+    for seed in (0, 1):
+        torch.manual_seed(seed)  # each seed's untrained heads differ, as trained ones would
+        ctx.heads[("agclip", seed)] = AGCLIPHead(ctx.cfg.head).eval()
+        ctx.heads[("agclip-sinr", seed)] = AGCLIPHead(dataclasses.replace(ctx.cfg.head, location_encoder="sinr")).eval()
+    X.encoder_rows(ctx, ctx.cfg.head)
+    X.pooling_rows(ctx, ctx.cfg.head)
+    res = ctx.res
+    assert sorted(res.encoders_by_seed) == sorted(res.pooling_by_seed) == [0, 1]
+    assert all(set(r) == {"fourier", "sinr"} and all(len(e) == 20 for e in r.values())
+               for r in res.encoders_by_seed.values())
+    assert res.encoders.keys() == res.encoders_by_seed[0].keys() and res.pooling.keys() == {"average"}
+    np.testing.assert_array_equal(res.encoders["sinr"], res.encoders_by_seed[0]["sinr"])
+    # the default encoder's row and the average pooling are the same head (the main model of that seed)
+    for seed in (0, 1):
+        np.testing.assert_array_equal(res.encoders_by_seed[seed]["fourier"], res.pooling_by_seed[seed]["average"])
+    assert not np.array_equal(res.encoders_by_seed[0]["sinr"], res.encoders_by_seed[1]["sinr"])
+
+
+def test_seeds_of_ablations_default_to_the_main_seed_and_reject_repeats():
+    cfg = X.AGCLIPRunConfig(train=TrainConfig(seed=5))
+    assert cfg.seeds_of_ablations == (5,)
+    assert X.AGCLIPRunConfig(ablation_seeds=(3, 4)).seeds_of_ablations == (3, 4)
+    with pytest.raises(ValueError, match="ablation_seeds"):
+        X.AGCLIPRunConfig(ablation_seeds=(1, 1))
+
+
+def test_seed_summary_gives_the_mean_and_sd_over_seeds_and_one_bootstrap_interval_per_seed():
+    from soundloc.metrics import seed_summary
+
+    per_seed = {0: {"A": np.array([100.0, 300.0, 5000.0])}, 1: {"A": np.array([200.0, 400.0, 6000.0])}}
+    row = seed_summary(per_seed, B=50).set_index("method").loc["A"]
+    assert row["n"] == 3
+    assert row["median_km"] == pytest.approx(350.0)  # medians 300 and 400
+    assert row["median_km seed sd"] == pytest.approx(np.sqrt(2 * 50.0 ** 2))  # sample sd, ddof 1
+    assert row["region_%"] == pytest.approx(100 / 3) and row["region_% seed sd"] == pytest.approx(0.0)
+    assert row["median_km 95% CI"].count(";") == 1  # seed 0's interval; seed 1's
+    one = seed_summary({0: per_seed[0]}, B=50).iloc[0]
+    assert one["median_km"] == pytest.approx(300.0) and np.isnan(one["median_km seed sd"])
+    with pytest.raises(ValueError, match="'A'.*seed"):
+        seed_summary({0: per_seed[0], 1: {"B": per_seed[1]["A"]}})
+
+
+def _shifted(shifts: list[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (a, b) pair per seed with a = b + shift on every recording: each bootstrap median difference is the shift."""
+    b = np.linspace(100.0, 5000.0, 51)
+    return [(b + d, b) for d in shifts]
+
+
+def test_seed_compare_calls_a_gain_only_outside_both_the_seed_spread_and_every_bootstrap_interval():
+    from soundloc.book import say_compare
+    from soundloc.metrics import seed_compare
+
+    gain = seed_compare(_shifted([-100.0, -100.0, -400.0]), B=50)
+    assert gain["diff"] == pytest.approx(-200.0) and gain["seed_sd"] == pytest.approx(np.sqrt(30000.0))
+    assert (gain["lo"], gain["hi"]) == pytest.approx((-400.0, -100.0)) and gain["verdict"] == "better"
+    assert seed_compare(_shifted([100.0, 100.0, 400.0]), B=50)["verdict"] == "worse"
+    # every seed's interval excludes 0, but the mean (-140) is inside the seed sd (225): a tie
+    spread = seed_compare(_shifted([-10.0, -10.0, -400.0]), B=50)
+    assert spread["seed_sd"] == pytest.approx(np.sqrt(50700.0)) and spread["seed_verdicts"] == "better, better, better"
+    assert spread["verdict"] == "tie" and "inside the seed spread" in say_compare(spread, "A", "B")
+    # mean (-66.7) outside the seed sd (57.7), but one seed's interval is [0, 0]: a tie
+    ci = seed_compare(_shifted([-100.0, -100.0, 0.0]), B=50)
+    assert abs(ci["diff"]) > ci["seed_sd"] and ci["verdict"] == "tie"
+    assert say_compare(ci, "A", "B").endswith("an interval includes 0).")
+    assert say_compare(gain, "A", "B").startswith("A is better than B on the median error (mean over 3 training "
+                                                  "seeds -200 km")
+    # one seed: the bootstrap rule alone
+    assert seed_compare(_shifted([-10.0]), B=50)["verdict"] == "better"

@@ -24,6 +24,7 @@ SIM_LABEL = "simulated (SimSounds)"
 PRESETS = {
     "*": {"GALLERY": ("land2", "land1")},  # range-geolocation gallery: the 2 or the 1 degree land grid
     "02": {"N_EVAL": (2000, None), "N_REF": (8000, None), "N_SIM": (1000, 3500)},
+    "03": {"ABLATION_SEEDS": (3, 1)},  # training seeds of the Table 2 ablations and fusion rows
     "04": {"N_REAL": (3000, None)},
     "05": {"DRAWS": (10, 100), "N_VAL": (250, None)},
     "07": {"N_VAL": (150, 500), "N_TEST": (60, 500)},
@@ -117,12 +118,22 @@ def start(prefix: str, *, SMALL, SEED, DEVICE="auto", OUT=None, types: dict | No
 
 
 def say_compare(r: dict, a: str, b: str, unit: str = "km") -> str:
-    """A ``metrics.compare`` result -> a sentence that calls a tie a tie, e.g. "A beats B by 120 km ..."."""
+    """A ``metrics.compare`` (or ``metrics.seed_compare``) result -> a sentence that calls a tie a tie, e.g.
+    "A is better than B on the median error (-120 km, 95 % CI [-200, -40])."; over training seeds it gives the
+    mean difference, its seed sd and the envelope of the per-seed intervals, and says what a tie falls inside."""
     scale, u = (1.0, " km") if unit == "km" else (100.0, " points")
     d, lo, hi = (scale * r[k] for k in ("diff", "lo", "hi"))
-    ci = f"{d:+,.0f}{u}, 95 % CI [{lo:+,.0f}, {hi:+,.0f}]" if unit == "km" else f"{d:+.1f}{u}, 95 % CI [{lo:+.1f}, {hi:+.1f}]"
+    spec = "+,.0f" if unit == "km" else "+.1f"
     what = r["metric"].replace("_error", " error")
+    if "seeds" in r:  # a seed_compare result
+        sd = scale * r["seed_sd"]
+        ci = (f"mean over {r['seeds']} training seeds {d:{spec}}{u}, seed sd {sd:{spec[1:]}}{u}, "
+              f"per-seed 95 % CIs within [{lo:{spec}}, {hi:{spec}}]")
+        why = " and ".join(w for w, inside in (("inside the seed spread", abs(d) <= sd),
+                                               ("an interval includes 0", lo <= 0 <= hi)) if inside)
+    else:
+        ci, why = f"{d:{spec}}{u}, 95 % CI [{lo:{spec}}, {hi:{spec}}]", "the interval includes 0"
     if r["verdict"] == "tie":
-        return f"{a} and {b} tie on the {what} ({ci}: the interval includes 0)."
+        return f"{a} and {b} tie on the {what} ({ci}: {why})."
     word = "better" if r["verdict"] == "better" else "worse"
     return f"{a} is {word} than {b} on the {what} ({ci})."

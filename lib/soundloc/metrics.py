@@ -148,3 +148,53 @@ def summary_row_ci(name: str, dist_km, B: int = BOOTSTRAP_B, seed: int = 0, **ex
         if k in ci:
             out[f"{k} 95% CI"] = ci[k]
     return out
+
+
+# ---- training seeds: spread over seeds beside the bootstrap over recordings ------------------------
+
+def seed_summary(per_seed: dict[int, dict[str, np.ndarray]], B: int = BOOTSTRAP_B, seed: int = 0) -> pd.DataFrame:
+    """{training seed: {method: (N,) errors km}} -> one row per method: each ``summary_row`` column's mean over
+    the training seeds, its sd over them ("<col> seed sd", NaN with one seed) and the per-seed 95 % bootstrap
+    CIs over recordings ("<col> 95% CI", one interval per seed in seed order, joined by "; ")."""
+    seeds = list(per_seed)
+    if not seeds:
+        raise ValueError("seed_summary needs at least one training seed")
+    rows = []
+    for m in per_seed[seeds[0]]:
+        missing = [s for s in seeds if m not in per_seed[s]]
+        if missing:
+            raise ValueError(f"seed_summary: method {m!r} has no errors for training seed(s) {missing}")
+        df = pd.DataFrame([summary_row_ci(m, per_seed[s][m], B=B, seed=seed) for s in seeds])
+        if df["n"].nunique() != 1:
+            raise ValueError(f"seed_summary: method {m!r} was evaluated on different test sizes {sorted(df['n'])}")
+        row = {"method": m, "n": int(df["n"].iloc[0])}
+        for c in df.columns.drop(["method", "n"]):
+            if c.endswith("95% CI"):
+                row[c] = "; ".join(df[c])
+            else:
+                row[c] = float(df[c].mean())
+                row[f"{c} seed sd"] = float(df[c].std(ddof=1)) if len(seeds) > 1 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seed_compare(pairs, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
+                 level: float = 0.95) -> dict:
+    """[(a, b) (N,) errors km, one pair per training seed] -> paired ``compare`` per seed, pooled.
+
+    ``diff``: mean over seeds of a - b; ``seed_sd``: sd of the per-seed differences (0 with one seed);
+    ``lo``/``hi``: the envelope of the per-seed bootstrap intervals. A gain ("better"/"worse") needs both:
+    the envelope excludes 0 (every seed's interval on the same side) and |diff| > ``seed_sd``; anything
+    inside the seed spread or a bootstrap interval is a "tie".
+    """
+    per = [compare(a, b, metric, B, seed, level) for a, b in pairs]
+    if not per:
+        raise ValueError("seed_compare needs at least one (a, b) pair")
+    d = np.array([r["diff"] for r in per])
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    lo, hi = min(r["lo"] for r in per), max(r["hi"] for r in per)
+    verdict = "tie"
+    if (lo > 0 or hi < 0) and abs(d.mean()) > sd:
+        verdict = "better" if (hi < 0) == metric.endswith("_error") else "worse"
+    return {"metric": metric, "seeds": len(per), "diff": float(d.mean()), "seed_sd": sd, "lo": float(lo),
+            "hi": float(hi), "verdict": verdict, "seed_verdicts": ", ".join(r["verdict"] for r in per)}

@@ -10,7 +10,7 @@ from nb_chapters import run_chapter
 def test_03_agclip(tmp_path):
     from soundloc.report import PAPER_PREFIX, SIM_SUFFIX
 
-    run_chapter("03_agclip", tmp_path)
+    run_chapter("03_agclip", tmp_path, ABLATION_SEEDS=1)  # the book's 3 seeds: aggregation in test_agclip_experiment
     t = pd.read_csv(tmp_path / "03_table1.csv").set_index("method")
     hier = t.loc["Classification hierarchical 0-1-2"]
     mass = t.loc["AG-CLIP (posterior mass within 200 km)"]
@@ -40,6 +40,9 @@ def test_03_agclip(tmp_path):
     t2 = pd.read_csv(tmp_path / "03_table2.csv").set_index("method")
     assert {"Location: SINR", "Pooling: Transformer", "Pooling: Cluster"} <= set(t2.index)
     assert t2.loc["Pooling: Average", "region_%" + SIM_SUFFIX] == pytest.approx(pmass["region_%" + SIM_SUFFIX])  # ablations use the prior
+    assert "median_km seed sd" + SIM_SUFFIX in t2.columns and t2["median_km seed sd" + SIM_SUFFIX].isna().all()  # 1 seed
+    fs = pd.read_csv(tmp_path / "03_fusion_seeds.csv").set_index("method")
+    assert len(fs) == 3 and fs.loc["AG-CLIP", "median_km"] == pytest.approx(f.loc["AG-CLIP", "median_km"])
     a1 = pd.read_csv(tmp_path / "03_tableA1.csv")
     assert len(a1) == 24 and "259,200" in set(a1["points"].astype(str))
     # calibration: coverage in percent, bigger sets cover more

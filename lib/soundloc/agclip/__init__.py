@@ -14,9 +14,9 @@ The names below are re-exported so ``from soundloc import agclip; agclip.decode(
 from __future__ import annotations
 
 from . import locate_methods  # noqa: F401  (registers the "agclip" and "fused" locate methods)
-from .experiment import (DECODER_NAMES, AGCLIPResult, AGCLIPRunConfig, checklist_targets, hierarchical_baseline,
-                         hierarchical_gallery_log_posterior, km_errors, main_entry, main_model, run_agclip,
-                         split_recording_features)
+from .experiment import (DECODER_NAMES, FUSION_ROWS, AGCLIPResult, AGCLIPRunConfig, checklist_targets,
+                         hierarchical_baseline, hierarchical_gallery_log_posterior, km_errors, main_entry, main_model,
+                         run_agclip, split_recording_features)
 from .fusion import credible_sets, fuse
 from .galleries import (GALLERIES, GALLERY_ROWS, GRID_STEP, PAPER_GALLERY, SUBGRID_OF, build_gallery,
                         gallery_log_area, gallery_posterior, grid_rows, nearest_point, vmf_log_prior)
@@ -36,7 +36,8 @@ __all__ = [
     "GALLERIES", "build_gallery", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",
     "GALLERY_ROWS", "PAPER_GALLERY", "gallery_posterior", "vmf_log_prior",
     "fuse", "credible_sets",
-    "AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "run_agclip", "main_model",
+    "AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "FUSION_ROWS", "run_agclip",
+    "main_model",
     "hierarchical_baseline",
     "hierarchical_gallery_log_posterior", "main_entry", "split_recording_features",
     "recording_features", "agclip_logits",

@@ -34,8 +34,9 @@ from .pooling import POOLINGS, TransformerPooler, pool_windows, split_features, 
 from .retrieval import DECODERS, decode, log_posterior
 
 __all__ = ["AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "STEPS",
-           "AGCLIPContext", "make_context", "main_rows", "encoder_rows", "checklist_rows", "pooling_rows",
-           "gallery_rows", "fusion_rows", "calibration_rows", "run_agclip", "main_model", "hierarchical_baseline",
+           "FUSION_ROWS", "AGCLIPContext", "make_context", "main_rows", "encoder_rows", "checklist_rows",
+           "pooling_rows", "gallery_rows", "fusion_rows", "fusion_seed_rows", "range_log_posterior",
+           "calibration_rows", "run_agclip", "main_model", "hierarchical_baseline",
            "hierarchical_gallery_log_posterior", "main_entry", "split_recording_features"]
 
 
@@ -55,6 +56,8 @@ class AGCLIPRunConfig:
     encoders: tuple[str, ...] = LOCATION_ENCODERS           # Table 2b
     poolings: tuple[str, ...] = POOLINGS                    # Table 2c
     checklist_seeds: tuple[int, ...] = (0, 1, 2)            # checklist on/off, seeds
+    ablation_seeds: tuple[int, ...] = ()                    # training seeds of the encoder, pooling and fusion
+                                                            # rows; () = the main model's seed (train.seed) only
     pooler_epochs: int = 50                                 # transformer pooler (A.6)
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)  # chosen on validation
     prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # weight of the log location prior, chosen on validation
@@ -69,6 +72,13 @@ class AGCLIPRunConfig:
                 raise ValueError(f"AGCLIPRunConfig: unknown gallery {g!r}; use one of {GALLERIES}")
         if not self.calibration_gallery.startswith(("land", "uniform")):
             raise ValueError("AGCLIPRunConfig.calibration_gallery must be a grid gallery (land1, uniform1, ...)")
+        if len(set(self.ablation_seeds)) != len(self.ablation_seeds):
+            raise ValueError(f"AGCLIPRunConfig.ablation_seeds={self.ablation_seeds}: a seed is repeated")
+
+    @property
+    def seeds_of_ablations(self) -> tuple[int, ...]:
+        """The training seeds every encoder / pooling / fusion row is trained and evaluated with."""
+        return self.ablation_seeds or (self.train.seed,)
 
     @classmethod
     def small(cls, seed: int = 0, device: str = "auto") -> "AGCLIPRunConfig":
@@ -92,13 +102,17 @@ class AGCLIPResult:
     """Everything chapter 03 reports (errors in km, aligned with the test split's rows)."""
 
     main: dict[str, np.ndarray] = field(default_factory=dict)          # method -> (N,) km (Table 1 rows)
-    encoders: dict[str, np.ndarray] = field(default_factory=dict)      # Table 2b
+    encoders: dict[str, np.ndarray] = field(default_factory=dict)      # Table 2b (the main model's seed)
     checklist: pd.DataFrame | None = None                              # one row per seed x checklist on/off
-    pooling: dict[str, np.ndarray] = field(default_factory=dict)       # Table 2c
+    pooling: dict[str, np.ndarray] = field(default_factory=dict)       # Table 2c (the main model's seed)
+    encoders_by_seed: dict[int, dict] = field(default_factory=dict)    # seed -> Table 2b's {encoder: (N,) km}
+    pooling_by_seed: dict[int, dict] = field(default_factory=dict)     # seed -> Table 2c's {pooling: (N,) km}
+    fusion_by_seed: dict[int, dict] = field(default_factory=dict)      # seed -> {FUSION_ROWS name: (N,) km}
+    fusion_weights: dict[int, float] = field(default_factory=dict)     # seed -> fusion weight chosen on validation
     galleries: pd.DataFrame | None = None                              # Table A1 (gallery x decoder rows)
-    fusion: dict[str, np.ndarray] = field(default_factory=dict)        # AG-CLIP / ranges / fused
-    fusion_sweep: pd.DataFrame | None = None                           # weights tried on validation
-    fusion_weight: float | None = None
+    fusion: dict[str, np.ndarray] = field(default_factory=dict)        # AG-CLIP / ranges / fused (main seed)
+    fusion_sweep: pd.DataFrame | None = None                           # weights tried on validation (main seed)
+    fusion_weight: float | None = None                                 # the one chosen there (main seed)
     calibration: pd.DataFrame | None = None
     prior_sweep: pd.DataFrame | None = None                            # location-prior weights tried on validation
     prior_weight: float | None = None                                  # the one chosen there
@@ -152,6 +166,8 @@ class AGCLIPContext:
     encoders: dict = field(default_factory=dict)    # id(head) -> its model's audio encoder
     own_emb: dict = field(default_factory=dict)     # (id(head), split) -> window embeddings of a fine-tuned encoder
     log_priors: dict = field(default_factory=dict)  # gallery name -> (N,) log vMF density of the training locations
+    heads: dict = field(default_factory=dict)       # (zoo name, seed) -> head trained or loaded in this run
+    range_logpost: dict = field(default_factory=dict)  # split -> (R, N) log range posterior of the fusion rows
 
     @property
     def frozen(self) -> bool:
@@ -200,7 +216,10 @@ def gallery_for(ctx: AGCLIPContext, head: AGCLIPHead, name: str) -> tuple[np.nda
 
 
 def train_head(ctx: AGCLIPContext, name: str, hcfg: AGCLIPConfig, seed: int) -> AGCLIPHead:
-    """Train (or load from the zoo) one AG-CLIP model on the backbone's encoder -> its head (model in ``res.models``)."""
+    """Train (or load from the zoo) one AG-CLIP model on the backbone's encoder -> its head (model in ``res.models``);
+    once per run and (name, seed): the ablations of several tables share their heads."""
+    if (name, seed) in ctx.heads:
+        return ctx.heads[(name, seed)]
     sim = ctx.sim
 
     def build():
@@ -223,6 +242,7 @@ def train_head(ctx: AGCLIPContext, name: str, hcfg: AGCLIPConfig, seed: int) -> 
                       progress=ctx.progress)
     ctx.res.models[f"{name} (seed {seed})"] = e
     ctx.encoders[id(e.model.head)] = e.model.encoder
+    ctx.heads[(name, seed)] = e.model.head
     return e.model.head
 
 
@@ -296,12 +316,16 @@ def main_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor, q_val:
                      f"validation from {list(cfg.prior_weights)} and used by every ablation")
 
 
-def encoder_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> None:
-    """Table 2b: one model per location encoder (the main model for its own)."""
-    for name in ctx.cfg.encoders:
-        h = main if name == base.location_encoder else train_head(
-            ctx, f"agclip-{name}", dataclasses.replace(base, location_encoder=name), ctx.cfg.train.seed)
-        ctx.res.encoders[name] = km_errors(locate_split(ctx, h, "test"), ctx.ll["test"])
+def encoder_rows(ctx: AGCLIPContext, base: AGCLIPConfig) -> None:
+    """Table 2b: one model per location encoder (the main model for its own) and training seed of
+    ``cfg.seeds_of_ablations``; ``res.encoders`` holds the main model's seed."""
+    for seed in ctx.cfg.seeds_of_ablations:
+        rows = ctx.res.encoders_by_seed.setdefault(seed, {})
+        for name in ctx.cfg.encoders:
+            h = train_head(ctx, "agclip", base, seed) if name == base.location_encoder else train_head(
+                ctx, f"agclip-{name}", dataclasses.replace(base, location_encoder=name), seed)
+            rows[name] = km_errors(locate_split(ctx, h, "test"), ctx.ll["test"])
+    ctx.res.encoders = dict(ctx.res.encoders_by_seed.get(ctx.cfg.train.seed, {}))
 
 
 def checklist_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> None:
@@ -319,17 +343,21 @@ def checklist_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> 
     ctx.res.checklist = pd.DataFrame(rows)
 
 
-def pooling_rows(ctx: AGCLIPContext, main: AGCLIPHead) -> None:
-    """Table 2c: the main model's windows pooled per recording in every way of ``cfg.poolings``."""
-    seed0 = ctx.cfg.train.seed
-    for p in ctx.cfg.poolings:
-        pooler = None
-        if p == "transformer":
-            pooler = _cached_pooler(ctx.res.models[f"agclip (seed {seed0})"], main,
-                                    head_window_embeddings(ctx, main, "train"), ctx.geo_emb["train"],
-                                    ctx.cfg.pooler_epochs, seed0, ctx.progress)
-        ctx.res.pooling[p] = km_errors(locate_split(ctx, main, "test", q=recording_feats(ctx, main, "test", p, pooler)),
-                                       ctx.ll["test"])
+def pooling_rows(ctx: AGCLIPContext, base: AGCLIPConfig) -> None:
+    """Table 2c: the main model's windows pooled per recording in every way of ``cfg.poolings``, for the main
+    model of each training seed of ``cfg.seeds_of_ablations``; ``res.pooling`` holds the main model's seed."""
+    for seed in ctx.cfg.seeds_of_ablations:
+        h = train_head(ctx, "agclip", base, seed)  # the main model itself at its own seed
+        rows = ctx.res.pooling_by_seed.setdefault(seed, {})
+        for p in ctx.cfg.poolings:
+            pooler = None
+            if p == "transformer":
+                pooler = _cached_pooler(ctx.res.models[f"agclip (seed {seed})"], h,
+                                        head_window_embeddings(ctx, h, "train"), ctx.geo_emb["train"],
+                                        ctx.cfg.pooler_epochs, seed, ctx.progress)
+            rows[p] = km_errors(locate_split(ctx, h, "test", q=recording_feats(ctx, h, "test", p, pooler)),
+                                ctx.ll["test"])
+    ctx.res.pooling = dict(ctx.res.pooling_by_seed.get(ctx.cfg.train.seed, {}))
 
 
 def gallery_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor) -> None:
@@ -369,11 +397,11 @@ def run_agclip(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
         q_test, q_val = recording_feats(ctx, main, "test"), recording_feats(ctx, main, "val")
         main_rows(ctx, main, q_test, q_val)
         res.seconds["main model"] = time.time() - t0
-        steps = {"encoders": ("location encoders", lambda: encoder_rows(ctx, main, base)),
+        steps = {"encoders": ("location encoders", lambda: encoder_rows(ctx, base)),
                  "checklist": ("checklist on/off", lambda: checklist_rows(ctx, main, base)),
-                 "pooling": ("pooling", lambda: pooling_rows(ctx, main)),
+                 "pooling": ("pooling", lambda: pooling_rows(ctx, base)),
                  "galleries": ("galleries", lambda: gallery_rows(ctx, main, q_test)),
-                 "fusion": ("fusion", lambda: fusion_rows(ctx, main, species_probs, location_prior(ctx, cfg.gallery, 1))),
+                 "fusion": ("fusion", lambda: fusion_seed_rows(ctx, base, species_probs)),
                  "calibration": ("calibration", lambda: calibration_rows(ctx, main, q_test))}
         for step, (label, run) in steps.items():
             if step not in what or (step == "fusion" and species_probs is None):
@@ -407,25 +435,41 @@ def _cached_pooler(entry, main: AGCLIPHead, train_emb, targets, epochs: int, see
     return pooler
 
 
-def fusion_rows(ctx: AGCLIPContext, main: AGCLIPHead, species_probs: dict, log_prior: torch.Tensor | None = None) -> None:
+FUSION_ROWS = ("AG-CLIP", "Ranges: predicted species top-1 (same gallery and location prior)",
+               "Fused: AG-CLIP x ranges^w (w chosen on validation)")  # fusion_by_seed's rows, the same for every seed
+
+
+def range_log_posterior(ctx: AGCLIPContext, pts: np.ndarray, species_probs: dict, split: str) -> torch.Tensor:
+    """(R, N) log posterior of the species-range expert over gallery ``pts``: BirdNET's ranges of the top-1
+    predicted species at the recording's week (cached per split: it does not depend on the AG-CLIP head)."""
+    if split not in ctx.range_logpost:
+        # areas=None: the range expert's posterior over equal weights is its density up to a constant, so its log
+        # adds to AG-CLIP's log density; decode() then weighs the product by the cells' areas once
+        loc = RangeGeolocator(load_range_model("birdnet", "torch"), pts, RangeLocConfig(prior_weight=0.0),
+                              gallery_name=f"agclip-{ctx.cfg.gallery}-{len(pts)}", log_prior=None, areas=None)
+        names = np.asarray(ctx.sim.species, dtype=object)
+        top1 = [[names[i]] for i in np.asarray(species_probs[split]).argmax(1)]
+        r = loc.locate(top1, weeks=ctx.sim.splits[split]["week"].to_numpy(), return_posterior=True,
+                       progress=ctx.progress)
+        ctx.range_logpost[split] = torch.as_tensor(r.posterior).clamp_min(1e-30).log()
+    return ctx.range_logpost[split]
+
+
+def fusion_rows(ctx: AGCLIPContext, main: AGCLIPHead, species_probs: dict, log_prior: torch.Tensor | None = None,
+                seed: int | None = None) -> None:
     """AG-CLIP x species ranges of the top-1 predicted species (product of experts); weight chosen on val.
 
-    ``log_prior``: (1, N) location prior added to every expert's logits (None: none).
+    ``main``: the AG-CLIP head of training seed ``seed`` (None: the main model's); ``log_prior``: (1, N)
+    location prior added to every expert's logits (None: none). Fills ``fusion_by_seed`` / ``fusion_weights``
+    and, for the main model's seed, ``fusion`` / ``fusion_sweep`` / ``fusion_weight``.
     """
-    sim, cfg, res, ll = ctx.sim, ctx.cfg, ctx.res, ctx.ll
+    cfg, res, ll = ctx.cfg, ctx.res, ctx.ll
+    seed = cfg.train.seed if seed is None else seed
     pts, g = gallery_for(ctx, main, cfg.gallery)
     la = gallery_log_area(cfg.gallery, pts)
-    # areas=None: the range expert's posterior over equal weights is its density up to a constant, so its log
-    # adds to AG-CLIP's log density; decode() then weighs the product by the cells' areas once
-    loc = RangeGeolocator(load_range_model("birdnet", "torch"), pts, RangeLocConfig(prior_weight=0.0),
-                          gallery_name=f"agclip-{cfg.gallery}-{len(pts)}", log_prior=None, areas=None)
-    names = np.asarray(sim.species, dtype=object)
     scale = 1.0 / main.temperature
-    parts = {}
-    for split in ("val", "test"):
-        top1 = [[names[i]] for i in np.asarray(species_probs[split]).argmax(1)]
-        r = loc.locate(top1, weeks=sim.splits[split]["week"].to_numpy(), return_posterior=True, progress=ctx.progress)
-        parts[split] = (recording_feats(ctx, main, split), torch.as_tensor(r.posterior).clamp_min(1e-30).log())
+    parts = {split: (recording_feats(ctx, main, split), range_log_posterior(ctx, pts, species_probs, split))
+             for split in ("val", "test")}
 
     def run(split, w, only_ranges=False):
         q, lb = parts[split]
@@ -438,12 +482,22 @@ def fusion_rows(ctx: AGCLIPContext, main: AGCLIPHead, species_probs: dict, log_p
             for w in cfg.fusion_weights]
     sweep = pd.DataFrame(rows)
     best = float(sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable").iloc[0]["weight"])
-    res.fusion = {"AG-CLIP": km_errors(run("test", 0.0), ll["test"]),
-                  "Ranges: predicted species top-1 (same gallery and location prior)": km_errors(run("test", 0, True),
-                                                                                                 ll["test"]),
-                  f"Fused: AG-CLIP x ranges^{best:g}": km_errors(run("test", best), ll["test"])}
-    res.fusion_sweep, res.fusion_weight = sweep.drop(columns=["method"]), best
-    res.notes.append(f"fusion weight {best:g} chosen on the validation split (lowest median) from {list(cfg.fusion_weights)}")
+    errors = [km_errors(run("test", 0.0), ll["test"]), km_errors(run("test", 0, True), ll["test"]),
+              km_errors(run("test", best), ll["test"])]
+    res.fusion_by_seed[seed], res.fusion_weights[seed] = dict(zip(FUSION_ROWS, errors)), best
+    res.notes.append(f"fusion weight {best:g} chosen on the validation split (lowest median) from "
+                     f"{list(cfg.fusion_weights)} for training seed {seed}")
+    if seed == cfg.train.seed:
+        res.fusion = dict(zip((*FUSION_ROWS[:2], f"Fused: AG-CLIP x ranges^{best:g}"), errors))
+        res.fusion_sweep, res.fusion_weight = sweep.drop(columns=["method"]), best
+
+
+def fusion_seed_rows(ctx: AGCLIPContext, base: AGCLIPConfig, species_probs: dict) -> None:
+    """:func:`fusion_rows` for the main model of every training seed of ``cfg.seeds_of_ablations`` (the weight
+    chosen on validation per seed), all with the run's location prior."""
+    for seed in ctx.cfg.seeds_of_ablations:
+        fusion_rows(ctx, train_head(ctx, "agclip", base, seed), species_probs,
+                    location_prior(ctx, ctx.cfg.gallery, 1), seed)
 
 
 def calibration_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor) -> None:
