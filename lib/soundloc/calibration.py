@@ -76,7 +76,7 @@ def masses_above(points: np.ndarray, posteriors: np.ndarray, lat, lon, grid, ste
     return out
 
 
-def _pick(grid, above: list[np.ndarray], rows, levels, name: str) -> tuple[object, pd.DataFrame]:
+def pick(grid, above: list[np.ndarray], rows, levels, name: str) -> tuple[object, pd.DataFrame]:
     """Grid, per value (R,) mass above truth, a row mask -> (the value closest to nominal on those rows, table)."""
     lv = np.asarray(levels, float)
     tab = []
@@ -98,26 +98,27 @@ def choose_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, gri
     T(k) = ``t_one`` + b log k, or pairs (b, c) of T(k, g) = ``t_one`` + b log k + c redundancy(k, g) (``gains``).
     """
     above = masses_above(points, posteriors, lat, lon, grid, step, ks, t_one, gains)
-    return _pick(list(grid), above, np.ones(len(above[0]), bool), levels, "temperature" if ks is None else "slope")
+    return pick(list(grid), above, np.ones(len(above[0]), bool), levels, "temperature" if ks is None else "slope")
 
 
 def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, folds: np.ndarray, grid,
-                         levels=LEVELS, ks=None, t_one: float = 1.0, gains=None) -> tuple[pd.DataFrame, dict]:
+                         levels=LEVELS, ks=None, t_one: float = 1.0, gains=None, above=None) -> tuple[pd.DataFrame, dict]:
     """(R, N) masses, (R,) truths, (R,) fold ids -> (per reported fold and level: the value chosen on the other
     folds (a temperature; with ``ks`` the slope b of T(k) = ``t_one`` + b log k, or (b, c) with ``gains``: see
     :func:`choose_temperature`), raw and calibrated coverage and median area; {fold: (R_f,) calibrated mass above
-    truth} for reliability)."""
+    truth} for reliability). ``above``: :func:`masses_above` of the same grid when already computed."""
     step = grid_step(points)
     areas = cell_areas(points, step)
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     ks = None if ks is None else np.asarray(ks)
     gains = None if gains is None else np.asarray(gains, np.float64)
     grid = list(grid)
-    every = masses_above(points, posteriors, lat, lon, grid, step, ks, t_one, gains)  # rows are independent
-    rows, above = [], {}
+    every = masses_above(points, posteriors, lat, lon, grid, step, ks, t_one, gains) if above is None else above
+    above = {}
+    rows = []
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        x, tab = _pick(grid, every, tr, levels, "temperature" if ks is None else "slope")
+        x, tab = pick(grid, every, tr, levels, "temperature" if ks is None else "slope")
         (T, b), c = ((x, 0.0), 0.0) if ks is None else ((t_one, _pair(x)[0]), _pair(x)[1])
         Tr = T if ks is None else list_temperature(ks[te], t_one, b, None if gains is None else gains[te], c)
         Pc = temper_lists(posteriors[te], Tr, areas)
