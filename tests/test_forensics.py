@@ -185,3 +185,17 @@ def test_plot_check_draws_the_reports_own_posterior_and_marks_its_best_point(one
     marked = next(l for l in ax.lines if l.get_label() == "prediction").get_xydata()[0]
     assert tuple(drawn) == tuple(marked) == (r.best[1], r.best[0])
     assert tuple(r.points[np.argmax(r.density)]) == tuple(r.best)
+
+
+def test_check_judges_the_claim_under_locates_calibrated_posterior(one_thread):
+    """check's posterior is the one `soundloc locate` shows (tempered by its list temperature), not the raw product."""
+    from soundloc.locator import describe, locate_species
+
+    sp = pd.DataFrame({"scientific_name": ["Gymnorhina tibicen", "Dacelo novaeguineae"], "max_score": [0.9, 0.8]})
+    r = check_species(sp, -33.87, 151.21, week=20, opts=OPTS)
+    (o,) = locate_species([list(sp.scientific_name)], [list(sp.max_score)], [20], OPTS)
+    shown = describe("x", "ranges", 20, o.points, o.posterior, 3, OPTS, temperature=o.temperature, areas=o.areas)
+    assert o.temperature != 1.0 and np.allclose(r.posterior, shown.posterior)
+    assert not np.allclose(r.posterior, o.posterior / o.posterior.sum())
+    raw = check_species(sp, -33.87, 151.21, week=20, opts=LocateOptions(gallery="land2", calibrate=False))
+    assert np.allclose(raw.posterior, o.posterior / o.posterior.sum())

@@ -127,3 +127,13 @@ def test_crossfit_temperature_recovers_an_overconfident_posterior():
     assert (tab.coverage_raw < tab.level - 0.15).all() and (abs(tab.coverage_calibrated - tab.level) < 0.08).all()
     rel = C.reliability(above[0], [0.5, 0.9])
     assert rel.coverage.tolist() == [(above[0] < 0.5).mean(), (above[0] < 0.9).mean()]
+
+
+def test_list_temperature_grows_with_redundancy():
+    """T(k, g) = T1 + b log k + c max(0, -log max(g/k, floor)): one species and informative lists get no extra term."""
+    k, g = np.array([1, 10, 10, 10]), np.array([0.01, 10.0, 1.0, 0.0])
+    r = C.redundancy(k, g)
+    assert r[0] == 0 and r[1] == 0 and r[2] == pytest.approx(np.log(10)) and r[3] == pytest.approx(-np.log(C.GAIN_FLOOR))
+    T = C.list_temperature(k, 0.9, 0.5, g, 1.0)
+    assert T == pytest.approx(0.9 + 0.5 * np.log(k) + r)
+    assert C.list_temperature(k, 0.9, 0.5) == pytest.approx(0.9 + 0.5 * np.log(k))

@@ -52,14 +52,18 @@ def read_items(src: str | os.PathLike) -> list[Item]:
     DataError naming the row for a missing path column, an empty path, a bad date or a duplicate id.
     Relative paths in a CSV are read relative to the CSV's folder.
     """
-    from .data.validate import DataError
-    from .locator import week_from_date
-
     src = Path(src)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         return [Item(str(p.relative_to(src)), str(p)) for p in files]
-    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    return _items(pd.read_csv(src, dtype=str, keep_default_na=False), src)
+
+
+def _items(df: pd.DataFrame, src: Path) -> list[Item]:
+    """The rows of a path[,date][,id] CSV read as strings -> Items; DataError naming the row (see :func:`read_items`)."""
+    from .data.validate import DataError
+    from .locator import week_from_date
+
     if "path" not in df:
         raise DataError(f"{src}: no 'path' column (expected path[,date][,id]); columns: {list(df.columns)}")
     items = []
@@ -89,7 +93,7 @@ def read_claims(src: str | os.PathLike) -> list[Item]:
     missing = [c for c in ("path", "lat", "lon") if c not in df]
     if missing:
         raise DataError(f"{src}: missing column(s) {missing} (expected path,lat,lon[,date][,id])")
-    items = read_items(src)  # paths, dates and ids checked there
+    items = _items(df, src)  # paths, dates and ids checked there
     out = []
     for i, (it, la, lo) in enumerate(zip(items, df["lat"], df["lon"]), start=2):
         try:

@@ -7,6 +7,9 @@ spatial fold and reported on the other (:func:`crossfit_temperature`), never on 
 A list of k species multiplies k ranges that are not independent evidence (species of one habitat share
 their ranges), so its overconfidence grows with k: :func:`list_temperature` makes T depend on the list's
 length, T(k) = T1 + b log k, with T1 the one-species temperature and the slope b chosen on one fold.
+At the same k, lists whose species carry little information each (information gain per species g/k small:
+widespread species that all say the same thing, as in a complete dawn-chorus list) are more overconfident:
+T(k, g) adds c * max(0, -log max(g / k, GAIN_FLOOR)) for k >= 2 (:func:`redundancy`), c chosen with b.
 """
 from __future__ import annotations
 
@@ -17,11 +20,22 @@ from .sphere import cell_areas
 from .regions import coverage_table, grid_step, mass_above_truth, temper
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)  # nominal levels reported
+GAIN_FLOOR = 0.05  # nats per species below which redundancy stops growing (a list with almost no information)
 
 
-def list_temperature(k, t_one: float, slope: float) -> np.ndarray:
-    """(R,) species counts k, T1, slope b -> (R,) temperatures T1 + b log max(k, 1)."""
-    return t_one + slope * np.log(np.maximum(np.asarray(k, np.float64), 1.0))
+def redundancy(k, gain) -> np.ndarray:
+    """(R,) species counts, (R,) information gains KL(posterior || prior) nats -> (R,) max(0, -log max(g/k, floor)),
+    0 for k < 2 (one species cannot repeat another)."""
+    k = np.maximum(np.asarray(k, np.float64), 1.0)
+    r = np.maximum(0.0, -np.log(np.maximum(np.asarray(gain, np.float64) / k, GAIN_FLOOR)))
+    return np.where(k >= 2, r, 0.0)
+
+
+def list_temperature(k, t_one: float, slope: float, gain=None, info_slope: float = 0.0) -> np.ndarray:
+    """(R,) species counts k, T1, slope b [, (R,) information gains g nats, slope c] -> (R,) temperatures
+    T1 + b log max(k, 1) + c redundancy(k, g)."""
+    t = t_one + slope * np.log(np.maximum(np.asarray(k, np.float64), 1.0))
+    return t if gain is None or info_slope == 0 else t + info_slope * redundancy(k, gain)
 
 
 def temper_lists(posteriors: np.ndarray, temperatures, areas: np.ndarray) -> np.ndarray:
@@ -41,49 +55,78 @@ def reliability(above: np.ndarray, levels=np.linspace(0.05, 0.95, 19)) -> pd.Dat
     return pd.DataFrame({"level": levels, "coverage": [(above < lv).mean() for lv in levels]})
 
 
-def choose_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, grid, levels=LEVELS,
-                       step: float | None = None, ks=None, t_one: float = 1.0) -> tuple[float, pd.DataFrame]:
-    """Values to try -> (the one whose coverage is closest to nominal: least mean |coverage - level|, table).
+def _pair(x) -> tuple[float, float]:
+    """A grid value: slope b or (b, c) -> (b, c)."""
+    return (float(x[0]), float(x[1])) if np.ndim(x) else (float(x), 0.0)
 
-    Without ``ks`` the values are temperatures; with ``ks`` ((R,) species counts) they are slopes b of
-    T(k) = ``t_one`` + b log k.
+
+def masses_above(points: np.ndarray, posteriors: np.ndarray, lat, lon, grid, step: float | None = None, ks=None,
+                 t_one: float = 1.0, gains=None) -> list[np.ndarray]:
+    """(R, N) masses, (R,) truths, G values -> G arrays (R,) of mass above the truth after each calibration.
+
+    Without ``ks`` the values are temperatures; with ``ks`` ((R,) species counts) slopes b of T = ``t_one`` + b log k,
+    or pairs (b, c) adding c redundancy(k, ``gains``).
     """
     step = grid_step(points) if step is None else step
     areas = cell_areas(points, step)
-    lv = np.asarray(levels, float)
-    name = "temperature" if ks is None else "slope"
-    rows = []
+    out = []
     for x in grid:
-        T = x if ks is None else list_temperature(ks, t_one, x)
-        above = mass_above_truth(points, temper_lists(posteriors, T, areas), lat, lon, step)
-        cov = np.array([(above < v).mean() for v in lv])
-        rows.append({name: float(x), "mean_abs_gap": float(np.abs(cov - lv).mean()),
-                     **{f"coverage@{v:g}": c for v, c in zip(lv, cov)}})
-    tab = pd.DataFrame(rows)
-    return float(tab[name][tab.mean_abs_gap.idxmin()]), tab
+        T = x if ks is None else list_temperature(ks, t_one, _pair(x)[0], gains, _pair(x)[1])
+        out.append(mass_above_truth(points, temper_lists(posteriors, T, areas), lat, lon, step))
+    return out
+
+
+def pick(grid, above: list[np.ndarray], rows, levels, name: str) -> tuple[object, pd.DataFrame]:
+    """Grid, per value (R,) mass above truth, a row mask -> (the value closest to nominal on those rows, table)."""
+    lv = np.asarray(levels, float)
+    tab = []
+    for x, a in zip(grid, above):
+        cov = np.array([(a[rows] < v).mean() for v in lv])
+        b, c = _pair(x)
+        tab.append({name: b, **({"info_slope": c} if np.ndim(x) else {}), "mean_abs_gap": float(np.abs(cov - lv).mean()),
+                    **{f"coverage@{v:g}": q for v, q in zip(lv, cov)}})
+    tab = pd.DataFrame(tab)
+    best = grid[int(tab.mean_abs_gap.idxmin())]
+    return (tuple(map(float, best)) if np.ndim(best) else float(best)), tab
+
+
+def choose_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, grid, levels=LEVELS,
+                       step: float | None = None, ks=None, t_one: float = 1.0, gains=None) -> tuple[object, pd.DataFrame]:
+    """Values to try -> (the one whose coverage is closest to nominal: least mean |coverage - level|, table).
+
+    Without ``ks`` the values are temperatures; with ``ks`` ((R,) species counts) they are slopes b of
+    T(k) = ``t_one`` + b log k, or pairs (b, c) of T(k, g) = ``t_one`` + b log k + c redundancy(k, g) (``gains``).
+    """
+    above = masses_above(points, posteriors, lat, lon, grid, step, ks, t_one, gains)
+    return pick(list(grid), above, np.ones(len(above[0]), bool), levels, "temperature" if ks is None else "slope")
 
 
 def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, folds: np.ndarray, grid,
-                         levels=LEVELS, ks=None, t_one: float = 1.0) -> tuple[pd.DataFrame, dict]:
+                         levels=LEVELS, ks=None, t_one: float = 1.0, gains=None, above=None) -> tuple[pd.DataFrame, dict]:
     """(R, N) masses, (R,) truths, (R,) fold ids -> (per reported fold and level: the value chosen on the other
-    folds (a temperature; with ``ks`` the slope of T(k) = ``t_one`` + b log k), raw and calibrated coverage and
-    median area; {fold: (R_f,) calibrated mass above truth} for reliability)."""
+    folds (a temperature; with ``ks`` the slope b of T(k) = ``t_one`` + b log k, or (b, c) with ``gains``: see
+    :func:`choose_temperature`), raw and calibrated coverage and median area; {fold: (R_f,) calibrated mass above
+    truth} for reliability). ``above``: :func:`masses_above` of the same grid when already computed."""
     step = grid_step(points)
     areas = cell_areas(points, step)
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
     ks = None if ks is None else np.asarray(ks)
-    rows, above = [], {}
+    gains = None if gains is None else np.asarray(gains, np.float64)
+    grid = list(grid)
+    every = masses_above(points, posteriors, lat, lon, grid, step, ks, t_one, gains) if above is None else above
+    above = {}
+    rows = []
     for f in np.unique(folds):
         tr, te = folds != f, folds == f
-        x, _ = choose_temperature(points, posteriors[tr], lat[tr], lon[tr], grid, levels, step,
-                                  None if ks is None else ks[tr], t_one)
-        T, b = (x, 0.0) if ks is None else (t_one, x)
-        Pc = temper_lists(posteriors[te], T if ks is None else list_temperature(ks[te], t_one, b), areas)
+        x, tab = pick(grid, every, tr, levels, "temperature" if ks is None else "slope")
+        (T, b), c = ((x, 0.0), 0.0) if ks is None else ((t_one, _pair(x)[0]), _pair(x)[1])
+        Tr = T if ks is None else list_temperature(ks[te], t_one, b, None if gains is None else gains[te], c)
+        Pc = temper_lists(posteriors[te], Tr, areas)
         raw = coverage_table(points, posteriors[te], lat[te], lon[te], levels, step)
         cal = coverage_table(points, Pc, lat[te], lon[te], levels, step)
-        above[int(f)] = mass_above_truth(points, Pc, lat[te], lon[te], step)
-        for (_, a), (_, c) in zip(raw.iterrows(), cal.iterrows()):
-            rows.append({"fold": int(f), "n": int(te.sum()), "temperature": T, "slope": b, "level": a.level,
-                         "coverage_raw": a.coverage, "coverage_calibrated": c.coverage,
-                         "median_area_raw_km2": a.median_area_km2, "median_area_calibrated_km2": c.median_area_km2})
+        above[int(f)] = every[int(tab.mean_abs_gap.idxmin())][te]
+        for (_, a), (_, q) in zip(raw.iterrows(), cal.iterrows()):
+            rows.append({"fold": int(f), "n": int(te.sum()), "temperature": T, "slope": b, "info_slope": c,
+                         "level": a.level, "coverage_raw": a.coverage, "coverage_calibrated": q.coverage,
+                         "median_area_raw_km2": a.median_area_km2, "median_area_calibrated_km2": q.median_area_km2})
     return pd.DataFrame(rows), above

@@ -35,7 +35,7 @@ from .audio import load_audio
 from .data.sim import splice
 from .detect import get_detector
 from .sphere import haversine
-from .locator import LocateOptions, locate_species, plot_posterior, range_geolocator, week_from_date
+from .locator import LocateOptions, calibrated_posterior, locate_species, plot_posterior, range_geolocator, week_from_date
 
 VERDICTS = ("consistent", "suspicious", "inconsistent")
 
@@ -142,9 +142,9 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
                          "score": conf.max_score.astype(float), "p_claim": p_claim.astype(float),
                          "out_of_range": p_claim < config.range_threshold,
                          "nearest_lat": near[:, 0], "nearest_lon": near[:, 1], "nearest_km": near[:, 2]})
-    # (b) the audio posterior (all detections, weighted by score) vs the claim
+    # (b) the audio posterior (all detections, weighted by score), calibrated as `soundloc locate` calibrates it, vs the claim
     o = locate_species([list(species.scientific_name)], [list(species.max_score)], [week], opts)[0]
-    post = o.posterior
+    post = calibrated_posterior(o)
     hpd, pct = (float(v[0]) for v in claim_credibility(post, pts, lat, lon, loc.areas))
     dist = float(haversine(o.lat, o.lon, lat, lon))
     # (c) verdict
@@ -359,7 +359,7 @@ def check_scores(scores: np.ndarray, names, lat, lon, weeks, config: CheckConfig
     p = range_probs(names, lat, lon, weeks, opts)  # (R, K)
     flag = (scores >= config.min_score) & (p < config.range_threshold)
     outs = locate_species([list(names)] * len(scores), list(scores), list(weeks), opts)
-    post = np.stack([o.posterior for o in outs])
+    post = np.stack([calibrated_posterior(o) for o in outs])  # calibrated as `soundloc locate` (opts.calibrate)
     areas = range_geolocator(opts.gallery, opts.preset, opts.device).areas
     hpd, pct = claim_credibility(post, outs[0].points, lat, lon, areas) if len(outs) else (np.zeros(0), np.zeros(0))
     best = np.array([(o.lat, o.lon) for o in outs]).reshape(-1, 2)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .data.validate import week_from_date  # noqa: F401 (callers import it from here too)
 from .sphere import haversine
+from . import calibration as _calibration
 from . import regions as _regions
 from .evidence import kl_nats
 
@@ -34,20 +35,36 @@ FP_RATE = 0.05
 WEAK_KL_NATS = 0.5  # information gain (KL posterior || prior) below which the evidence is called weak
 SPURIOUS_P = 0.5  # a detection more likely spurious than this is reported as disagreeing with the others
 # Temperatures of the ranges posterior (log density / T) so that its credible regions hold their nominal share, chosen in
-# chapter 12 (SMALL run, land2). One covered species: T1 = 0.9 chosen on all 600 iNatSounds test recordings of the run
-# (its spatial folds chose 0.8 and 1.0). A list of k species gets T(k) = T1 + b log k (calibration.list_temperature):
-# multiplying ranges of species that are not independent evidence is more overconfident the longer the list; b = 0.5 was
-# chosen on all 600 iNatSounds lists (each spatial fold chose 0.5 too, reported on the other: +2.3 / -1.8 points at
-# p = 0.5 / 0.9 pooled), never on XCDC, where the chapter reports it (-7.8 / -5.7 points: XCDC stays overconfident).
+# chapter 12 (SMALL run, land2) on iNatSounds only, never on XCDC. One covered species: T1 chosen on all 600 iNatSounds
+# test recordings of the run. A list of k species with information gain g nats gets T(k, g) = T1 + b log k + c
+# max(0, -log(g / k)) (calibration.list_temperature): multiplying ranges of species that are not independent evidence is
+# more overconfident the longer the list and the less each species tells; (b, c) were chosen on all 600 iNatSounds lists
+# (five spatial folds, each reported with the values chosen on the other four: +3.5 / -1.5 points at p = 0.5 / 0.9
+# pooled; one species +2.2 / -2.5) and reported on XCDC lists, never used to choose them: -0.5 / -3.5 points (b alone,
+# c = 0, left them at -7.8 / -5.7).
 TEMPERATURE_ONE = 0.9
-TEMPERATURE_SLOPE = 0.5
+TEMPERATURE_SLOPE = 0.125
+TEMPERATURE_INFO_SLOPE = 1.0
 
 
-def list_temperature(k: int) -> float:
-    """Number of covered species k -> the temperature ``soundloc locate`` tempers its ranges posterior by."""
-    from .calibration import list_temperature as _t
+def list_temperature(k: int, gain: float | None = None) -> float:
+    """Number of covered species k [, information gain KL(posterior || prior) nats] -> the temperature ``soundloc
+    locate`` tempers its ranges posterior by (without ``gain`` the redundancy term is left out)."""
+    return float(_calibration.list_temperature(k, TEMPERATURE_ONE, TEMPERATURE_SLOPE, gain, TEMPERATURE_INFO_SLOPE))
 
-    return float(_t(k, TEMPERATURE_ONE, TEMPERATURE_SLOPE))
+
+def calibrated_posterior(o: "MethodOutput") -> np.ndarray:
+    """A method's output -> (N,) its posterior tempered by its calibration temperature (as ``describe`` does); the
+    posterior unchanged when the temperature is 1 or the gallery has no cell areas."""
+    post = np.asarray(o.posterior, np.float64)
+    post = post / post.sum()
+    if o.temperature == 1.0:
+        return post
+    try:
+        return _regions.temper(post[None], o.temperature, _cell_areas(o.points) if o.areas is None else o.areas)[0]
+    except ValueError:
+        return post
+
 
 PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
 
@@ -257,7 +274,7 @@ def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[
                          [], loc.areas, ev.prior, [], evidence=len(ev.species) > 0)
         o.p_spurious = dict(zip(ev.species, ev.p_spurious.tolist()))
         if opts.calibrate:
-            o.temperature = list_temperature(len(ev.species))
+            o.temperature = list_temperature(len(ev.species), ev.info_gain_nats)
         if not ev.species and names:
             o.warnings.append(warning("no_known_species", f"none of the {len(names)} species is covered by the range "
                                       "model: the posterior is the location prior"))

@@ -15,7 +15,7 @@ def test_12_trust(tmp_path):
     assert set(choice.fold) == {0, 1} and choice.chosen_on_other_fold.isin(sweep.fp_rate).all()
 
     cov = pd.read_csv(tmp_path / "12_coverage.csv")
-    assert len(cov) == 3 * 2 * 4 + 4 and cov[["coverage_raw", "coverage_calibrated"]].stack().between(0, 1).all()
+    assert len(cov) == 3 * 5 * 4 + 2 * 4 and cov[["coverage_raw", "coverage_calibrated"]].stack().between(0, 1).all()
     for _, g in cov.groupby(["data", "fold"]):  # regions nest: larger levels cover more and are larger
         assert np.all(np.diff(g.coverage_calibrated) >= 0) and np.all(np.diff(g.median_area_calibrated_km2) > 0)
     gaps = pd.read_csv(tmp_path / "12_coverage_gaps.csv").set_index(["data", "level"])
@@ -24,19 +24,20 @@ def test_12_trust(tmp_path):
     # brings the held-out coverage nearer nominal
     assert (lists.gap_raw < -0.1).all() and (lists.gap_calibrated.abs() < lists.gap_raw.abs()).all()
     assert (cov[cov.data == "XCDC lists"].temperature > 1).all()
-    # iNatSounds lists: T(k) = T1 + b log k with b > 0 chosen on the other fold (longer lists are more overconfident);
-    # XCDC gets the slope chosen on all iNatSounds lists (fold -1) and is widened by it
+    # iNatSounds lists: T(k, g) = T1 + b log k + c redundancy with b > 0 chosen on the other folds (longer lists are
+    # more overconfident); XCDC gets the slopes chosen on all iNatSounds lists (fold -1) and is widened by them
     inat_lists = cov[cov.data == "iNatSounds lists"]
     assert (inat_lists.slope > 0).all() and (gaps.loc["iNatSounds lists"].gap_calibrated.abs() < 0.1).all()
-    transfer = cov[cov.data == "XCDC lists, T(k) from iNatSounds lists"]
+    transfer = cov[cov.data == "XCDC lists, T(k, g) from iNatSounds lists"]
     assert (transfer.fold == -1).all() and (transfer.coverage_calibrated > transfer.coverage_raw).all()
     assert (tmp_path / "12_reliability.png").stat().st_size > 10_000
 
     # the package defaults are the ones this chapter chose on iNatSounds lists (their provenance)
-    from soundloc.locator import LocateOptions, TEMPERATURE_ONE, TEMPERATURE_SLOPE
+    from soundloc.locator import LocateOptions, TEMPERATURE_INFO_SLOPE, TEMPERATURE_ONE, TEMPERATURE_SLOPE
 
     xt = pd.read_csv(tmp_path / "12_xcdc_cli_temperature.csv")
-    assert (xt[xt.chosen_on == "iNatSounds lists"].slope == TEMPERATURE_SLOPE).all()
+    mine = xt[xt.chosen_on == "iNatSounds lists"]
+    assert (mine.slope == TEMPERATURE_SLOPE).all() and (mine.info_slope == TEMPERATURE_INFO_SLOPE).all()
     assert (inat_lists.temperature == TEMPERATURE_ONE).all()  # T1, chosen on all one-species recordings
     dec = pd.read_csv(tmp_path / "12_decoders.csv")
     assert dec.groupby("fold").apply(lambda g: g.sort_values("median_km").decoder.iloc[0], include_groups=False).eq(
