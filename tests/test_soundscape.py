@@ -186,3 +186,15 @@ def test_factor_sweep_rows_follow_the_grid():
     # sees fold 1's recordings only (one of each species: factor 1, AP 1/2); the list of fold 1 sees fold 0's
     # (species 0 twice, E = [1, 1]: factor 3/2 vs 1/2, 0.75 > 0.3, AP 1)
     assert list(t.mAP) == [0.5, 0.75]
+
+
+def test_ranking_metrics_ranks_agree_with_full_sort_including_ties():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, (30, 50)).astype(float)  # many ties: broken by species index, as ranks() does
+    truth = [rng.choice(50, rng.integers(1, 8), replace=False) for _ in range(30)]
+    m = ss.ranking_metrics(scores, truth, ks=(5,))
+    r = ss.ranks(scores)
+    for i, t in enumerate(truth):
+        rk = np.sort(r[i, np.unique(t)]).astype(float)
+        assert m.loc[i, "ap"] == pytest.approx(np.mean(np.arange(1, len(rk) + 1) / rk))
+        assert m.loc[i, "recall@5"] == pytest.approx(np.mean(rk <= 5))

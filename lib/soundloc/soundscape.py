@@ -45,11 +45,15 @@ def ranking_metrics(scores: np.ndarray, truth: list, ks=(10, 25, 50)) -> pd.Data
     AP = mean over true species of precision at its rank (sklearn's average_precision_score without
     ties); recall@k = share of true species in the top k. Rows with no true species get NaN.
     """
-    r = ranks(scores)
+    scores = np.asarray(scores)
+    col = np.arange(scores.shape[1])
     rows = []
     for i, t in enumerate(truth):
         t = np.unique(np.asarray(t, np.int64))
-        rk = np.sort(r[i, t]).astype(float)
+        # rank as :func:`ranks` gives it, for the true species only (no sort of all S): 1 + higher scores + equal
+        # scores at a lower index
+        s, st = scores[i][None], scores[i, t][:, None]
+        rk = np.sort(1 + (s > st).sum(1) + ((s == st) & (col[None] < t[:, None])).sum(1)).astype(float)
         row = {"n_true": len(t), "ap": float(np.mean(np.arange(1, len(rk) + 1) / rk)) if len(rk) else np.nan}
         row.update({f"recall@{k}": float(np.mean(rk <= k)) if len(rk) else np.nan for k in ks})
         rows.append(row)
