@@ -148,3 +148,53 @@ def test_nested_choice_picks_each_folds_config_on_the_other_folds():
     b = pd.DataFrame({"n_true": 1, "ap": [0.2, 0.2, 0.8, 0.8]})
     out, chosen = ss.nested_choice([a, b], np.array([0, 0, 1, 1]))
     assert list(chosen) == [1, 0] and list(out.ap) == [0.2, 0.2, 0.1, 0.1]
+
+
+def test_species_factor_observed_over_expected_hand_checked():
+    # recordings: species 0, 0, 1 in fold 0; unknown, 0, 1 in fold 1; occurrence sampled at rows 0, 2, 4
+    sp, folds = np.array([0, 0, 1, -1, 0, 1]), np.array([0, 0, 0, 1, 1, 1])
+    occ = np.array([[0.5, 0.5], [0.3, 0.1], [0.2, 0.2]])  # normalised: [.5 .5], [.75 .25], [.5 .5]
+    f = ss.SpeciesFactor(sp, 2, occ, np.array([0, 2, 4]), folds)
+    # fold 0: O = [2, 1]; E = ([.5 .5] + [.75 .25]) x 3 recordings / 2 sampled = [1.875, 1.125]
+    # fold 1: O = [1, 1]; E = [.5 .5] x 2 / 1 = [1, 1]
+    np.testing.assert_allclose(f.O, [[2, 1], [1, 1]])
+    np.testing.assert_allclose(f.E, [[1.875, 1.125], [1, 1]])
+    one = ss.FactorConfig(prior=1.0, power=1.0)
+    np.testing.assert_allclose(f.factor(one), [[4 / 3.875, 3 / 3.125]])  # (O + 1) / (E + 1) over both folds
+    got = f.factor(ss.FactorConfig(prior=1.0, power=0.5), np.array([0, 1, 7]))  # 7: a fold with no recordings
+    np.testing.assert_allclose(got, np.sqrt([[2 / 2, 2 / 2], [3 / 2.875, 2 / 2.125], [4 / 3.875, 3 / 3.125]]))
+    np.testing.assert_allclose(f.factor(ss.FactorConfig(power=0.0)), [[1.0, 1.0]])  # power 0: occurrence itself
+    np.testing.assert_allclose(f.score(np.array([[0.2, 0.4]]), one, np.array([0])), [[0.2, 0.4]])
+    # the left-out fold's own recordings do not move its factor
+    sp2 = sp.copy()
+    sp2[:3] = [1, 1, 0]
+    g = ss.SpeciesFactor(sp2, 2, occ, np.array([0, 2, 4]), folds)
+    np.testing.assert_allclose(g.factor(one, np.array([0])), f.factor(one, np.array([0])))
+    with pytest.raises(ValueError, match="known species"):
+        ss.SpeciesFactor(sp, 2, occ, np.array([0, 2, 3]), folds)
+
+
+def test_factor_sweep_rows_follow_the_grid():
+    sp, folds = np.array([0, 0, 0, 1]), np.array([0, 1, 0, 1])
+    f = ss.SpeciesFactor(sp, 2, np.full((4, 2), 0.5), np.arange(4), folds)
+    occ = np.array([[0.5, 0.6], [0.5, 0.6]])
+    grid = [ss.FactorConfig(1.0, 0.0), ss.FactorConfig(1.0, 1.0)]
+    per = []
+    t = ss.factor_sweep(f, occ, [[0], [0]], np.array([0, 1]), grid, per)
+    assert list(t.power) == [0.0, 1.0] and len(per) == 2
+    # power 0 ranks by occurrence (species 1 first: AP 1/2 on both lists). With the factor, the list of fold 0
+    # sees fold 1's recordings only (one of each species: factor 1, AP 1/2); the list of fold 1 sees fold 0's
+    # (species 0 twice, E = [1, 1]: factor 3/2 vs 1/2, 0.75 > 0.3, AP 1)
+    assert list(t.mAP) == [0.5, 0.75]
+
+
+def test_ranking_metrics_ranks_agree_with_full_sort_including_ties():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, (30, 50)).astype(float)  # many ties: broken by species index, as ranks() does
+    truth = [rng.choice(50, rng.integers(1, 8), replace=False) for _ in range(30)]
+    m = ss.ranking_metrics(scores, truth, ks=(5,))
+    r = ss.ranks(scores)
+    for i, t in enumerate(truth):
+        rk = np.sort(r[i, np.unique(t)]).astype(float)
+        assert m.loc[i, "ap"] == pytest.approx(np.mean(np.arange(1, len(rk) + 1) / rk))
+        assert m.loc[i, "recall@5"] == pytest.approx(np.mean(rk <= 5))

@@ -10,6 +10,9 @@ hundred km) towards the range model's normalised occurrence, a Dirichlet posteri
 with K_s a Gaussian-kernel count of recordings of species s near the place. alpha (prior strength)
 and the kernel bandwidth are chosen on iNatSounds-derived lists by cross-fitting (folds of
 recording groups: no list is scored with its own fold's recordings); XCDC is never used to fit.
+
+:class:`SpeciesFactor` is the place-free alternative: occurrence times one factor per species, its
+recordings over the recordings expected from occurrence at the recording places ((O + a) / (E + a)) ** beta.
 """
 from __future__ import annotations
 
@@ -42,11 +45,15 @@ def ranking_metrics(scores: np.ndarray, truth: list, ks=(10, 25, 50)) -> pd.Data
     AP = mean over true species of precision at its rank (sklearn's average_precision_score without
     ties); recall@k = share of true species in the top k. Rows with no true species get NaN.
     """
-    r = ranks(scores)
+    scores = np.asarray(scores)
+    col = np.arange(scores.shape[1])
     rows = []
     for i, t in enumerate(truth):
         t = np.unique(np.asarray(t, np.int64))
-        rk = np.sort(r[i, t]).astype(float)
+        # rank as :func:`ranks` gives it, for the true species only (no sort of all S): 1 + higher scores + equal
+        # scores at a lower index
+        s, st = scores[i][None], scores[i, t][:, None]
+        rk = np.sort(1 + (s > st).sum(1) + ((s == st) & (col[None] < t[:, None])).sum(1)).astype(float)
         row = {"n_true": len(t), "ap": float(np.mean(np.arange(1, len(rk) + 1) / rk)) if len(rk) else np.nan}
         row.update({f"recall@{k}": float(np.mean(rk <= k)) if len(rk) else np.nan for k in ks})
         rows.append(row)
@@ -156,6 +163,67 @@ def nested_choice(per_config: list[pd.DataFrame], folds: np.ndarray) -> tuple[pd
         out.loc[folds == k] = per_config[c].loc[folds == k].to_numpy()
         chosen.append(c)
     return out, np.asarray(chosen)
+
+
+@dataclass(frozen=True)
+class FactorConfig:
+    prior: float = 1.0  # a: pseudo-recordings added to observed and expected counts (shrinks the ratio to 1)
+    power: float = 1.0  # beta: exponent of the ratio (1: the Poisson observed/expected model, 0: occurrence)
+
+
+class SpeciesFactor:
+    """A per-species, place-free "recorded per expected" factor: occurrence x ((O_s + a) / (E_s + a)) ** beta.
+
+    O_s counts the real recordings of species s; E_s = sum over recordings r of occ_rs / sum_t occ_rt is
+    how many it would have if people recorded the species present in proportion to their occurrence.
+    The ratio mixes how audible a species is with how much recordists want it; having no place factor,
+    it cannot copy where recordists live. Per fold, so a list is scored without its own fold's recordings.
+    """
+
+    def __init__(self, rec_species: np.ndarray, n_species: int, occ_sample: np.ndarray, sample_rows: np.ndarray,
+                 folds: np.ndarray | None = None):
+        """(R,) species index of every recording (-1 ignored), S, (M, S) occurrence at M sampled recordings
+        (rows ``sample_rows`` (M,) of the R; its own week), (R,) fold ids | None."""
+        sp = np.asarray(rec_species)
+        f = np.zeros(len(sp), np.int64) if folds is None else np.asarray(folds)
+        rows = np.asarray(sample_rows)
+        if occ_sample.shape != (len(rows), n_species):
+            raise ValueError(f"occ_sample {occ_sample.shape} does not fit {len(rows)} sampled rows x {n_species} species")
+        if (sp[rows] < 0).any():
+            raise ValueError("sample_rows must be recordings of known species (index >= 0)")
+        self.fold_ids = np.unique(f[sp >= 0])
+        p = occ_sample / np.maximum(occ_sample.sum(1, keepdims=True), 1e-12)
+        self.O = np.stack([np.bincount(sp[(f == k) & (sp >= 0)], minlength=n_species) for k in self.fold_ids]).astype(float)
+        # each fold's expected counts from its sampled recordings, scaled to all its recordings
+        self.E = np.stack([p[f[rows] == k].sum(0) * (self.O[i].sum() / max((f[rows] == k).sum(), 1))
+                           for i, k in enumerate(self.fold_ids)])
+
+    def factor(self, config: FactorConfig = FactorConfig(), exclude_fold=None) -> np.ndarray:
+        """(N,) folds to leave out | None -> (N | 1, S) factor ((O + a) / (E + a)) ** beta."""
+        O, E = self.O.sum(0), self.E.sum(0)
+        if exclude_fold is None:
+            return (((O + config.prior) / (E + config.prior)) ** config.power)[None]
+        pos = {k: i for i, k in enumerate(self.fold_ids.tolist())}
+        i = np.array([pos.get(k, -1) for k in np.asarray(exclude_fold).tolist()], np.int64)  # -1: the zero row below
+        zero = np.zeros((1, self.O.shape[1]))
+        Oo, Eo = O - np.vstack([self.O, zero])[i], E - np.vstack([self.E, zero])[i]
+        return ((Oo + config.prior) / (np.maximum(Eo, 0.0) + config.prior)) ** config.power
+
+    def score(self, occ: np.ndarray, config: FactorConfig = FactorConfig(), exclude_fold=None) -> np.ndarray:
+        """(N, S) occurrence -> (N, S) occurrence x species factor."""
+        return occ * self.factor(config, exclude_fold)
+
+
+def factor_sweep(factor: SpeciesFactor, occ: np.ndarray, truth: list, folds, grid: list[FactorConfig],
+                 per_list: list | None = None) -> pd.DataFrame:
+    """Each config's (out-of-fold when ``folds``) mAP and recall@10 on the given lists (one row per config)."""
+    rows = []
+    for cfg in grid:
+        m = ranking_metrics(factor.score(occ, cfg, folds), truth)
+        if per_list is not None:
+            per_list.append(m)
+        rows.append({"prior": cfg.prior, "power": cfg.power, "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
+    return pd.DataFrame(rows)
 
 
 def species_indices(model, names) -> np.ndarray:
