@@ -303,8 +303,8 @@ print(f"{len(rw.files)} real recordings, {len(rw.emb)} windows ({train_w.sum()} 
       f"{(win_sp != '(none)').mean():.0%} with a species >= {MIN_CONF:g}")
 
 # %%
-rcfg = atoms.SAEConfig(n_atoms=REAL_SAE_ATOMS, k=REAL_SAE_K, epochs=200, batch_size=64, seed=SEED)
-rsae, rhist = atoms.fit_sae(rw.emb[train_w], rcfg, device=ch.device)
+real_sae_cfg = atoms.SAEConfig(n_atoms=REAL_SAE_ATOMS, k=REAL_SAE_K, epochs=400, batch_size=256, seed=SEED)  # few, large steps
+rsae, rhist = atoms.fit_sae(rw.emb[train_w], real_sae_cfg, device=ch.device)
 racts = atoms.activations(rsae, rw.emb)
 real_sae = pd.DataFrame([{"split": name, "clips": len(np.unique(rw.clip[m])), "windows": int(m.sum()),
                           "FVE % (real)": 100 * atoms.fve(rsae, rw.emb[m]),
