@@ -160,3 +160,11 @@ def test_atom_descriptions_point_at_windows_where_the_species_was_detected(two_r
     assert 6.5 <= d.loc[0, "hour (median)"] < 7.0
     if (sp == "(none)").any():
         assert d.loc[1, "top species"] == "(none)"
+
+
+def test_band_excess_has_no_empty_band():
+    """Every band holds FFT bins: white noise at 48 kHz leaves no band pinned at the floor in every window
+    (an empty band would read 0 dB everywhere and show as a comb in the atom figure)."""
+    x = np.random.default_rng(1).standard_normal(9 * 48000)
+    b = atoms.band_excess(x, 48000, np.array([0.0, 3.0, 6.0]), window_s=3.0)
+    assert (b.max(0) > 0).all()

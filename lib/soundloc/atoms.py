@@ -262,12 +262,13 @@ def atoms_figure(mean_windows: np.ndarray, desc: pd.DataFrame, spec_cfg, title: 
 # ---------------------------------------------------------------- real recordings: BirdNET window embeddings
 BAND_EDGES_HZ = np.geomspace(150.0, 15000.0, 41)  # 40 log-spaced bands, BirdNET's frequency range
 BAND_HZ = np.sqrt(BAND_EDGES_HZ[:-1] * BAND_EDGES_HZ[1:])  # (40,) band centres
+BAND_NFFT = 4096  # 11.7 Hz bins at 48 kHz: narrower than the narrowest band (17 Hz), so no band is empty
 
 
 def band_excess(wave: np.ndarray, sr: int, starts: np.ndarray, window_s: float = WINDOW_S) -> np.ndarray:
     """(T,) waveform, (W,) window starts s -> (W, 40) float32 dB: each band's mean level over the window above
     that band's median over the whole clip (its floor; >= 0, so broadband noise favours no band)."""
-    f, t, P = signal.spectrogram(np.asarray(wave, np.float32), fs=sr, nperseg=1024, noverlap=512)
+    f, t, P = signal.spectrogram(np.asarray(wave, np.float32), fs=sr, nperseg=BAND_NFFT, noverlap=BAND_NFFT // 2)
     band = np.digitize(f, BAND_EDGES_HZ) - 1
     M = np.zeros((len(BAND_HZ), len(f)), np.float32)
     ok = (band >= 0) & (band < len(BAND_HZ))
@@ -311,8 +312,9 @@ def real_windows(files: Sequence, overlap: float = 0.0, detector: BirdNETDetecto
     """Audio files -> RealWindows of all their BirdNET windows, cached on disk by (model, file contents, overlap)."""
     det = detector or get_detector()
     files = [Path(f) for f in files]
-    key = digest({"model": f"{det.name}-{det._digest}", "overlap": float(overlap), "bands": BAND_EDGES_HZ.tolist(),
-                  "files": [(f.name, pooch.file_hash(str(f), alg="sha1")) for f in files]})
+    hashes = [(f.name, pooch.file_hash(str(f), alg="sha1")) for f in files]
+    key = digest({"model": f"{det.name}-{det._digest}", "overlap": float(overlap),
+                  "bands": [BAND_EDGES_HZ.tolist(), BAND_NFFT], "files": hashes})
     cp = paths.cache_dir("birdnet_embed") / f"windows-{key}.npz"
     with file_lock(lock_path(cp)):
         if not cp.exists():
