@@ -33,7 +33,8 @@
 # regression and hierarchical H3 classifier and chapter 03's AG-CLIP, on the same splits and the same
 # frozen backbone (all loaded from the model zoo, not retrained). Part 2 runs on **real** iNatSounds
 # test locations, with the flow conditioned on each recording's species list, beside the species-range
-# geolocator on the same spatial folds. Part 3 is about the atoms.
+# geolocator on the same spatial folds. Part 3 is about the atoms on SimSounds (simulated), Part 4 about
+# atoms of BirdNET's embeddings of **real** recordings.
 
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized: few flow epochs, a 3-degree density gallery, 2,000 real recordings
@@ -49,12 +50,18 @@ N_DENSITY = None  # SimSounds test clips with densities on that gallery; None me
 N_REAL = None  # real iNatSounds test recordings; None means 2,000 (SMALL), all 49,527 otherwise
 SAE_ATOMS = 256  # dictionary size of the sparse autoencoder
 SAE_K = 8  # active atoms per window
+JURA_STEP = None  # real atoms: every JURA_STEP-th Jura clip; None means 2 in SMALL mode (every 30 min), 1 otherwise
+REAL_OVERLAP = 1.5  # real atoms: BirdNET window overlap, s (3 s windows every 1.5 s)
+REAL_SAE_ATOMS = 64  # real atoms: dictionary size (a few hundred windows, so fewer atoms than on SimSounds)
+REAL_SAE_K = 4  # real atoms: active atoms per window
+MIN_CONF = 0.1  # BirdNET score from which a window counts as having its best species (birdnetlib's default)
 
 # %%
 import numpy as np
 import pandas as pd
 
-from soundloc import agclip, atoms, book, datasets, flow, report, table1, taxonomy, zoo
+from soundloc import agclip, atoms, book, datasets, flow, paths, report, table1, taxonomy, zoo
+from soundloc.detect import flat_sigmoid, get_detector, top_species
 from soundloc.data import load_inat
 from soundloc.sphere import cell_areas, haversine, land_grid
 from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
@@ -62,12 +69,15 @@ from soundloc.metrics import summary_row, summary_table
 from soundloc.ranges import load_range_model
 
 ch = book.start("10", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED, N_SAMPLES=N_SAMPLES,
-                STEPS=STEPS, SAE_ATOMS=SAE_ATOMS, SAE_K=SAE_K,
-                types={"WORLD_SEED": int, "N_SAMPLES": int, "STEPS": int, "SAE_ATOMS": int, "SAE_K": int})
+                STEPS=STEPS, SAE_ATOMS=SAE_ATOMS, SAE_K=SAE_K, REAL_OVERLAP=REAL_OVERLAP, REAL_SAE_ATOMS=REAL_SAE_ATOMS,
+                REAL_SAE_K=REAL_SAE_K, MIN_CONF=MIN_CONF,
+                types={"WORLD_SEED": int, "N_SAMPLES": int, "STEPS": int, "SAE_ATOMS": int, "SAE_K": int,
+                       "REAL_OVERLAP": float, "REAL_SAE_ATOMS": int, "REAL_SAE_K": int, "MIN_CONF": float})
 FLOW_EPOCHS = FLOW_EPOCHS or (100 if SMALL else 400)
 GRID_DEG = GRID_DEG or (3.0 if SMALL else 1.0)
 N_DENSITY = N_DENSITY or (24 if SMALL else None)
 N_REAL = N_REAL or (2000 if SMALL else None)
+JURA_STEP = JURA_STEP or (2 if SMALL else 1)
 rng = np.random.default_rng(SEED)
 
 # %% [markdown]
@@ -227,8 +237,8 @@ ch.table(real, "real_folds", "Real iNatSounds test locations from annotated spec
 # ## Part 3 · Acoustic atoms (simulated)
 # A top-k sparse autoencoder (`SAE_ATOMS` unit-norm atoms, `SAE_K` active per window) is trained on the
 # training split's window embeddings of the SimSounds backbone; the fraction of variance explained and
-# the dead atoms are reported on the training and test windows. (BirdNET's own embeddings of real
-# recordings would be the real-data counterpart; they are not computed here.)
+# the dead atoms are reported on the training and test windows. (Part 4 does the same on BirdNET's
+# embeddings of real recordings.)
 
 # %%
 sae_cfg = atoms.SAEConfig(n_atoms=SAE_ATOMS, k=SAE_K, epochs=20 if SMALL else 60, seed=SEED)
@@ -270,6 +280,74 @@ atoms_vs_raw = atoms_vs_raw.rename(columns={k: k + S for k in atoms_vs_raw.colum
 ch.table(atoms_vs_raw, "atoms_vs_raw", f"Geolocation from atom activations vs raw embeddings, SimSounds test, {SIM}")
 
 # %% [markdown]
+# ## Part 4 · Acoustic atoms on real recordings (BirdNET's embeddings)
+# Real audio: the Jura clips (one forest site in France, 10 s every 15 min over 22 May 2019; every
+# `JURA_STEP`-th) and the Seattle soundscape XC563936 (72 s, no clock time). Each 3 s BirdNET window
+# (one every 3 - `REAL_OVERLAP` s) is described by BirdNET's 1,024-d embedding (the global average pool
+# its last dense layer reads; `soundloc.detect` explains how it is read back), its best BirdNET species
+# (or "(none)" below `MIN_CONF`), the frequency band standing highest above its clip's floor, and its
+# clock time (Jura file names). **Held out whole**: every second Jura clip (in time order) is a test
+# clip; the SAE trains on the other Jura clips and the Seattle recording. Its size (`REAL_SAE_ATOMS`,
+# `REAL_SAE_K`) was set by hand for a few hundred windows before any run, not chosen on the test clips.
+
+# %%
+AUDIO = (paths.mirror_dir() or paths.raw_dir()) / "audio"
+jura = sorted((AUDIO / "jura_2019-05-22").glob("*.wav"))[::JURA_STEP]
+rw = atoms.real_windows([*jura, AUDIO / "XC563936_soundscape.mp3"], REAL_OVERLAP)
+det = get_detector()
+win_sp = top_species(flat_sigmoid(det.logits_from_embeddings(rw.emb)), det.species, MIN_CONF)
+is_jura = rw.clip < len(jura)
+test_w = is_jura & (rw.clip % 2 == 1)  # every second Jura clip, held out whole
+train_w = ~test_w
+print(f"{len(rw.files)} real recordings, {len(rw.emb)} windows ({train_w.sum()} train, {test_w.sum()} test), "
+      f"{(win_sp != '(none)').mean():.0%} with a species >= {MIN_CONF:g}")
+
+# %%
+real_sae_cfg = atoms.SAEConfig(n_atoms=REAL_SAE_ATOMS, k=REAL_SAE_K, epochs=400, batch_size=256, seed=SEED)  # few, large steps
+rsae, rhist = atoms.fit_sae(rw.emb[train_w], real_sae_cfg, device=ch.device)
+racts = atoms.activations(rsae, rw.emb)
+real_sae = pd.DataFrame([{"split": name, "clips": len(np.unique(rw.clip[m])), "windows": int(m.sum()),
+                          "FVE % (real)": 100 * atoms.fve(rsae, rw.emb[m]),
+                          "dead atoms % (real)": 100 * atoms.dead_rate(racts[np.flatnonzero(m)])}
+                         for name, m in (("train", train_w), ("test (held-out Jura clips)", test_w))])
+ch.table(real_sae, "sae_real", f"Sparse autoencoder ({REAL_SAE_ATOMS} atoms, top-{REAL_SAE_K}) on BirdNET embeddings "
+         "of real recordings: variance explained and dead atoms, real")
+print(f"real SAE loss (normalised MSE) first epoch {rhist[0]:.3f}, last {rhist[-1]:.3f}")
+
+# %% [markdown]
+# Each live atom is described by its 10 most activating windows (all clips): their commonest BirdNET
+# species and its share, their median peak frequency, and their median clock time (Seattle has none).
+# The figure shows, for the top atoms, the mean band level of those windows beside that of all windows.
+
+# %%
+rdesc = atoms.describe_atoms(racts, win_sp, rw.peak_hz, top=10, hours=rw.hour)
+ch.table(rdesc.head(12), "atoms_real", "The 12 real atoms with the highest mean activation, described by their top "
+         "windows (BirdNET species, peak frequency, clock time), real")
+ch.figure(atoms.atoms_band_figure(rw.band, racts, rdesc.head(8), "Top atoms of BirdNET embeddings (real): "
+                                  "band levels of their top windows", top=10), "atoms_real")
+
+# %% [markdown]
+# ### Atoms or raw embedding: a probe on real windows
+# With two sites (one of them a single recording), a geolocation head on real audio would measure
+# nothing, so none is trained. Instead one linear probe (a multinomial logistic regression on
+# standardised features, C = 1 set by hand) is trained on the training clips' windows and tested on the
+# held-out clips, on two questions the real data can answer: the window's best BirdNET species (or
+# none), and, on the Jura clips, the 6-hour period of the day. BirdNET's species scores are a linear function of the raw embedding, so the
+# first question favours the raw embedding by construction; the second does not. Neighbouring Jura
+# clips (15 min apart in the full set) fall on both sides of the split.
+
+# %%
+period = np.array(["00-06", "06-12", "12-18", "18-24"], object)[(np.nan_to_num(rw.hour) // 6).astype(int)]
+questions = {"best BirdNET species": (win_sp, train_w, test_w),
+             "period of the day (Jura)": (period, train_w & is_jura, test_w)}
+feats = {"raw BirdNET embedding": rw.emb, "atom activations": racts.numpy()}
+probe = pd.DataFrame([{"question": q, "features": f, "train windows": int(tr.sum()), "test windows": int(te.sum()),
+                       **{k + " (real)": v for k, v in atoms.linear_probe(X[tr], y[tr], X[te], y[te], seed=SEED).items()}}
+                      for q, (y, tr, te) in questions.items() for f, X in feats.items()])
+ch.table(probe, "atoms_probe_real", "Linear probe on atom activations vs the raw BirdNET embedding, held-out Jura "
+         "clips, real")
+
+# %% [markdown]
 # ## Checks
 # The statements of the reading, evaluated on this run's numbers.
 
@@ -278,6 +356,7 @@ t = table.set_index("method")["median_km" + S]
 c = cred.set_index(["method", "level %"])["coverage %" + S]
 r = real.set_index(["method", "reported_fold"])["median_km (real)"]
 a = atoms_vs_raw.set_index("method")["median_km" + S]
+pr = probe.set_index(["question", "features"])["accuracy % (real)"]
 checks = pd.DataFrame([
     ("the flow head beats regression (median)", bool(t[FLOW] < t["Regression (Haversine)"])),
     ("the flow head beats the hierarchical H3 classifier (median)", bool(t[FLOW] < t["Classification hierarchical 0-1-2"])),
@@ -288,6 +367,8 @@ checks = pd.DataFrame([
      bool(r[("Flow head (species-list condition)", "both")] < r[("Species-range geolocator", "both")])),
     ("atoms cost accuracy (raw embeddings have the lower median)",
      bool(a["H3 head on raw embeddings"] < a["H3 head on atom activations"])),
+    ("on real windows atoms cost accuracy for the period of the day (raw probe more accurate)",
+     bool(pr[("period of the day (Jura)", "raw BirdNET embedding")] > pr[("period of the day (Jura)", "atom activations")])),
 ], columns=["statement", "holds"])
 ch.table(checks, "checks", "Statements of the reading, checked on this run (simulated and real as labelled above)")
 
@@ -311,4 +392,10 @@ print(f"On SimSounds (simulated) the flow head's median error is {fl:,.0f} km ag
       f"reaches {r[('Flow head (species-list condition)', 'both')]:,.0f} km against the range geolocator's "
       f"{r[('Species-range geolocator', 'both')]:,.0f} km. The SAE explains {sae_table['FVE %' + S].iloc[1]:.1f} % of the "
       f"test windows' variance with {sae_table['dead atoms %' + S].iloc[1]:.1f} % dead atoms; a head on its atoms reaches "
-      f"{a['H3 head on atom activations']:,.0f} km, on the raw embedding {a['H3 head on raw embeddings']:,.0f} km.")
+      f"{a['H3 head on atom activations']:,.0f} km, on the raw embedding {a['H3 head on raw embeddings']:,.0f} km. "
+      f"On BirdNET embeddings of real recordings the SAE explains {real_sae['FVE % (real)'].iloc[1]:.1f} % of the "
+      f"held-out clips' variance ({real_sae['dead atoms % (real)'].iloc[1]:.1f} % of atoms dead there); a probe on its "
+      f"atoms names the period of the day of {pr[('period of the day (Jura)', 'atom activations')]:.0f} % of held-out "
+      f"windows, on the raw embedding {pr[('period of the day (Jura)', 'raw BirdNET embedding')]:.0f} %, and BirdNET's "
+      f"best species of {pr[('best BirdNET species', 'atom activations')]:.0f} % against "
+      f"{pr[('best BirdNET species', 'raw BirdNET embedding')]:.0f} %.")

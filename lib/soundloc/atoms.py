@@ -6,20 +6,37 @@ activation's size is its contribution. Reported: the fraction of variance explai
 atoms (never active on a set). Atoms are described by what activates them: the species of their top
 windows and the frequency band of those windows' spectrograms. A geolocation head on atom activations
 is compared with the same head on the raw embedding (:func:`h3_head_errors`).
+
+Real recordings (:func:`real_windows`): BirdNET's 1,024-d embeddings of their 3 s windows
+(:meth:`soundloc.detect.BirdNETDetector.embed`), each window's level in log-spaced frequency bands above
+its clip's floor, and the hour of day where the file name gives it, cached on disk; a linear probe
+(:func:`linear_probe`) compares atom activations with the raw embedding on what real data can answer.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pooch
 import torch
+from scipy import signal
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from . import paths
 from . import spectrogram as spec
+from .audio import load_audio
+from .detect import SR, WINDOW_S, BirdNETDetector, get_detector
 from .devices import resolve_device
+from .io import atomic_path, digest, file_lock, lock_path
 from .sphere import h3_cells, h3_centers, haversine
 
 
@@ -168,7 +185,8 @@ def describe_atoms(acts: torch.Tensor, species: np.ndarray, peak_hz: np.ndarray 
             q = np.percentile(peak_hz[i], [25, 50, 75])
             row.update({"peak Hz (median)": q[1], "peak Hz (IQR)": q[2] - q[0]})
         if hours is not None:
-            row["hour (median)"] = float(np.median(hours[i]))
+            h = np.asarray(hours, float)[i]
+            row["hour (median)"] = float(np.nanmedian(h)) if np.isfinite(h).any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows).sort_values("mean activation", ascending=False, ignore_index=True)
 
@@ -236,6 +254,124 @@ def atoms_figure(mean_windows: np.ndarray, desc: pd.DataFrame, spec_cfg, title: 
         ax.set_title(f"atom {int(r['atom'])}: {r['top species']} ({r['top species share %']:.0f} %)\n"
                      f"peak {r['peak Hz (median)']:.0f} Hz, active {r['active %']:.1f} %", fontsize=8)
         ax.set_xlabel("s", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- real recordings: BirdNET window embeddings
+BAND_EDGES_HZ = np.geomspace(150.0, 15000.0, 41)  # 40 log-spaced bands, BirdNET's frequency range
+BAND_HZ = np.sqrt(BAND_EDGES_HZ[:-1] * BAND_EDGES_HZ[1:])  # (40,) band centres
+BAND_NFFT = 4096  # 11.7 Hz bins at 48 kHz: narrower than the narrowest band (17 Hz), so no band is empty
+
+
+def band_excess(wave: np.ndarray, sr: int, starts: np.ndarray, window_s: float = WINDOW_S) -> np.ndarray:
+    """(T,) waveform, (W,) window starts s -> (W, 40) float32 dB: each band's mean level over the window above
+    that band's median over the whole clip (its floor; >= 0, so broadband noise favours no band)."""
+    f, t, P = signal.spectrogram(np.asarray(wave, np.float32), fs=sr, nperseg=BAND_NFFT, noverlap=BAND_NFFT // 2)
+    band = np.digitize(f, BAND_EDGES_HZ) - 1
+    M = np.zeros((len(BAND_HZ), len(f)), np.float32)
+    ok = (band >= 0) & (band < len(BAND_HZ))
+    M[band[ok], np.flatnonzero(ok)] = 1.0
+    M /= M.sum(1, keepdims=True).clip(1)
+    db = 10 * np.log10(M @ P + 1e-12)  # (B, frames)
+    ex = np.clip(db - np.median(db, axis=1, keepdims=True), 0, None)
+    cs = np.concatenate([np.zeros((len(BAND_HZ), 1)), ex.cumsum(1)], 1)
+    lo, hi = np.searchsorted(t, starts), np.searchsorted(t, np.asarray(starts) + window_s)
+    return ((cs[:, hi] - cs[:, lo]) / np.maximum(hi - lo, 1)).T.astype(np.float32)
+
+
+def clip_hour(name: str) -> float:
+    """A file name's clock time ``..._YYYYMMDD_HHMMSS`` -> hour of day (float), NaN when it has none."""
+    m = re.search(r"_(\d{8})_(\d{2})(\d{2})(\d{2})$", Path(name).stem)
+    return float(m[2]) + float(m[3]) / 60 + float(m[4]) / 3600 if m else np.nan
+
+
+@dataclass
+class RealWindows:
+    """BirdNET's windows of some real recordings: embeddings and what describes them."""
+
+    emb: np.ndarray  # (N, 1024) float32 BirdNET embeddings
+    clip: np.ndarray  # (N,) index into files
+    start: np.ndarray  # (N,) window start within its clip, s
+    band: np.ndarray  # (N, 40) float32 dB above the clip's floor per band (BAND_HZ)
+    files: list  # (C,) file names
+
+    @property
+    def hour(self) -> np.ndarray:
+        """(N,) hour of day of each window's start (NaN where the file name has no clock time)."""
+        return (np.array([clip_hour(f) for f in self.files])[self.clip] + self.start / 3600) % 24
+
+    @property
+    def peak_hz(self) -> np.ndarray:
+        """(N,) centre of each window's band standing highest above its floor, Hz."""
+        return BAND_HZ[self.band.argmax(1)]
+
+
+def real_windows(files: Sequence, overlap: float = 0.0, detector: BirdNETDetector | None = None) -> RealWindows:
+    """Audio files -> RealWindows of all their BirdNET windows, cached on disk by (model, file contents, overlap)."""
+    det = detector or get_detector()
+    files = [Path(f) for f in files]
+    hashes = [(f.name, pooch.file_hash(str(f), alg="sha1")) for f in files]
+    key = digest({"model": f"{det.name}-{det._digest}", "overlap": float(overlap),
+                  "bands": [BAND_EDGES_HZ.tolist(), BAND_NFFT], "files": hashes})
+    cp = paths.cache_dir("birdnet_embed") / f"windows-{key}.npz"
+    with file_lock(lock_path(cp)):
+        if not cp.exists():
+            det.prefetch(files, overlap)
+            parts = []
+            for i, f in enumerate(files):
+                e, st = det.embed(f, overlap)
+                parts.append((e, np.full(len(e), i), st, band_excess(load_audio(f, sr=SR), SR, st)))
+            emb, clip, start, band = (np.concatenate(x) for x in zip(*parts))
+            with atomic_path(cp) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, emb=emb, clip=clip, start=start, band=band, files=np.array([f.name for f in files]))
+        z = np.load(cp)
+        return RealWindows(z["emb"], z["clip"], z["start"], z["band"], [str(x) for x in z["files"]])
+
+
+def linear_probe(train_X, train_y, test_X, test_y, seed: int = 0) -> dict:
+    """A multinomial logistic regression (scikit-learn's L-BFGS, C = 1) on (N, F) features standardised on the
+    training set -> {"accuracy %", "majority %"} on the test set (majority: always the training set's commonest
+    label; a test label unseen in training is an error). scikit-learn rather than torch: for a few hundred
+    rows, torch's per-step thread synchronisation would dominate on a busy machine."""
+    ty, yr = np.asarray(test_y, str), np.asarray(train_y, str)
+    labels, counts = np.unique(yr, return_counts=True)
+    major = labels[counts.argmax()]
+    if len(labels) < 2:
+        pred = np.full(len(ty), major)
+    else:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+        pred = clf.fit(np.asarray(train_X, np.float64), yr).predict(np.asarray(test_X, np.float64))
+    return {"accuracy %": 100 * float(np.mean(pred == ty)), "majority %": 100 * float(np.mean(ty == major))}
+
+
+def atoms_band_figure(band: np.ndarray, acts: torch.Tensor, desc: pd.DataFrame, title: str, top: int = 20):
+    """(N, 40) band levels, (N, M) activations, rows of :func:`describe_atoms` -> a figure, one panel per atom:
+    the mean band level of its ``top`` most activating windows beside the mean of all windows."""
+    import matplotlib.pyplot as plt
+
+    A = len(desc)
+    cols = min(4, A)
+    rows = -(-A // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= A:
+            ax.axis("off")
+            continue
+        r = desc.iloc[k]
+        vals, idx = acts[:, int(r["atom"])].topk(min(top, len(acts)))
+        idx = idx[vals > 0].numpy()
+        ax.semilogx(BAND_HZ, band.mean(0), color="0.6", label="all windows")
+        ax.semilogx(BAND_HZ, band[idx].mean(0), color="C3", label=f"top {len(idx)} windows")
+        hour = r.get("hour (median)", np.nan)
+        when = f", {int(hour):02d}:{int(60 * (hour % 1)):02d}" if np.isfinite(hour) else ""
+        ax.set_title(f"atom {int(r['atom'])}: {r['top species']} ({r['top species share %']:.0f} %)\n"
+                     f"peak {r['peak Hz (median)']:.0f} Hz{when}, active {r['active %']:.1f} %", fontsize=8)
+        ax.set_xlabel("Hz", fontsize=7)
+    axes[0, 0].set_ylabel("dB above clip floor")
+    axes[0, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -11,6 +11,12 @@ here with ``ai_edge_litert``. Pre- and post-processing follow birdnetlib 0.x exa
   (``Analyzer.flat_sigmoid`` with ``RecordingBase.sensitivity``),
 * windows whose score is below ``min_conf`` (clipped to [0.01, 0.99], default 0.1) are not listed.
 
+BirdNET's 1,024-d window embedding (its global average pool, the input of the last dense layer) is read
+back from the logits: that layer has full column rank (condition number about 41), so the embedding is the
+least-squares solution of ``W e + b = logits`` to float precision. The interpreter cannot hand it over
+directly: XNNPACK does not keep intermediate tensors (birdnetlib's ``get_tensor(output - 1)`` finds none
+under ai_edge_litert), and keeping all tensors makes the model about 30 times slower.
+
 Windows are scored in batches by resizing the interpreter's input tensor, and :meth:`BirdNETDetector.prefetch`
 scores the windows of several files in one pass (short files leave a batch mostly empty; one interpreter
 call per file also costs its own overhead). Scores are cached per (file content, overlap) on disk (atomic
@@ -140,6 +146,34 @@ class BirdNETDetector:
             raise ValueError(f"{self.model_path} outputs {n_out} classes but {self.labels_path} has {len(self.species)}")
         self._digest = hashlib.sha1(self.model_path.read_bytes()[:1 << 20]).hexdigest()[:8]
         self._ready: dict = {}  # (path, overlap) -> (logits, start, duration) or the file's AudioError, from prefetch
+        self._dense = None  # ((S, D) weights, (S,) bias) of the last layer, read on demand
+        self._gram = None  # Cholesky factor of W^T W (D, D), for reading embeddings back from logits
+
+    def dense_layer(self) -> tuple[np.ndarray, np.ndarray]:
+        """BirdNET's last layer, embedding -> logits: ((S, D) float32 weights, (S,) float32 bias)."""
+        if self._dense is None:
+            ops = [o for o in self._it._get_ops_details()  # (a delegate node lists the output too)
+                   if o["op_name"] == "FULLY_CONNECTED" and self._out in list(o["outputs"])]
+            if len(ops) != 1 or len(ops[0]["inputs"]) != 3:
+                raise ValueError(f"{self.model_path}: the output is not made by one dense layer with a bias")
+            _, w, b = ops[0]["inputs"]
+            self._dense = (self._it.get_tensor(w).astype(np.float32), self._it.get_tensor(b).astype(np.float32))
+        return self._dense
+
+    def embeddings_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """(W, S) logits -> (W, D) float32 embeddings (the global average pool the dense layer reads), the
+        least-squares solution of the normal equations (W^T W is well conditioned: about 41^2)."""
+        W, b = (x.astype(np.float64) for x in self.dense_layer())
+        if self._gram is None:
+            self._gram = np.linalg.cholesky(W.T @ W)
+        rhs = (np.asarray(logits, np.float64) - b) @ W  # (W, D)
+        y = np.linalg.solve(self._gram, rhs.T)
+        return np.linalg.solve(self._gram.T, y).T.astype(np.float32)
+
+    def logits_from_embeddings(self, emb: np.ndarray) -> np.ndarray:
+        """(W, D) embeddings -> (W, S) float32 logits through the dense layer."""
+        W, b = self.dense_layer()
+        return (np.asarray(emb, np.float32) @ W.T + b).astype(np.float32)
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """(W, 144000) float32 windows -> (W, S) float32 logits, ``batch`` windows per invoke."""
@@ -204,11 +238,8 @@ class BirdNETDetector:
             self._save(cp, lg[a:b], start, dur)
             self._ready[key] = (lg[a:b], start, dur)
 
-    def detect(self, path, overlap: float = 0.0, sensitivity: float = 1.0) -> Detections:
-        """One audio file -> Detections ((W, S) scores); AudioError naming the file if it is unusable."""
-        path = Path(path)
-        if not 0.0 <= overlap < WINDOW_S:
-            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+    def _file_logits(self, path: Path, overlap: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """One file -> ((W, S) logits, (W,) window starts s, duration s): prefetched, cached or scored now."""
         got = self._ready.pop((str(path), float(overlap)), None)
         if isinstance(got, AudioError):
             raise got
@@ -220,7 +251,22 @@ class BirdNETDetector:
                 self._save(cp, *got)
             else:
                 got = val
-        lg, start, dur = got
+        return got
+
+    def embed(self, path, overlap: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """One audio file -> ((W, 1024) float32 BirdNET embeddings, (W,) window starts s), the windows of detect."""
+        path = Path(path)
+        if not 0.0 <= overlap < WINDOW_S:
+            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+        lg, start, _ = self._file_logits(path, overlap)
+        return self.embeddings_from_logits(lg), start
+
+    def detect(self, path, overlap: float = 0.0, sensitivity: float = 1.0) -> Detections:
+        """One audio file -> Detections ((W, S) scores); AudioError naming the file if it is unusable."""
+        path = Path(path)
+        if not 0.0 <= overlap < WINDOW_S:
+            raise ValueError(f"overlap must lie in [0, {WINDOW_S:g}) seconds, not {overlap!r}")
+        lg, start, dur = self._file_logits(path, overlap)
         return Detections(str(path), flat_sigmoid(lg, sensitivity), start, self.species, self.common, dur)
 
     def detect_many(self, paths_: Sequence, overlap: float = 0.0, sensitivity: float = 1.0,
@@ -252,6 +298,16 @@ def get_detector() -> BirdNETDetector:
     if _DETECTOR is None:
         _DETECTOR = BirdNETDetector()
     return _DETECTOR
+
+
+def top_species(scores: np.ndarray, species: Sequence, min_conf: float = 0.1, none: str = "(none)") -> np.ndarray:
+    """(W, S) scores -> (W,) the best-scoring species of each window (sounds in NON_SPECIES left out),
+    ``none`` where no species reaches ``min_conf``."""
+    sp = np.asarray(species, object)
+    s = np.where(np.isin(sp, list(NON_SPECIES))[None, :], -1.0, np.asarray(scores))
+    best = s.argmax(1) if s.size else np.zeros(len(s), int)
+    hit = s[np.arange(len(s)), best] >= min_conf if s.size else np.zeros(len(s), bool)
+    return np.where(hit, sp[best] if len(sp) else none, none).astype(object)
 
 
 def detection_table(dets: Sequence[Detections], min_conf: float = 0.1) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Chapter 10 (flow head on the sphere, acoustic atoms) runs headlessly in SMALL mode and writes its tables."""
+"""Chapter 10 (flow head on the sphere, acoustic atoms simulated and real) runs headlessly in SMALL mode and writes its tables."""
 import pandas as pd
 import pytest
 
@@ -31,7 +31,15 @@ def test_10_sphere_flow(tmp_path):
     assert sae.loc["test", "FVE %" + S] > 80 and 0 <= sae.loc["test", "dead atoms %" + S] <= 100
     assert len(pd.read_csv(tmp_path / "10_atoms.csv")) == 12
     assert len(pd.read_csv(tmp_path / "10_atoms_vs_raw.csv")) == 2
+    # real atoms: every second Jura clip held out whole; a row per question and feature set
+    rs = pd.read_csv(tmp_path / "10_sae_real.csv")
+    assert list(rs["clips"]) == [25, 24] and rs["dead atoms % (real)"].between(0, 100).all()
+    ra = pd.read_csv(tmp_path / "10_atoms_real.csv")
+    assert 1 <= len(ra) <= 12 and ra["active %"].between(0, 100).all() and ra["hour (median)"].dropna().between(0, 24).all()
+    pr = pd.read_csv(tmp_path / "10_atoms_probe_real.csv")
+    assert len(pr) == 4 and (pr["test windows"] == rs["windows"].iloc[1]).all()
+    assert pr["accuracy % (real)"].between(0, 100).all()
     ck = pd.read_csv(tmp_path / "10_checks.csv")
-    assert len(ck) == 6 and ck["holds"].isin([True, False]).all()
-    for png in ("10_density_vs_agclip.png", "10_atoms.png"):
+    assert len(ck) == 7 and ck["holds"].isin([True, False]).all()
+    for png in ("10_density_vs_agclip.png", "10_atoms.png", "10_atoms_real.png"):
         assert (tmp_path / png).stat().st_size > 10_000
