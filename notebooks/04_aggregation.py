@@ -58,7 +58,7 @@ from soundloc.data.sim import SimConfig
 from soundloc.sphere import haversine
 from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
 from soundloc.metrics import compare
-from soundloc.models import h3_hierarchy
+from soundloc.heads import h3_hierarchy
 from soundloc.ranges import load_range_model
 from soundloc.spectrogram import SpecConfig
 

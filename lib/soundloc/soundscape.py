@@ -13,6 +13,7 @@ recording groups: no list is scored with its own fold's recordings); XCDC is nev
 """
 from __future__ import annotations
 
+import calendar
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,8 +278,6 @@ def month_layer_map(points: np.ndarray, values: np.ndarray, title: str, step_deg
 
     Kept small: cells are rectangles of the coarse grid with coordinates rounded to 0.01 degrees.
     """
-    import calendar
-
     import branca.colormap as cm
     import folium
 
