@@ -29,7 +29,8 @@ import torch
 from soundloc import agclip
 from soundloc import spectrogram as S
 from soundloc.devices import resolve_device
-from soundloc.models import AudioEncoder, EncoderConfig, GeoModel
+from soundloc.encoders import AudioEncoder, EncoderConfig
+from soundloc.models import GeoModel
 
 
 def _sync(dev):
@@ -206,12 +207,13 @@ def bench_loader(a, workers=(0, 2), n_batches: int = 20) -> dict[str, float]:
     """Training-window supply from a uint8 memmap spectrogram cache (the SimSounds SMALL world's; built if
     missing): windows/s through the trainer's dataset and a DataLoader with 0 and 2 worker processes."""
     from soundloc import datasets
-    from soundloc.train import RecordingSet, _TrainWindows
+    from soundloc.recording_sets import RecordingSet
+    from soundloc.recording_sets import TrainWindows
 
     sim = datasets.prepare_sim(progress=False)
     df = sim.train
     recs = RecordingSet(sim.caches["train"], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
-    ds = _TrainWindows(recs, seed=0)
+    ds = TrainWindows(recs, seed=0)
     order = np.random.default_rng(0).permutation(len(ds))
     out = {}
     for w in workers:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import torch
 
-from soundloc import ranges as R
+from soundloc import birdnet_meta as BM, ranges as R
 from soundloc.sphere import land_grid
 
 
@@ -26,8 +26,8 @@ def run(small: bool = False, week: int | None = 20, device: str | None = None, s
     if small:
         pts = pts[np.random.default_rng(0).choice(len(pts), 2000, replace=False)]
     lat, lon = pts[:, 0], pts[:, 1]
-    tfl = R.BirdNETMetaTFLite()
-    tor = R.load_birdnet_meta_torch(device=device)
+    tfl = BM.BirdNETMetaTFLite()
+    tor = BM.load_birdnet_meta_torch(device=device)
     for m in (tfl, tor):  # warm-up: allocation, weight packing, BLAS thread pools
         m.prob(lat[:512], lon[:512], week)
     if tor.device.type == "cuda":

@@ -54,7 +54,7 @@ from soundloc.data import load_inat
 from soundloc.sphere import haversine
 from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, cross_fit, gallery, spatial_folds
 from soundloc.metrics import compare
-from soundloc.models import h3_hierarchy
+from soundloc.heads import h3_hierarchy
 from soundloc.ranges import load_range_model
 
 ch = book.start("04", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED, N_REAL=N_REAL,

@@ -232,7 +232,8 @@ def test_galleries():
 
 
 def test_checkpoint_round_trip_and_prediction(tmp_path):
-    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, load_model, save_model
+    from soundloc.encoders import AudioEncoder, EncoderConfig
+    from soundloc.models import GeoModel, load_model, save_model
 
     torch.manual_seed(0)
     enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))
@@ -259,8 +260,10 @@ def test_checkpoint_round_trip_and_prediction(tmp_path):
 
 def test_trainer_fits_an_agclip_head_on_cached_embeddings(tmp_path):
     """The head plugs into the existing trainer's freeze_encoder fast path (and its checkpoints)."""
-    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel
-    from soundloc.train import RecordingSet, Trainer, TrainConfig, synthetic_recordings
+    from soundloc.encoders import AudioEncoder, EncoderConfig
+    from soundloc.models import GeoModel
+    from soundloc.recording_sets import RecordingSet, synthetic_recordings
+    from soundloc.train import Trainer, TrainConfig
 
     d = synthetic_recordings(n=24, frames=300, seed=0)
     enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))

@@ -6,7 +6,7 @@ import torch
 
 from soundloc import aggregate as agg
 from soundloc.sphere import h3_cells
-from soundloc.models import H3Classes, h3_hierarchy, hierarchical_decode
+from soundloc.heads import H3Classes, h3_hierarchy, hierarchical_decode
 
 PTS = np.array([[0.0, 0.0], [10.0, 10.0], [20.0, 20.0]])  # three gallery points (lat, lon)
 

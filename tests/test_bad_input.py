@@ -352,7 +352,8 @@ def test_corrupt_partial_download_is_discarded_then_refetched(tmp_path, mirror):
 
 def test_foreign_and_pickled_checkpoints_are_refused(tmp_path):
     """(Another *config* of our model: tests/test_models.py and test_train.py match the differing fields.)"""
-    from soundloc.models import CheckpointMismatch, read_checkpoint
+    from soundloc.encoders import CheckpointMismatch
+    from soundloc.models import read_checkpoint
 
     plain = tmp_path / "state_dict.pt"
     torch.save({"weight": torch.zeros(2)}, plain)

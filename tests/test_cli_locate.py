@@ -120,7 +120,8 @@ def tiny_agclip(tmp_path_factory):
     import torch
 
     from soundloc.agclip.model import AGCLIPConfig, AGCLIPHead
-    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, save_model
+    from soundloc.encoders import AudioEncoder, EncoderConfig
+    from soundloc.models import GeoModel, save_model
 
     torch.manual_seed(0)
     enc = AudioEncoder(EncoderConfig("mobilenet_v3_small", input_size=32, dropout=0.0))

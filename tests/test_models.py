@@ -5,10 +5,10 @@ import torch
 
 from soundloc import spectrogram as spec
 from soundloc.sphere import h3_cells, haversine, haversine_torch
-from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
-                             MultiResH3Head, RegressionHead, SpeciesHead, average_by_recording,
-                             hierarchical_decode, load_encoder_weights, load_model, load_model_weights,
-                             recording_predict, save_model)
+from soundloc.encoders import AudioEncoder, CheckpointMismatch, EncoderConfig, load_encoder_weights
+from soundloc.heads import H3Classes, H3Head, MultiResH3Head, RegressionHead, SpeciesHead, hierarchical_decode
+from soundloc.models import (GeoModel, average_by_recording, load_model, load_model_weights, recording_predict,
+                             save_model)
 
 SMALL = EncoderConfig("mobilenet_v3_small", input_size=64)
 
@@ -203,7 +203,7 @@ def test_recording_predict_equals_manual_average(encoder, kind):
 
 
 def test_hierarchical_log_posterior_is_normalised_and_agrees_with_the_decoder():
-    from soundloc.models import hierarchical_log_posterior
+    from soundloc.heads import hierarchical_log_posterior
     (c0, c1, c2), (p0, p1, p2), paris, _ = _case()
     lp = hierarchical_log_posterior([p0, p1, p2], [c0, c1, c2])
     assert lp.shape == p2.shape and torch.allclose(lp.exp().sum(-1), torch.ones(len(lp)))
@@ -220,18 +220,18 @@ def test_decode_log_posterior_uses_the_shared_decoder():
 
 
 def test_build_head_imports_the_module_of_a_head_defined_above_models():
-    """A checkpoint's "agclip" head is rebuilt by models.build_head in a process that never imported soundloc.agclip
-    (models does not import it: the head registers itself, HEAD_MODULES names its module)."""
+    """A checkpoint's "agclip" head is rebuilt by heads.build_head in a process that never imported soundloc.agclip
+    (heads does not import it: the head registers itself, HEAD_MODULES names its module)."""
     import subprocess
     import sys
 
-    code = ("import sys; from soundloc.models import build_head; assert 'soundloc.agclip' not in sys.modules; "
+    code = ("import sys; from soundloc.heads import build_head; assert 'soundloc.agclip' not in sys.modules; "
             "h = build_head({'kind': 'agclip', 'in_dim': 8, 'embed_dim': 512, 'n_species': 3}); "
             "print(type(h).__module__, h.in_dim, h.S)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["soundloc.agclip.model", "8", "3"]
     with pytest.raises(ValueError, match="unknown head kind 'nope'"):
-        from soundloc.models import build_head
+        from soundloc.heads import build_head
 
         build_head({"kind": "nope"})

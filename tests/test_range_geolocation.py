@@ -7,7 +7,8 @@ import torch
 from soundloc import taxonomy
 from soundloc.sphere import haversine, land_grid, uniform_grid
 from soundloc.range_geolocation import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
-from soundloc.ranges import RangeModel, load_range_model
+from soundloc.range_model import RangeModel
+from soundloc.ranges import load_range_model
 
 
 class DiscModel(RangeModel):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from soundloc import ranges as R
+from soundloc import birdnet_meta as BM, ranges as R, sinr as SI
 from soundloc.sphere import is_land, uniform_grid
 
 OHIO, AUSTRALIA, FRANCE, GERMANY, SOUTH_AFRICA = (40.0, -83.0), (-25.0, 134.0), (47.0, 2.5), (50.0, 10.0), (-26.0, 28.0)
@@ -13,12 +13,12 @@ OHIO, AUSTRALIA, FRANCE, GERMANY, SOUTH_AFRICA = (40.0, -83.0), (-25.0, 134.0), 
 
 @pytest.fixture(scope="module")
 def tfl():
-    return R.BirdNETMetaTFLite()
+    return BM.BirdNETMetaTFLite()
 
 
 @pytest.fixture(scope="module")
 def tor():
-    return R.load_birdnet_meta_torch()
+    return BM.load_birdnet_meta_torch()
 
 
 def random_land(n: int, seed: int = 0) -> np.ndarray:
@@ -127,14 +127,14 @@ def test_empty_subset_and_bad_coordinates(tor, tfl):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_torch_on_cuda_matches_cpu(tor):
-    gpu = R.load_birdnet_meta_torch(device="cuda")
+    gpu = BM.load_birdnet_meta_torch(device="cuda")
     pts = random_land(2000, seed=6)
     np.testing.assert_allclose(gpu.prob(pts[:, 0], pts[:, 1], 20), tor.prob(pts[:, 0], pts[:, 1], 20), atol=1e-4)
 
 
 def test_factory():
-    assert isinstance(R.load_range_model("birdnet", "tflite"), R.BirdNETMetaTFLite)
-    assert isinstance(R.load_range_model("birdnet", "torch"), R.BirdNETMetaTorch)
+    assert isinstance(R.load_range_model("birdnet", "tflite"), BM.BirdNETMetaTFLite)
+    assert isinstance(R.load_range_model("birdnet", "torch"), BM.BirdNETMetaTorch)
     with pytest.raises(ValueError):
         R.load_range_model("birdnet", "onnx")
     with pytest.raises(ValueError):
@@ -144,8 +144,8 @@ def test_factory():
 # ---------------------------------------------------------------- SINR
 def test_sinr_random_weights_shapes():
     torch.manual_seed(0)
-    cfg = R.SINRConfig(num_classes=7)
-    m = R.SINR(cfg, species=[f"Genus species{i}" for i in range(7)]).eval()
+    cfg = SI.SINRConfig(num_classes=7)
+    m = SI.SINR(cfg, species=[f"Genus species{i}" for i in range(7)]).eval()
     assert [n for n, _ in m.named_parameters()][:2] == ["feats.0.weight", "feats.0.bias"]
     assert "feats.5.w2.weight" in m.state_dict() and "class_emb.weight" in m.state_dict()
     p = m.prob([10.0, -30.0, 80.0], [20.0, 150.0, -170.0])
@@ -153,7 +153,7 @@ def test_sinr_random_weights_shapes():
     np.testing.assert_array_equal(p, m.prob([10.0, -30.0, 80.0], [20.0, 150.0, -170.0], week=12))
     np.testing.assert_allclose(m.prob([10.0], [20.0], species_idx=[6, 2]), p[:1, [6, 2]], atol=1e-5)
     # sin_cos encoding: [sin(pi lon/180), sin(pi lat/90), cos(pi lon/180), cos(pi lat/90)]
-    e = R.SINR.encode(torch.tensor([45.0]), torch.tensor([90.0]))
+    e = SI.SINR.encode(torch.tensor([45.0]), torch.tensor([90.0]))
     np.testing.assert_allclose(e.numpy(), [[1.0, 1.0, 0.0, 0.0]], atol=1e-5)
     idx, unknown = m.match(["genus SPECIES3", "Notus species"])
     assert list(idx) == [3] and unknown == ["Notus species"]
@@ -161,8 +161,8 @@ def test_sinr_random_weights_shapes():
 
 def test_sinr_checkpoint_round_trip(tmp_path):
     torch.manual_seed(1)
-    cfg = R.SINRConfig(num_classes=5, num_filts=32, depth=2)
-    m = R.SINR(cfg).eval()
+    cfg = SI.SINRConfig(num_classes=5, num_filts=32, depth=2)
+    m = SI.SINR(cfg).eval()
     lat, lon = np.array([0.0, 45.0, -60.0]), np.array([0.0, 120.0, -75.0])
     ref = m.prob(lat, lon)
     raw = tmp_path / "raw.pt"
@@ -171,35 +171,35 @@ def test_sinr_checkpoint_round_trip(tmp_path):
     torch.save({"epoch": 3, "state_dict": m.state_dict(),
                 "params": {"input_enc": "sin_cos", "num_classes": 5, "num_filts": 32, "depth": 2,
                            "input_dim": 4, "class_to_taxa": [11, 12, 13, 14, 15]}}, wrapped)
-    a = R.load_sinr(raw, species_names=list("abcde"))
-    b = R.load_sinr(wrapped)
+    a = SI.load_sinr(raw, species_names=list("abcde"))
+    b = SI.load_sinr(wrapped)
     assert a.species == list("abcde") and b.species == ["11", "12", "13", "14", "15"]
     assert a.config == b.config == cfg
     np.testing.assert_array_equal(a.prob(lat, lon), ref)
     np.testing.assert_array_equal(b.prob(lat, lon), ref)
-    assert isinstance(R.load_range_model("sinr", checkpoint_path=raw), R.SINR)
+    assert isinstance(R.load_range_model("sinr", checkpoint_path=raw), SI.SINR)
 
 
 def test_sinr_bad_checkpoints_raise_clear_errors(tmp_path):
-    m = R.SINR(R.SINRConfig(num_classes=5, num_filts=32, depth=2))
+    m = SI.SINR(SI.SINRConfig(num_classes=5, num_filts=32, depth=2))
     sd = m.state_dict()
     sd["feats.3.w1.weight"] = torch.zeros(16, 16)
     bad = tmp_path / "wrong_shape.pt"
     torch.save(sd, bad)
     with pytest.raises(ValueError, match="wrong_shape.pt"):
-        R.load_sinr(bad)
+        SI.load_sinr(bad)
     good = tmp_path / "good.pt"
     torch.save(m.state_dict(), good)
     with pytest.raises(ValueError, match="good.pt"):
-        R.load_sinr(good, species_names=["only", "three", "names"])
+        SI.load_sinr(good, species_names=["only", "three", "names"])
     env = tmp_path / "env.pt"
     torch.save({"state_dict": m.state_dict(), "params": {"input_enc": "sin_cos_env"}}, env)
     with pytest.raises(ValueError, match="sin_cos_env"):
-        R.load_sinr(env)
+        SI.load_sinr(env)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt"):
-        R.load_sinr(junk)
+        SI.load_sinr(junk)
 
 
 # ---------------------------------------------------------------- range maps + cache

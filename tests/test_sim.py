@@ -12,6 +12,7 @@ import soundfile as sf
 
 from soundloc.data import load_inat
 from soundloc.data import sim as S
+from soundloc.data import sim_audio as A
 from soundloc.data.validate import week_of_year48
 
 TINY = S.SimConfig(name="tiny", seed=3, n_species=40, n_train=30, n_val=10, n_test=10, n_chorus=2,
@@ -136,22 +137,22 @@ def test_other_config_in_same_root_is_refused(world):
 
 
 def test_voices_deterministic_and_distinct():
-    a, b = S.species_voice("Turdus merula"), S.species_voice("Parus major")
+    a, b = A.species_voice("Turdus merula"), A.species_voice("Parus major")
     assert a != b
-    S.species_voice.cache_clear()
-    assert S.species_voice("Turdus merula") == a
-    assert S.species_voice("Turdus merula", voice_seed=1) != a
+    A.species_voice.cache_clear()
+    assert A.species_voice("Turdus merula") == a
+    assert A.species_voice("Turdus merula", voice_seed=1) != a
     for v in (a, b):
         assert 1000 <= v.f_lo < v.f_hi <= 10000
     n = 3 * 22050
-    x1, _ = S.render_calls(a, n, np.random.default_rng(5))
-    x2, _ = S.render_calls(a, n, np.random.default_rng(5))
-    y, _ = S.render_calls(b, n, np.random.default_rng(5))
+    x1, _ = A.render_calls(a, n, np.random.default_rng(5))
+    x2, _ = A.render_calls(a, n, np.random.default_rng(5))
+    y, _ = A.render_calls(b, n, np.random.default_rng(5))
     assert np.array_equal(x1, x2) and not np.allclose(x1, y)
     assert np.abs(x1).max() > 0
     # congeners share most of a genus template: closer in pitch on average than unrelated species
-    gen = [S.species_voice(f"Turdus sp{i}") for i in range(20)]
-    rnd = [S.species_voice(f"Genus{i} sp") for i in range(20)]
+    gen = [A.species_voice(f"Turdus sp{i}") for i in range(20)]
+    rnd = [A.species_voice(f"Genus{i} sp") for i in range(20)]
     assert np.std([np.log(v.f_lo) for v in gen]) < 0.5 * np.std([np.log(v.f_lo) for v in rnd])
 
 

@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from soundloc.sphere import haversine, to_latlon, to_xyz
-from soundloc.models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, H3Classes, H3Head,
-                             MultiResH3Head, RegressionHead, SpeciesHead, load_model, read_checkpoint)
-from soundloc.train import RecordingSet, Trainer, TrainConfig, lr_factor, read_log, synthetic_recordings
+from soundloc.encoders import AudioEncoder, CheckpointMismatch, EncoderConfig
+from soundloc.heads import H3Classes, H3Head, MultiResH3Head, RegressionHead, SpeciesHead
+from soundloc.models import GeoModel, load_model, read_checkpoint
+from soundloc.recording_sets import RecordingSet, synthetic_recordings
+from soundloc.train import Trainer, TrainConfig, lr_factor
+from soundloc.train_checkpoints import read_log
 
 from subproc import wait_until
 
@@ -125,8 +128,11 @@ def test_resume_refuses_other_config(data, tmp_path):
 RESUME_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch
     torch.set_num_threads(1)  # same in both runs (and 5-50x faster than 2 on busy shared cores)
-    from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, SpeciesHead
-    from soundloc.train import RecordingSet, Trainer, TrainConfig, synthetic_recordings
+    from soundloc.encoders import AudioEncoder, EncoderConfig
+    from soundloc.heads import SpeciesHead
+    from soundloc.models import GeoModel
+    from soundloc.recording_sets import RecordingSet, synthetic_recordings
+    from soundloc.train import Trainer, TrainConfig
     out, resume = sys.argv[1], sys.argv[2] == "1"
     d = synthetic_recordings(n=32, seed=3)
     torch.manual_seed(0)

@@ -10,8 +10,11 @@ import torch
 from soundloc import zoo
 from soundloc.devices import torch_threads
 from soundloc.report import simulated_beside_paper
-from soundloc.models import AudioEncoder, EncoderConfig, GeoModel, RegressionHead, SpeciesHead
-from soundloc.train import RecordingSet, TrainConfig, Trainer, synthetic_recordings
+from soundloc.encoders import AudioEncoder, EncoderConfig
+from soundloc.heads import RegressionHead, SpeciesHead
+from soundloc.models import GeoModel
+from soundloc.recording_sets import RecordingSet, synthetic_recordings
+from soundloc.train import TrainConfig, Trainer
 
 SIZE = 32
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -19,9 +20,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .sphere import h3_cells, haversine
 from .maps import folium_posterior, land_background
 from .metrics import summary_row, summary_row_ci
+from .sphere import h3_cells, haversine
 
 PERIODS = ("all", "year", "month", "week")
 
@@ -131,8 +132,8 @@ def argmax_decoder(points: np.ndarray, areas: np.ndarray | None = None) -> Calla
 def hierarchical_posterior(probs, hierarchy, eps: float = 1e-8) -> torch.Tensor:
     """Coarse-to-fine H3 class probabilities -> (B, C_finest) posterior softmax(sum of log p over the cell's ancestors).
 
-    ``probs[l]`` (B, C_l), coarsest first; ``hierarchy`` from :func:`soundloc.models.h3_hierarchy`. Its argmax is
-    the ``mode="sum"`` decoding of :func:`soundloc.models.hierarchical_decode` (paper A.5).
+    ``probs[l]`` (B, C_l), coarsest first; ``hierarchy`` from :func:`soundloc.heads.h3_hierarchy`. Its argmax is
+    the ``mode="sum"`` decoding of :func:`soundloc.heads.hierarchical_decode` (paper A.5).
     """
     _, ancestors = hierarchy
     logp = [torch.as_tensor(p).float().clamp_min(eps).log() for p in probs]
@@ -287,8 +288,6 @@ def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dic
     ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings);
     ``ci`` adds 95 % bootstrap intervals over recordings (``metrics.summary_row_ci``).
     """
-    from functools import partial
-
     row = partial(summary_row_ci, seed=seed) if ci else summary_row
 
     stats = grouping_stats(groupings).set_index("grouping")

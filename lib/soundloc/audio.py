@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 DEFAULT_SR = 22050
 
@@ -121,8 +122,6 @@ def load_many(paths: Iterable[str | os.PathLike], sr: int = DEFAULT_SR, min_seco
     out: list[np.ndarray | None] = []
     it = paths
     if progress:
-        from tqdm.auto import tqdm
-
         it = tqdm(paths, desc="load audio", unit="file")
     for p in it:
         report.total += 1

@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
+
+from .data.validate import DataError, week_from_date
+from .io import atomic_path
+from .locator import LocateOptions
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # files a folder batch picks up
 
@@ -86,8 +92,6 @@ def _items(df: pd.DataFrame, src: Path) -> list[Item]:
 
 def read_claims(src: str | os.PathLike) -> list[Item]:
     """A CSV of claims path,lat,lon[,date][,id] -> Items with lat/lon; DataError naming the row of a bad value."""
-    from .data.validate import DataError
-
     src = Path(src)
     df = pd.read_csv(src, dtype=str, keep_default_na=False)
     missing = [c for c in ("path", "lat", "lon") if c not in df]
@@ -109,8 +113,7 @@ def read_claims(src: str | os.PathLike) -> list[Item]:
 def check_row(item: Item, config=None, opts=None) -> dict:
     """A claim Item -> one row: path, claimed lat/lon/date, verdict, flag (not consistent), out-of-range species,
     credible mass above the claim (soundloc.forensics.check)."""
-    from .forensics import CheckConfig, check
-    from .locator import LocateOptions
+    from .forensics import CheckConfig, check  # torch (its classifier path): imported by claims batches only
 
     r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
     return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,
@@ -190,21 +193,17 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
     errors = []
     bar = tqdm(total=len(todo), desc="recordings", disable=not progress, leave=False)
     with open(jpath, "a") as journal:
-        from functools import partial
-
         client = pool = None
         size = max(1, int(getattr(job, "chunk", 1))) if hasattr(job, "prepare") else 1
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
         if scheduler:
-            from distributed import Client, as_completed
+            from distributed import Client, as_completed  # optional: dask.distributed, for --scheduler only
 
             client = Client(scheduler)  # the default client while it runs: as_completed looks it up
             futs = client.map(partial(_call_chunk, job), chunks, pure=False)
             which = {f.key: c for f, c in zip(futs, chunks)}
             pairs = (p for f, res in as_completed(futs, with_results=True) for p in zip(which[f.key], res))
         elif workers > 0:
-            from concurrent.futures import ProcessPoolExecutor
-
             pool = ProcessPoolExecutor(workers)
             pairs = (p for c, res in zip(chunks, pool.map(partial(_call_chunk, job), chunks)) for p in zip(c, res))
         else:
@@ -238,7 +237,5 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     """DataFrame -> CSV or Parquet by suffix, atomically."""
-    from .io import atomic_path
-
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False) if path.suffix.lower() == ".parquet" else df.to_csv(tmp, index=False)

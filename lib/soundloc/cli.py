@@ -5,8 +5,10 @@ Bad input is one line on stderr naming the file and the problem, exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from .data.validate import DataError
@@ -359,8 +361,6 @@ def _soundscape_species(args, model) -> int:
 
 def _check_batch(args, cfg, opts) -> int:
     """A claims CSV path,lat,lon[,date][,id] -> a verdict and a flag per row in args.output (resumable)."""
-    from functools import partial
-
     from .batch import check_row, read_claims, run_batch
 
     rep = run_batch(read_claims(_existing(args.claims)), partial(check_row, config=cfg, opts=opts), args.output,
@@ -372,8 +372,6 @@ def _check_batch(args, cfg, opts) -> int:
 
 def _params(items: list[str], cfg) -> dict:
     """["key=value", ...] -> typed overrides of a frozen config's fields (one-line errors)."""
-    import dataclasses
-
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     out = {}
     for item in items or []:
@@ -413,7 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
     sub = ap.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
+    _add_locate(sub, fmt)
+    _add_check(sub, fmt)
+    _add_eval(sub, fmt)
+    _add_species_locate(sub, fmt)
+    _add_soundscape(sub, fmt)
+    return ap
 
+
+def _add_locate(sub, fmt) -> None:
+    """`soundloc locate` (audio -> location) on the subparsers ``sub``."""
     from .locator import available_methods
 
     methods = available_methods()
@@ -453,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--fusion-weight", type=float, default=1.0,
                     help="fused: exponent w in p_agclip * p_ranges^w (default 1)")
     lo.set_defaults(func=_cmd_locate)
+
+
+def _add_check(sub, fmt) -> None:
+    """`soundloc check` (geo-forensics of a claimed place and date)."""
     ck = sub.add_parser("check", help="does a recording match the place/date it claims?", epilog=EXAMPLES["check"],
                         formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "
                         "place and week, where the claim falls under the audio posterior, and a verdict "
@@ -473,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     ck.set_defaults(func=_cmd_check)
+
+
+def _add_eval(sub, fmt) -> None:
+    """`soundloc eval` (score benchmark-format predictions)."""
     ev = sub.add_parser("eval", help="score a benchmark-format prediction CSV", epilog=EXAMPLES["eval"], formatter_class=fmt,
                         description="Score audio_id,latitude,longitude predictions exactly as the benchmark's evaluate_geo.py.")
     ev.add_argument("pred", help="prediction CSV (audio_id,latitude,longitude)")
@@ -481,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gold", help="a gold CSV in the same format")
     ev.add_argument("--json", action="store_true", help="print one JSON object (accuracies as fractions)")
     ev.set_defaults(func=_cmd_eval)
+
+
+def _add_species_locate(sub, fmt) -> None:
+    """`soundloc species-locate` (species lists -> locations)."""
     sl = sub.add_parser("species-locate", help="geolocate species lists with range maps", epilog=EXAMPLES["species-locate"],
                         formatter_class=fmt, description="Locate each row's species set with BirdNET's range model "
                         "(presences, absences and GeoCLIP's photo-density prior) and write benchmark-format predictions.")
@@ -497,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--details", action="store_true", help="also write area_km2_90, expected_error_km, decoder, "
                     "top_species and warnings per row (soundloc eval reads the first three columns only)")
     sl.set_defaults(func=_cmd_species_locate)
+
+
+def _add_soundscape(sub, fmt) -> None:
+    """`soundloc soundscape` (place -> ranked species; species -> map)."""
     sc = sub.add_parser("soundscape", help="what will be heard here? (place -> ranked species; species -> map)",
                         epilog=EXAMPLES["soundscape"], formatter_class=fmt, description="Rank species by BirdNET V2.4 "
                         "occurrence at a place and week, with expected richness; batch over a sites CSV; or map a "
@@ -513,8 +536,6 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--json", action="store_true", help="print one JSON object")
     sc.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     sc.set_defaults(func=_cmd_soundscape)
-    return ap
-
 
 def main(argv: list[str] | None = None) -> int:
     try:

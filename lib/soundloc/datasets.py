@@ -3,7 +3,7 @@
 - :func:`prepare_sim` -> :class:`AudioSplits`: the SimSounds world (built once, shared) with one
   :class:`~soundloc.spectrogram.SpectrogramCache` per split, keyed by the world and the image
   config, its train / val / test / chorus tables, image accessors and ready-made
-  :class:`~soundloc.train.RecordingSet` s for any head.
+  :class:`~soundloc.recording_sets.RecordingSet` s for any head.
 - :func:`prepare_inat` gives the same object for real iNatSounds audio (any folder in its layout;
   chapters 01 and 03 with ``DATA="inat"``); :func:`chapter_data` / :func:`notebook_data` pick one from a
   chapter's ``DATA`` parameter.
@@ -28,7 +28,7 @@ from .data import sim as simlib
 from .data.inat import load_inat
 from .data.validate import DataError
 from .io import digest
-from .train import RecordingSet
+from .recording_sets import RecordingSet
 
 __all__ = ["AudioSplits", "sim_data_key", "prepare_sim", "prepare_inat", "chapter_data", "notebook_data", "DATA_SOURCES",
            "INAT_SPLITS", "INAT_HOWTO", "inat_audio_root", "SIM_SUFFIX", "REAL_SUFFIX", "REAL_LABEL"]

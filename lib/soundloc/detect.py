@@ -33,11 +33,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import pooch
+from tqdm.auto import tqdm
 
 from . import paths
-from .audio import AudioError, load_audio
-from .io import atomic_path
-from .ranges import BIRDNET_LABELS, birdnet_files, read_birdnet_common_names, read_birdnet_labels
+from .audio import AudioError, SkipReport, load_audio
+from .birdnet_meta import BIRDNET_LABELS, birdnet_files, read_birdnet_common_names, read_birdnet_labels
+from .io import atomic_path, read_cached
 
 SR = 48000  # BirdNET's sample rate (Hz)
 WINDOW_S = 3.0  # BirdNET's window (s)
@@ -120,6 +121,12 @@ class Detections:
         return df.sort_values("max_score", ascending=False, ignore_index=True)
 
 
+def _read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """A cached file's scores -> ((W, S) logits, (W,) window starts s, duration s)."""
+    with np.load(path) as z:
+        return z["logits"], z["start"], float(z["duration"])
+
+
 class BirdNETDetector:
     """BirdNET V2.4 acoustic model: audio files -> per-window species scores (see module docstring)."""
 
@@ -199,9 +206,9 @@ class BirdNETDetector:
         cp = None
         if self.cache and path.is_file():
             cp = self._cache_path(path, overlap)
-            if cp.exists():
-                z = np.load(cp)
-                return "cached", (z["logits"], z["start"], float(z["duration"])), cp
+            hit = read_cached(cp, _read_scores)
+            if hit is not None:
+                return "cached", hit, cp
         wave = load_audio(path, sr=SR, min_seconds=MIN_LEN_S)
         win, start = split_windows(wave, overlap)
         return "windows", (win, start, len(wave) / SR), cp
@@ -272,10 +279,6 @@ class BirdNETDetector:
     def detect_many(self, paths_: Sequence, overlap: float = 0.0, sensitivity: float = 1.0,
                     progress: bool = True) -> tuple[list, "object"]:
         """N files -> (N Detections or None where skipped, SkipReport counting skips by reason)."""
-        from tqdm.auto import tqdm
-
-        from .audio import SkipReport
-
         rep, out, files, chunk = SkipReport(what="recordings"), [], list(paths_), 16
         for i, p in enumerate(tqdm(files, desc="BirdNET", unit="file", disable=not progress)):
             if i % chunk == 0:  # score the next files' windows in one pass

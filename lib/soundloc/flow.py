@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import paths
 from .devices import resolve_device
-from .sphere import EARTH_RADIUS_KM, credible_set, to_latlon, to_xyz
-from .io import atomic_path, file_lock, lock_path
+from .io import bytes_digest, cached
 from .maps import land_background
 from .ranges import range_map
+from .sphere import EARTH_RADIUS_KM, credible_set, to_latlon, to_xyz
 
 SOLVERS = ("euler", "rk4", "adaptive")
 LOG_4PI = math.log(4 * math.pi)
@@ -203,8 +204,6 @@ class FlowHead:
 
     def fit(self, latlon: np.ndarray, cond=None, progress: bool = False) -> list[float]:
         """Train on (N, 2) lat/lon degrees with (N, C) embeddings -> per-epoch mean losses (also ``history``)."""
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         x = torch.as_tensor(to_xyz(latlon[:, 0], latlon[:, 1]), dtype=torch.float32, device=self.device)
         c = self._cond(cond, len(x))
@@ -381,22 +380,17 @@ def fit_cached(cfg: FlowConfig, latlon: np.ndarray, cond=None, prior_latlon: np.
                device="cpu", tag: str = "flow", progress: bool = False) -> tuple[FlowHead, bool]:
     """Train a FlowHead, or load it from ``data/cache/flow`` when the same config and data were seen
     -> (head, trained now). The key hashes the config, the locations, the embeddings and the prior."""
-    h = hashlib.sha1(cfg.digest().encode())
-    for a in (latlon, cond, prior_latlon):
-        if a is not None:
-            h.update(np.ascontiguousarray(np.asarray(a, np.float32)).tobytes())
-    path = paths.cache_dir("flow") / f"{tag}-{h.hexdigest()[:16]}.pt"
+    arrays = [None if a is None else np.asarray(a, np.float32) for a in (latlon, cond, prior_latlon)]
+    path = paths.cache_dir("flow") / f"{tag}-{bytes_digest(*arrays, n=16, seed=cfg.digest().encode())}.pt"
     head = FlowHead(cfg, prior_latlon, device)
-    with file_lock(lock_path(path)):
-        if path.exists():
-            try:
-                return head.load_state(torch.load(path, map_location="cpu", weights_only=True)), False
-            except (OSError, RuntimeError, KeyError, ValueError):
-                pass  # unreadable: train again below
+
+    def build() -> FlowHead:
         head.fit(latlon, cond, progress)
-        with atomic_path(path) as tmp:
-            torch.save(head.state(), tmp)
-    return head, True
+        return head
+
+    return cached(path, build,
+                  lambda p: head.load_state(torch.load(p, map_location="cpu", weights_only=True)),
+                  lambda h, tmp: torch.save(h.state(), tmp))
 
 
 # ---------------------------------------------------------------- what the chapter reports

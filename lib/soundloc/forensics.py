@@ -26,7 +26,9 @@ batched :func:`check_scores`.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,8 +36,8 @@ import pandas as pd
 from .audio import load_audio
 from .data.sim import splice
 from .detect import get_detector
-from .sphere import haversine
 from .locator import LocateOptions, calibrated_posterior, locate_species, plot_posterior, range_geolocator, week_from_date
+from .sphere import haversine
 
 VERDICTS = ("consistent", "suspicious", "inconsistent")
 
@@ -426,9 +428,6 @@ CLIP_REPO = "openai/clip-vit-large-patch14"
 
 def find_clip_weights(path=None):
     """A local CLIP ViT-L/14 folder (argument, $SOUNDLOC_CLIP, or the Hugging Face cache) -> Path | None. No network."""
-    import os
-    from pathlib import Path
-
     cands = [path, os.environ.get("SOUNDLOC_CLIP")]
     hub = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
     snaps = hub / f"models--{CLIP_REPO.replace('/', '--')}" / "snapshots"

@@ -1,14 +1,26 @@
-"""Atomic file writes and small table helpers shared by caches, figures and CLIs."""
+"""Atomic file writes, the disk-cache helper (:func:`cached`) and small table helpers shared by caches,
+figures and CLIs.
+
+Every disk cache of the package goes through :func:`cached` (one file), :func:`read_cached` (its read half,
+for a cache written later elsewhere) or :func:`build_parts` (a file in parts shared by several processes;
+folders of many files -- the SimSounds world, spectrogram shards -- lock and write each file the same way):
+a key digest in the file name (:func:`digest`, :func:`bytes_digest`),
+a file lock around "load, else build" (:func:`file_lock`), an atomic write (:func:`atomic_path`), and a
+corrupt file rebuilt with a :class:`CacheWarning` naming it.
+"""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -65,6 +77,90 @@ def file_lock(path: str | os.PathLike, blocking: bool = True):
         finally:
             if held:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class CacheWarning(UserWarning):
+    """A cache file was unreadable or held something else; it is being built again (the message names it)."""
+
+
+# what reading a damaged or foreign cache file raises (numpy, torch, pickle, zip, a load's own checks)
+CORRUPT = (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError)
+
+T = TypeVar("T")
+
+
+def cached(path: str | os.PathLike, build: Callable, load: Callable[[Path], T],
+           save: Callable[[T, Path], None] | None = None, *, lock: str | os.PathLike | None = None,
+           rebuild: bool = False, corrupt: tuple = CORRUPT) -> tuple[T, bool]:
+    """The value cached in the file ``path`` -> (value, built by this call).
+
+    ``load(path)`` reads it; when the file is missing (or ``rebuild``) the value is made under an
+    exclusive lock (``lock``, default ``<path>.lock``; a second process asking at once waits, then
+    loads what the first wrote) and written atomically (no partial file, even when the build raises):
+    ``save(build(), tmp)``, or with ``save=None`` ``build(tmp)`` writes the file itself and the value is
+    ``load(path)``. A file whose ``load`` raises one of ``corrupt`` (a load signals "not what I expect"
+    with a ValueError) is built again with a :class:`CacheWarning` naming it; ``corrupt=()`` lets the
+    error through (a cache too costly to rebuild silently).
+    """
+    path = Path(path)
+    if not rebuild and path.exists():
+        try:  # files are only ever renamed into place whole: reading without the lock is safe
+            return load(path), False
+        except corrupt:
+            pass  # decided below, under the lock (another process may be replacing it)
+    with file_lock(lock if lock is not None else lock_path(path)):
+        if not rebuild and path.exists():
+            try:
+                return load(path), False
+            except corrupt as e:
+                warnings.warn(f"{path}: unreadable cache ({type(e).__name__}: {e}); building it again",
+                              CacheWarning, stacklevel=2)
+        with atomic_path(path) as tmp:
+            if save is None:
+                build(tmp)
+            else:
+                value = build()
+                save(value, tmp)
+        return (load(path) if save is None else value), True
+
+
+def read_cached(path: str | os.PathLike, load: Callable[[Path], T], corrupt: tuple = CORRUPT) -> T | None:
+    """``load(path)``, or None when the file is missing or unreadable (then with a :class:`CacheWarning`
+    naming it): the read half of :func:`cached`, for a cache whose value is written later, elsewhere."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except corrupt as e:
+        warnings.warn(f"{path}: unreadable cache ({type(e).__name__}: {e}); building it again", CacheWarning,
+                      stacklevel=2)
+        return None
+
+
+def bytes_digest(*arrays, n: int = 12, seed: bytes = b"") -> str:
+    """``n`` hex characters of the SHA-1 of ``seed`` then each array's C-contiguous bytes (None skipped): a cache key."""
+    h = hashlib.sha1(seed)
+    for a in arrays:
+        if a is not None:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:n]
+
+
+def npy_save(value: np.ndarray, path: Path) -> None:
+    """Save one array as ``.npy`` at exactly ``path`` (``np.save`` would append a suffix to a temporary name)."""
+    with open(path, "wb") as f:
+        np.save(f, value)
+
+
+def npy_loader(shape: tuple, dtype=None) -> Callable[[Path], np.ndarray]:
+    """A :func:`cached` load reading a ``.npy`` that must have ``shape`` (and ``dtype``), else ValueError."""
+    def load(path: Path) -> np.ndarray:
+        v = np.load(path)
+        if v.shape != tuple(shape) or (dtype is not None and v.dtype != dtype):
+            raise ValueError(f"holds a {v.dtype} {v.shape} array, expected {np.dtype(dtype) if dtype else ''} {tuple(shape)}")
+        return v
+    return load
 
 
 def build_parts(parts: Sequence[Path], build: Callable[[int, Path], None], done: Callable[[int, Path], bool]) -> int:

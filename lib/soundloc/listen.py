@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import paths
 from .audio import load_audio
-from .io import atomic_path
+from .io import cached
 from .spectrogram import DEFAULT, SpecConfig, compute_spectrogram, hz_to_mel, level_to_db
 
 HZ_TICKS = (250, 500, 1000, 2000, 4000, 8000)  # y ticks of the mel-spaced axis, Hz
@@ -36,11 +36,11 @@ def excerpt_mp3(path, start_s: float = 0.0, seconds: float = 15.0, sr: int = DEF
     path = Path(path)
     h = hashlib.sha1(path.read_bytes()).hexdigest()[:16]
     out = paths.cache_dir("listen") / f"{path.stem}__{h}__{start_s:g}-{seconds:g}s_{sr}.mp3"
-    if not out.exists():
-        wave = excerpt(path, start_s, seconds, sr)
-        with atomic_path(out) as tmp:
-            sf.write(str(tmp), wave, sr, format="MP3", subtype="MPEG_LAYER_III")
-    return out
+
+    def write(tmp: Path) -> None:
+        sf.write(str(tmp), excerpt(path, start_s, seconds, sr), sr, format="MP3", subtype="MPEG_LAYER_III")
+
+    return cached(out, write, lambda p: p)[0]
 
 
 def player(path, start_s: float = 0.0, seconds: float = 15.0):

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .data.validate import week_from_date  # noqa: F401 (callers import it from here too)
-from .sphere import haversine
 from . import calibration as _calibration
 from . import regions as _regions
-from .evidence import kl_nats
+from . import taxonomy
+from .data.validate import week_from_date  # noqa: F401 (callers import it from here too)
+from .evidence import kl_nats, robust_evidence
+from .range_model import normalize_name
+from .sphere import cell_areas, haversine
 
 # Detection false-positive rate of the ranges method (soundloc.evidence): the chance that a detection is of a species
 # not at the place. Chapter 12 sweeps it on iNatSounds test lists with one species injected from a list >= 5,000 km
@@ -208,8 +211,6 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from importlib.metadata import entry_points
-
     mods = list(PLUGIN_MODULES)
     for ep in entry_points(group="soundloc.locate_methods"):
         mods.append(ep.value.split(":")[0])
@@ -241,10 +242,10 @@ _GEOLOCATORS: dict = {}
 
 def range_geolocator(gallery_name: str = "land1", preset: str = "lists", device: str = "cpu"):
     """A shared RangeGeolocator (BirdNET meta model, ``PRESETS[preset]``, gallery) per process."""
+    # torch-backed modules, imported on first use: every `soundloc` command imports this module (for its methods)
+    from .devices import resolve_device
     from .range_geolocation import PRESETS, RangeGeolocator, gallery
     from .ranges import load_range_model
-
-    from .devices import resolve_device
 
     device = str(resolve_device(device))
     key = (gallery_name, preset, device)
@@ -264,8 +265,6 @@ def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[
     Each detection is spurious with probability ``opts.fp_rate`` (:mod:`soundloc.evidence`); species whose
     posterior probability of being spurious exceeds ``SPURIOUS_P`` get a ``conflicting_species`` warning.
     """
-    from .evidence import robust_evidence
-
     loc = range_geolocator(opts.gallery, opts.preset, opts.device)
     out = []
     for names, ws, week in zip(species, weights, weeks):
@@ -288,7 +287,7 @@ def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[
 
 def _ranges(paths: list[str], weeks: list, opts: LocateOptions) -> list[MethodOutput]:
     """BirdNET detections (max score per species as its weight) -> species-range geolocation."""
-    from .detect import get_detector
+    from .detect import get_detector  # torch (BirdNET's labels and model): on first use, as above
 
     det = get_detector()
     sums = [det.detect(p, opts.overlap, opts.sensitivity).summary(opts.min_conf) for p in paths]
@@ -352,8 +351,6 @@ def describe(path: str, method: str, week, points: np.ndarray, posterior: np.nda
 
 def _cell_areas(points: np.ndarray) -> np.ndarray:
     """(N, 2) cell-centred grid -> (N,) km^2 (ValueError when not a grid)."""
-    from .sphere import cell_areas
-
     return cell_areas(points, _regions.grid_step(points))
 
 
@@ -443,8 +440,6 @@ def plot_posterior(points: np.ndarray, posterior: np.ndarray, title: str, true=N
 # ---------------------------------------------------------------- annotated recordings (XCDC audio)
 def _name_keys(model, names) -> list:
     """Scientific names -> comparable keys: the range model's index (synonyms resolved) or the normalised name."""
-    from .ranges import normalize_name
-
     return [int(i[0]) if len(i := model.match([n])[0]) else normalize_name(n) for n in names]
 
 
@@ -458,8 +453,7 @@ def locate_annotated_audio(rows: pd.DataFrame, opts: LocateOptions = LocateOptio
     species with max score >= ``opts.min_conf``; they are compared with the annotations after resolving names
     through the range model's taxonomy (``taxonomy_names`` extra names to reconcile, e.g. all annotated ones).
     """
-    from . import taxonomy
-    from .detect import get_detector
+    from .detect import get_detector  # torch: on first use, as above
 
     rows = rows.reset_index(drop=True)
     loc = range_geolocator(opts.gallery, opts.preset, opts.device)
@@ -505,7 +499,7 @@ class LocateJob:
     def prepare(self, items) -> None:
         """The chunk's Items -> their BirdNET scores kept for the rows' detections (same scores, fewer passes)."""
         if self.method == "ranges":
-            from .detect import get_detector
+            from .detect import get_detector  # torch: on first use, as above
 
             get_detector().prefetch([it.path for it in items], self.opts.overlap)
 
@@ -514,8 +508,6 @@ def locate_row(item, opts: LocateOptions = LocateOptions(), method: str = "range
     """A batch Item (id, path, date) -> one output row: path, date, latitude, longitude (empty without evidence),
     credible area km^2 at ``level``, expected error, decoder, top species, warning codes (soundloc.batch)."""
     if level not in opts.levels:
-        from dataclasses import replace
-
         opts = replace(opts, levels=tuple(sorted({*opts.levels, level})))
     loc = locate([item.path], date=item.date, method=method, top_k=1, opts=opts)[0]
     sp = loc.species

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ranges import RangeModel
+from .range_model import RangeModel
 
 CORRUPTIONS = ("full", "corrupt50", "keep10")
 

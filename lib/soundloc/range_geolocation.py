@@ -23,7 +23,6 @@ posterior mass within ``radius_km``).
 """
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -34,9 +33,10 @@ from tqdm.auto import tqdm
 
 from . import paths
 from .sphere import EARTH_RADIUS_KM, cell_areas, h3_cells, haversine, kappa_for_bandwidth, land_grid, to_latlon, to_xyz, uniform_grid
-from .io import atomic_path
+from .io import bytes_digest, cached, npy_loader, npy_save
 from .metrics import summary_row
-from .ranges import RangeModel, range_map
+from .range_model import RangeModel
+from .ranges import range_map
 from .reference import geoclip_coordinates
 
 DECODERS = ("argmax", "geomedian", "mass_within")
@@ -136,17 +136,10 @@ def location_prior(points: np.ndarray, bandwidth_km: float = 200.0, source: str 
     if source != "geoclip":
         raise ValueError(f"unknown prior source {source!r}; 'geoclip' (GeoCLIP's 100K photo coordinates)")
 
-    digest = hashlib.sha1(np.ascontiguousarray(points, np.float64).tobytes()).hexdigest()[:12]
-    path = paths.cache_dir("priors") / f"{source}__{cache_key or 'pts'}-{digest}__h{bandwidth_km:g}.npy"
-    if path.exists():
-        v = np.load(path)
-        if v.shape == (len(points),):
-            return v
-    v = vmf_log_density(points, geoclip_coordinates(land_only=True), bandwidth_km)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, v)
-    return v
+    key = bytes_digest(np.asarray(points, np.float64))
+    path = paths.cache_dir("priors") / f"{source}__{cache_key or 'pts'}-{key}__h{bandwidth_km:g}.npy"
+    return cached(path, lambda: vmf_log_density(points, geoclip_coordinates(land_only=True), bandwidth_km),
+                  npy_loader((len(points),)), npy_save)[0]
 
 
 # ---------------------------------------------------------------- results
@@ -222,18 +215,17 @@ class RangeGeolocator:
         """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic)."""
         key = (kind, week, tag)
         if key not in self._absence:
-            digest = hashlib.sha1(np.ascontiguousarray(self.points).tobytes()).hexdigest()[:12]
             wtag = "yr" if week is None else f"w{int(week):02d}"
-            path = paths.cache_dir(kind) / f"{self.model.name}__{self.gallery_name}-{digest}__{wtag}{tag}.npy"
-            v = np.load(path) if path.exists() else None
-            if v is None or v.shape != (len(self.points),):
+            path = (paths.cache_dir(kind)
+                    / f"{self.model.name}__{self.gallery_name}-{bytes_digest(self.points)}__{wtag}{tag}.npy")
+
+            def build() -> np.ndarray:
                 v = np.zeros(len(self.points))
                 for i in range(0, len(self.points), 4096):
                     v[i:i + 4096] = per_chunk(self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week))
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, v)
-            self._absence[key] = v
+                return v
+
+            self._absence[key] = cached(path, build, npy_loader((len(self.points),)), npy_save)[0]
         return self._absence[key]
 
     def absence_total(self, week) -> np.ndarray:

@@ -13,13 +13,14 @@ p-region exactly when that mass is below p.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .sphere import EARTH_RADIUS_KM, cell_areas, credible_set, haversine, pairwise_km
 from .io import atomic_path
+from .sphere import EARTH_RADIUS_KM, cell_areas, credible_set, haversine, pairwise_km
 
 DECODERS = ("argmax", "min_distance", "mass_within")  # point estimates of a posterior (see :func:`decode`)
 LEVELS = (0.5, 0.9)  # credible levels reported by default
@@ -127,8 +128,6 @@ def feature_collection(features: list[dict]) -> dict:
 
 def write_geojson(features: list[dict], path) -> None:
     """Features -> ``path`` as a GeoJSON FeatureCollection (atomic write)."""
-    import json
-
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(feature_collection(features)))
 

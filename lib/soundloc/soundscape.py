@@ -16,6 +16,7 @@ recordings over the recordings expected from occurrence at the recording places 
 """
 from __future__ import annotations
 
+import calendar
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,8 +346,6 @@ def month_layer_map(points: np.ndarray, values: np.ndarray, title: str, step_deg
 
     Kept small: cells are rectangles of the coarse grid with coordinates rounded to 0.01 degrees.
     """
-    import calendar
-
     import branca.colormap as cm
     import folium
 

@@ -24,12 +24,15 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import paths
 from .audio import AudioError, SkipReport, load_audio
@@ -251,8 +254,6 @@ def _spectrogram_chunked(x: torch.Tensor, cfg: SpecConfig, out: torch.Tensor, ch
             for b, f, k, m in pieces:
                 out_np[b, :, f:f + m] = levels[:, k:k + m]        # float -> uint8 truncates (C cast)
 
-    from concurrent.futures import ThreadPoolExecutor
-
     workers = max(1, min(workers, len(starts)))
     prev = torch.get_num_threads()
     # One torch thread per worker: small per-chunk ops scale better across Python threads (torch and numpy
@@ -464,13 +465,9 @@ class SpectrogramCache:
 
     def build(self, items: Iterable[tuple[str, str | os.PathLike]], progress: bool = True) -> SkipReport:
         """Compute every missing shard for (audio_id, path) items; returns the SkipReport of bad recordings."""
-        from tqdm.auto import tqdm
-
         items = list(items)
         ids = [str(a) for a, _ in items]
         if len(set(ids)) != len(ids):
-            from collections import Counter
-
             dup = sorted(a for a, n in Counter(ids).items() if n > 1)[:5]
             raise ValueError(f"duplicate audio_id(s) in cache items: {dup}")
         shards = self.shards(items)

@@ -2,10 +2,13 @@
 and von Mises-Fisher kernel densities. Radius R = 6371 km everywhere (the benchmark's)."""
 from __future__ import annotations
 
+from importlib.metadata import version
+from pathlib import Path
+
 import numpy as np
 
 from . import paths
-from .io import atomic_path, file_lock, lock_path
+from .io import bytes_digest, cached, npy_loader, npy_save
 
 EARTH_RADIUS_KM = 6371.0
 
@@ -71,24 +74,17 @@ def land_mask(points: np.ndarray) -> np.ndarray:
     global-land-mask unpacks its 1 km globe when imported (about 3.5 s and 0.9 GB per process); with the
     mask of a fixed point set (a grid, GeoCLIP's coordinates) on disk, later processes never import it.
     """
-    import hashlib
-    from importlib.metadata import version
-
     pts = np.ascontiguousarray(points, np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"land_mask: points must be (N, 2) lat/lon degrees, got {pts.shape}")
-    digest = hashlib.sha1(pts.tobytes()).hexdigest()[:16]
-    path = paths.cache_dir("land") / f"land_mask__{len(pts)}-{digest}__glm{version('global-land-mask')}.npy"
-    with file_lock(lock_path(path)):
-        if path.exists():
-            m = np.load(path)
-            if m.shape == (len(pts),) and m.dtype == bool:
-                return m
-        m = is_land(pts[:, 0], pts[:, 1])
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, m)
-    return m
+    return cached(land_mask_path(pts), lambda: is_land(pts[:, 0], pts[:, 1]), npy_loader((len(pts),), bool),
+                  npy_save)[0]
+
+
+def land_mask_path(points: np.ndarray) -> Path:
+    """(N, 2) float64 points -> their land-mask cache file (points digest, global-land-mask version)."""
+    key = bytes_digest(np.asarray(points, np.float64), n=16)
+    return paths.cache_dir("land") / f"land_mask__{len(points)}-{key}__glm{version('global-land-mask')}.npy"
 
 
 def land_grid(step_deg: float = 1.0, bbox: tuple | None = None) -> np.ndarray:

@@ -22,8 +22,9 @@ from .devices import torch_threads
 from .sphere import haversine
 from .range_geolocation import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
 from .metrics import summary_row, summary_table
-from .models import (AudioEncoder, EncoderConfig, GeoModel, H3Classes, H3Head, RegressionHead, SpeciesHead,
-                     hierarchical_decode, latlon_to_xyz, xyz_to_latlon)
+from .encoders import AudioEncoder, EncoderConfig
+from .heads import H3Classes, H3Head, RegressionHead, SpeciesHead, hierarchical_decode, latlon_to_xyz, xyz_to_latlon
+from .models import GeoModel
 from .ranges import load_range_model
 from .train import TrainConfig
 from .zoo import ZooEntry, recording_scores, split_embeddings, train_or_load

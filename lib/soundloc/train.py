@@ -1,8 +1,8 @@
 """One trainer for every head: windows from uint8 spectrogram images, checkpoints, resume, DDP.
 
-Data. A :class:`RecordingSet` holds one uint8 ``(128, T)`` spectrogram image per recording (a list,
-a dict, or anything with ``.get(audio_id)`` such as :class:`soundloc.spectrogram.SpectrogramCache`)
-and per-recording targets (from ``head.targets(...)``), plus optional true lat/lon for metrics.
+Data. A :class:`~soundloc.recording_sets.RecordingSet` holds one uint8 ``(128, T)`` spectrogram image
+per recording (a list, a dict, or anything with ``.get(audio_id)`` such as
+:class:`soundloc.spectrogram.SpectrogramCache`) and per-recording targets (from ``head.targets(...)``), plus optional true lat/lon for metrics.
 Training draws ONE random 512-frame window per recording per epoch; the window is a function of
 ``(seed, epoch, recording index)`` only, so a resumed run replays exactly the same data.
 Evaluation runs every stride-256 window and averages per recording (probabilities for
@@ -14,7 +14,7 @@ over ``warmup_epochs``, then cosine-decayed back to ``lr * min_lr_ratio`` (per s
 bf16 autocast and channels_last on CUDA (``"auto"``), off on the CPU unless asked for (``amp="bf16"``:
 the forward passes, the cached-embedding fast path's included, run in bfloat16; losses in float32).
 
-Checkpoints. After every epoch rank 0 writes ``checkpoint_dir/last.pt`` atomically (model,
+Checkpoints (:mod:`soundloc.train_checkpoints`). After every epoch rank 0 writes ``checkpoint_dir/last.pt`` atomically (model,
 optimizer, scheduler, RNG state, epoch, history, model + train config), rewrites the metrics log
 (JSONL, one line per epoch, atomically, from the history stored in the checkpoint -- so log and
 checkpoint never disagree) and ``best.pt`` when the validation loss improves. ``fit(resume=True)``
@@ -33,7 +33,7 @@ and trains only the head on them. Each epoch then draws one random cached window
 which is orders of magnitude faster than running the encoder each step. Use it for linear-probe
 baselines and for notebooks on a laptop CPU; fine-tune the encoder on a GPU.
 
-Multi-GPU: launch with ``torchrun --nproc-per-node N ...``; the trainer initialises
+Multi-GPU: launch with ``torchrun --nproc-per-node N ...``; the trainer initialises (:mod:`soundloc.distributed`)
 ``torch.distributed`` from the environment (nccl on CUDA, gloo on the CPU), shards training with a
 ``DistributedSampler`` and evaluation by recording, and only rank 0 logs and checkpoints.
 ``python -m soundloc.train demo --out DIR`` (or under torchrun) trains on synthetic data.
@@ -43,30 +43,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
-import hashlib
 import json
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import spectrogram as spec
-from .devices import resolve_device
+from .distributed import Dist, dist_setup
+from .encoders import AudioEncoder, EncoderConfig, recalibrate_batchnorm
+from .heads import Head, RegressionHead, SpeciesHead
 from .io import atomic_path
 from .metrics import geo_metrics
-from .models import (AudioEncoder, CheckpointMismatch, EncoderConfig, GeoModel, Head, RegressionHead, SpeciesHead,
-                     average_by_recording, check_config, read_checkpoint, recalibrate_batchnorm, save_model, _strip)
+from .models import GeoModel, average_by_recording, save_model
+from .recording_sets import RecordingSet, TrainWindows, synthetic_recordings
 from .sphere import haversine
-
-LAST, BEST = "last.pt", "best.pt"
+from .train_checkpoints import BEST, LAST, CheckpointMixin
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ class TrainConfig:
     weight_decay: float = 1e-5          # L2 (SGD) / decoupled (AdamW) weight decay
     momentum: float = 0.9               # SGD momentum (Nesterov)
     optimizer: str = "sgd_nesterov"     # "sgd_nesterov" (paper) | "adamw"
-    fused: bool = False                 # the optimizer's fused kernel (one pass per tensor; rounds differently)
+    fused: bool = field(default=False, metadata={"since": 2})  # the optimizer's fused kernel (one pass per
+                                        # tensor; rounds differently)
     freeze_encoder: bool = False        # train only the head on precomputed window embeddings (fast path)
     bn_recalibrate: int = 0             # fast path: first recompute the frozen encoder's BatchNorm statistics
                                         # on up to this many training windows (for random-init encoders)
@@ -111,123 +112,16 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("TrainConfig epochs, batch_size and eval_every must be >= 1")
 
-    # fields added after models were trained: left out of the identity at their defaults, so that the
-    # checkpoints and model-zoo keys of those models stay valid
-    LATER_FIELDS = {"fused": False}
-
     def identity(self) -> dict:
-        """The fields that determine the trained weights (compared when resuming)."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.RUNTIME_FIELDS}
-        for k, default in self.LATER_FIELDS.items():
-            if d[k] == default:
-                del d[k]
-        return d
+        """The fields that determine the trained weights (compared when resuming, hashed into zoo keys).
 
-
-# --------------------------------------------------------------------------- data
-
-class RecordingSet:
-    """Recordings as uint8 (128, T) spectrogram images + per-recording targets (+ true lat/lon).
-
-    ``images``: a sequence of arrays (positional), a mapping ``audio_id -> array``, or an object
-    with ``.get(audio_id)`` (e.g. a SpectrogramCache; its ``ids()`` are used when ``ids`` is None).
-    ``targets``: (N, ...) tensor/array from ``head.targets(...)``. ``latlon``: (N, 2) true
-    coordinates, used for the km metrics of evaluation.
-    """
-
-    def __init__(self, images, targets, latlon=None, ids=None, spec_cfg: spec.SpecConfig = spec.DEFAULT):
-        if ids is None:
-            if isinstance(images, Mapping):
-                ids = list(images.keys())
-            elif hasattr(images, "ids") and callable(images.ids):
-                ids = list(images.ids())
-        self.images, self.ids, self.spec_cfg = images, (None if ids is None else list(ids)), spec_cfg
-        n = len(self.ids) if self.ids is not None else len(images)
-        self.targets = torch.as_tensor(np.asarray(targets) if not torch.is_tensor(targets) else targets)
-        if len(self.targets) != n:
-            raise ValueError(f"RecordingSet: {n} recordings but {len(self.targets)} targets")
-        self.latlon = None if latlon is None else np.asarray(latlon, float).reshape(-1, 2)
-        if self.latlon is not None and len(self.latlon) != n:
-            raise ValueError(f"RecordingSet: {n} recordings but {len(self.latlon)} lat/lon rows")
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def name(self, i: int) -> str:
-        return str(self.ids[i]) if self.ids is not None else f"#{i}"
-
-    def image(self, i: int) -> np.ndarray:
-        """The (128, T) uint8 image of recording i (clear error naming it when malformed)."""
-        if self.ids is None:
-            img = self.images[i]
-        elif hasattr(self.images, "get") and not isinstance(self.images, Mapping):
-            img = self.images.get(self.ids[i])
-        else:
-            img = self.images[self.ids[i]]
-        img = np.asarray(img)
-        if img.dtype != np.uint8 or img.ndim != 2 or img.shape[0] != self.spec_cfg.n_mels or img.shape[1] < 1:
-            raise ValueError(f"recording {self.name(i)}: expected a uint8 ({self.spec_cfg.n_mels}, T) "
-                             f"spectrogram image, got {img.dtype} {img.shape}")
-        return img
-
-    def train_window(self, i: int, seed: int, epoch: int) -> np.ndarray:
-        """The (128, 512) training window of recording i in ``epoch`` (a function of seed, epoch, i)."""
-        rng = np.random.default_rng([seed, epoch, i])
-        return spec.train_window(self.image(i), rng, self.spec_cfg)
-
-    def eval_windows(self, i: int) -> np.ndarray:
-        return spec.eval_windows(self.image(i), self.spec_cfg)
-
-
-class _TrainWindows(torch.utils.data.Dataset):
-    """Index i -> (window uint8 tensor, i) for the current epoch."""
-
-    def __init__(self, recs: RecordingSet, seed: int):
-        self.recs, self.seed, self.epoch = recs, seed, 0
-
-    def __len__(self):
-        return len(self.recs)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.recs.train_window(i, self.seed, self.epoch)), i
-
-
-# --------------------------------------------------------------------------- distributed
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # we initialised the process group (and destroy it at the end)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _dist_setup(device_name: str) -> tuple[_Dist, torch.device]:
-    """Initialise torch.distributed from torchrun's environment when WORLD_SIZE > 1."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 and not (dist.is_available() and dist.is_initialized()):
-        return _Dist(), resolve_device(device_name)
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_name == "auto":
-        device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    else:
-        device = resolve_device(device_name)
-        if device.type == "cuda" and device.index is None:
-            device = torch.device(f"cuda:{local}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        owns = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), local, owns), device
+        Versioned by field: a field added in identity version N > 1 (``metadata={"since": N}``) enters it
+        only when set away from its default, so a config that leaves it alone keeps its version-1
+        identity, and the checkpoints and zoo keys made before the field existed stay valid.
+        """
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in self.RUNTIME_FIELDS
+                and (f.metadata.get("since", 1) == 1 or getattr(self, f.name) != f.default)}
 
 
 # --------------------------------------------------------------------------- schedule
@@ -247,7 +141,7 @@ def _epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 # --------------------------------------------------------------------------- trainer
 
-class Trainer:
+class Trainer(CheckpointMixin):
     """Train ``model`` (a GeoModel) on ``train_set`` and evaluate on ``val_set`` each epoch.
 
     ``fit(resume=False)`` -> history (list of per-epoch metric dicts). Keys: ``epoch`` (1-based),
@@ -305,7 +199,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict]:
         """Train for ``cfg.epochs`` (continuing from ``last.pt`` when ``resume``) -> history."""
         cfg = self.cfg
-        self.dist, self.device = _dist_setup(cfg.device)
+        self.dist, self.device = dist_setup(cfg.device)
         self._enc_sha1 = None  # the frozen encoder's fingerprint, taken at the first checkpoint
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_bench = torch.backends.cudnn.benchmark
@@ -393,7 +287,7 @@ class Trainer:
     # ---- one epoch, full model
     def _train_epoch(self, epoch, order, opt, sched, drop_last):
         cfg, model, dev = self.cfg, self.model, self.device
-        ds = _TrainWindows(self.train_set, cfg.seed)
+        ds = TrainWindows(self.train_set, cfg.seed)
         ds.epoch = epoch
         loader = torch.utils.data.DataLoader(
             ds, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.num_workers, drop_last=drop_last,
@@ -438,8 +332,6 @@ class Trainer:
 
     def _bar(self, it, desc):
         if self.cfg.progress and self.dist.main:
-            from tqdm.auto import tqdm
-
             return tqdm(it, desc=desc, leave=False, dynamic_ncols=True)
         return it
 
@@ -530,7 +422,7 @@ class Trainer:
         if recs is None:
             raise ValueError("no recordings to evaluate (no val_set given)")
         if not hasattr(self, "dist"):  # called outside fit(): single process, the model's device
-            self.dist, self.device = _Dist(), next(self.model.parameters()).device
+            self.dist, self.device = Dist(), next(self.model.parameters()).device
         model, dev, head = self.model, self.device, self.model.head
         cached = self.cfg.freeze_encoder and recs is self.val_set and "val" in getattr(self, "_emb", {})
         was = model.training
@@ -605,93 +497,6 @@ class Trainer:
             return torch.zeros(0, 1, device=dev), 0.0, 0
         return average_by_recording(torch.cat(all_scores), torch.cat(all_rec), len(mine)), loss_sum, n_win
 
-    # ---- checkpoints and log
-    def _save_state(self, epoch: int, opt, sched, best: float) -> None:
-        if self.ckpt_dir is None:
-            return
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        train = {"config": self._train_config_dict(), "epoch": epoch, "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "rng": rng, "history": self.history, "best": best}
-        state = None
-        if self.cfg.freeze_encoder:  # the frozen encoder is the model's own: a fingerprint, not 4-20 MB a epoch
-            train["encoder_sha1"] = self._encoder_fingerprint()
-            state = self.model.head.state_dict(prefix="head.")
-        save_model(self.model, self.ckpt_dir / LAST, {"train": train}, state=state)
-        self.checkpoints_written += 1
-
-    def _encoder_fingerprint(self) -> str:
-        """sha1 over the encoder's parameter names and bytes (frozen: computed once per fit)."""
-        if self._enc_sha1 is None:
-            h = hashlib.sha1()
-            for name, p in self.model.encoder.named_parameters():
-                h.update(name.encode())
-                h.update(p.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-            self._enc_sha1 = h.hexdigest()
-        return self._enc_sha1
-
-    def _load_state(self, path: Path, opt, sched) -> tuple[int, float]:
-        ckpt = read_checkpoint(path, map_location=self.device)
-        check_config(path, ckpt["config"], self.model.config(), "model")
-        if "train" not in ckpt:
-            raise CheckpointMismatch(f"{path}: holds model weights only, no training state to resume")
-        tr = ckpt["train"]
-        check_config(path, tr["config"], self._train_config_dict(), "training")
-        if "encoder_sha1" in tr:  # head-only checkpoint of a frozen-encoder run
-            if tr["encoder_sha1"] != self._encoder_fingerprint():
-                raise CheckpointMismatch(f"{path}: written for a frozen encoder with other weights than this "
-                                         "model's; resume with the same encoder, or start afresh (resume=False)")
-            self.model.head.load_state_dict(_strip(ckpt["model"], "head."))
-        else:
-            self.model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(tr["optimizer"])
-        sched.load_state_dict(tr["scheduler"])
-        torch.set_rng_state(tr["rng"]["torch"].cpu())
-        if "cuda" in tr["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tr["rng"]["cuda"].cpu(), self.device)
-        self.history = list(tr["history"])
-        return int(tr["epoch"]), float(tr["best"])
-
-    def _write_log(self) -> None:
-        if self.log_file is None:
-            return
-        with atomic_path(self.log_file) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-
-
-def read_log(path) -> list[dict]:
-    """The metrics JSONL written by :class:`Trainer` -> list of per-epoch dicts."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-# --------------------------------------------------------------------------- synthetic data and demo
-
-SYNTH_CENTERS = np.array([[40.0, -100.0], [48.0, 10.0], [-25.0, 135.0], [-5.0, -60.0],
-                          [35.0, 139.0], [0.0, 20.0], [60.0, 90.0], [-40.0, -65.0]])
-
-
-def synthetic_recordings(n: int = 64, n_classes: int = 4, frames: int = 600, seed: int = 0,
-                         jitter_deg: float = 1.0, noise: int = 90, band: int = 6) -> dict:
-    """Learnable toy data: uint8 (128, frames) images whose class is a bright band at row 12 + 14 k.
-
-    -> dict(images=list of arrays, labels=(n,) int64, lat=(n,), lon=(n,)); class k lives near
-    ``SYNTH_CENTERS[k]`` (uniform jitter of +-``jitter_deg``). Background is uniform noise in
-    [0, noise); the band (``band`` rows) is uniform in [200, 256).
-    """
-    if not 1 <= n_classes <= len(SYNTH_CENTERS):
-        raise ValueError(f"n_classes must be 1..{len(SYNTH_CENTERS)}")
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % n_classes
-    rng.shuffle(labels)
-    images = []
-    for k in labels:
-        img = rng.integers(0, noise, size=(128, frames), dtype=np.uint8)
-        row = 12 + 14 * int(k)
-        img[row:row + band] = rng.integers(200, 256, size=(band, frames), dtype=np.uint8)
-        images.append(img)
-    ll = SYNTH_CENTERS[labels] + rng.uniform(-jitter_deg, jitter_deg, size=(n, 2))
-    return {"images": images, "labels": labels.astype(np.int64), "lat": ll[:, 0], "lon": ll[:, 1]}
 
 
 def ddp_demo(out: str, epochs: int = 3, n: int = 32, input_size: int = 64, batch_size: int = 8,

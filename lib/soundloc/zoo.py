@@ -30,10 +30,11 @@ from tqdm.auto import tqdm
 from . import paths
 from . import spectrogram as spec
 from .devices import resolve_device, torch_threads
-from .io import atomic_path, digest, file_lock
-from .models import (AudioEncoder, CheckpointMismatch, GeoModel, average_by_recording, check_config, read_checkpoint,
-                     recording_predict, save_model)
-from .train import RecordingSet, Trainer, TrainConfig
+from .encoders import AudioEncoder, CheckpointMismatch
+from .io import cached, digest
+from .models import GeoModel, average_by_recording, check_config, read_checkpoint, recording_predict, save_model
+from .recording_sets import RecordingSet
+from .train import Trainer, TrainConfig
 
 __all__ = ["ZooError", "ZooEntry", "zoo_key", "train_or_load", "window_embeddings", "split_embeddings",
            "head_scores", "recording_scores"]
@@ -146,11 +147,8 @@ def train_or_load(name: str, build_fn: Callable[[], GeoModel], train_set: Record
     folder = (Path(root) if root is not None else paths.cache_dir("models")) / f"{_safe(name)}-{key}"
     path = folder / "model.pt"
     device = resolve_device(train_cfg.device)
-    with file_lock(folder / ".lock"):  # a second process asking for the same model waits, then loads it
-        if path.exists() and not retrain:
-            zoo = _load_entry(name, key, path, model, device)
-            return ZooEntry(name, key, path, model.to(device).eval(), list(zoo.get("history", [])), False,
-                            time.time() - t0)
+
+    def build() -> list[dict]:
         if retrain:
             path.unlink(missing_ok=True)
             shutil.rmtree(folder / "train", ignore_errors=True)
@@ -161,10 +159,17 @@ def train_or_load(name: str, build_fn: Callable[[], GeoModel], train_set: Record
         else:
             trainer = Trainer(model, train_set, val_set, cfg)
         with torch_threads(device):
-            history = trainer.fit(resume=True)  # continues a run that was killed before model.pt existed
-        save_model(model, path, {"zoo": {"name": name, "key": key, "history": history}})
+            return trainer.fit(resume=True)  # continues a run that was killed before model.pt existed
+
+    # a second process asking for the same model waits on the lock, then loads it; an unreadable checkpoint
+    # raises ZooError (corrupt=()): a trained model is not thrown away silently
+    history, trained = cached(
+        path, build, lambda p: list(_load_entry(name, key, p, model, device).get("history", [])),
+        lambda history, tmp: save_model(model, tmp, {"zoo": {"name": name, "key": key, "history": history}}),
+        lock=folder / ".lock", rebuild=retrain, corrupt=())
+    if trained:
         shutil.rmtree(folder / "train", ignore_errors=True)  # the resume state is not needed once model.pt exists
-    return ZooEntry(name, key, path, model.eval(), history, True, time.time() - t0)
+    return ZooEntry(name, key, path, model.to(device).eval(), history, trained, time.time() - t0)
 
 
 # --------------------------------------------------------------------------- window embeddings
@@ -210,19 +215,20 @@ def split_embeddings(entry: ZooEntry, sim, split: str, progress: bool = True) ->
     """Window embeddings of ``entry``'s (frozen) encoder over a split, cached beside its checkpoint."""
     df = sim.splits[split]
     tag = digest({"data": sim.key, "ids": list(df["audio_id"]), "input": entry.model.encoder.cfg.input_size})
-    path = entry.folder / f"emb-{split}-{tag}.npz"
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return torch.from_numpy(z["emb"].astype(np.float32)), torch.from_numpy(z["offsets"])
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: recompute below
-    recs = RecordingSet(sim.caches[split], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
-    emb, off = window_embeddings(entry.model.encoder, recs, progress=progress)
-    with atomic_path(path) as tmp:
+
+    def load(path) -> tuple[torch.Tensor, torch.Tensor]:
+        with np.load(path, allow_pickle=False) as z:
+            return torch.from_numpy(z["emb"].astype(np.float32)), torch.from_numpy(z["offsets"])
+
+    def build() -> tuple[torch.Tensor, torch.Tensor]:
+        recs = RecordingSet(sim.caches[split], np.zeros(len(df)), ids=list(df["audio_id"]), spec_cfg=sim.spec_cfg)
+        return window_embeddings(entry.model.encoder, recs, progress=progress)
+
+    def save(value, tmp) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, emb=emb.numpy(), offsets=off.numpy())
-    return emb, off
+            np.savez(f, emb=value[0].numpy(), offsets=value[1].numpy())
+
+    return cached(entry.folder / f"emb-{split}-{tag}.npz", build, load, save)[0]
 
 
 @torch.no_grad()

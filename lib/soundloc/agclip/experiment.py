@@ -17,14 +17,17 @@ from .. import devices
 from ..devices import resolve_device, torch_threads
 from ..sphere import haversine
 from ..range_geolocation import RangeGeolocator, RangeLocConfig
-from ..io import atomic_path
+from ..io import cached
 from ..location_encoders import embed_locations, gallery_embeddings
 from ..metrics import summary_row
-from ..models import AudioEncoder, EncoderConfig, GeoModel, hierarchical_decode, hierarchical_log_posterior
+from ..encoders import AudioEncoder, EncoderConfig
+from ..heads import hierarchical_decode, hierarchical_log_posterior
+from ..models import GeoModel
 from ..oracles import checklists
 from ..ranges import load_range_model
 from ..table1 import train_geo_models
-from ..train import RecordingSet, TrainConfig
+from ..recording_sets import RecordingSet
+from ..train import TrainConfig
 from ..zoo import head_scores, split_embeddings, train_or_load, window_embeddings
 from .fusion import credible_sets
 from .galleries import (GALLERIES, GALLERY_ROWS, SUBGRID_OF, build_gallery, gallery_log_area, grid_rows,
@@ -420,19 +423,17 @@ def main_model(sim, backbone, emb: dict, cfg: AGCLIPRunConfig, progress: bool = 
 
 def _cached_pooler(entry, main: AGCLIPHead, train_emb, targets, epochs: int, seed: int, progress: bool):
     """The transformer pooler of a zoo model, trained once and cached beside its checkpoint (weights_only)."""
-    path = entry.folder / f"pooler-e{epochs}-s{seed}.pt"
-    if path.exists():
-        try:
-            pooler = TransformerPooler(main.cfg.embed_dim)
-            pooler.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            return pooler.eval()
-        except (OSError, RuntimeError, KeyError):
-            pass  # unreadable or another shape: train again below
-    pooler = train_pooler(window_features(main, train_emb[0]), train_emb[1], targets, epochs=epochs, seed=seed,
-                          temperature=main.temperature, progress=progress)
-    with atomic_path(path) as tmp:
-        torch.save(pooler.state_dict(), tmp)
-    return pooler
+    def load(path) -> TransformerPooler:
+        pooler = TransformerPooler(main.cfg.embed_dim)
+        pooler.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return pooler.eval()
+
+    def build() -> TransformerPooler:
+        return train_pooler(window_features(main, train_emb[0]), train_emb[1], targets, epochs=epochs, seed=seed,
+                            temperature=main.temperature, progress=progress)
+
+    return cached(entry.folder / f"pooler-e{epochs}-s{seed}.pt", build, load,
+                  lambda pooler, tmp: torch.save(pooler.state_dict(), tmp))[0]
 
 
 FUSION_ROWS = ("AG-CLIP", "Ranges: predicted species top-1 (same gallery and location prior)",

@@ -1,6 +1,6 @@
 """AG-CLIP's model (paper section 4, A.5): the head, its location encoders and its loss.
 
-:class:`AGCLIPHead` -- a :class:`~soundloc.models.Head` on the audio encoder: a location decoder
+:class:`AGCLIPHead` -- a :class:`~soundloc.heads.Head` on the audio encoder: a location decoder
 (2-layer MLP, hidden 128) -> 512-d embedding trained with InfoNCE (learnable temperature) against the
 batch's location embeddings, plus a checklist decoder (2-layer MLP, hidden 128) trained with BCE against
 range-model checklists at the recording's location (weight 0.01). Location encoders: ``"geoclip"``
@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..location_encoders import load_geoclip_encoder
-from ..models import Head, register_head
-from ..ranges import SINR, _ResLayer
+from ..heads import Head, register_head
+from ..sinr import SINR, _ResLayer
 from .retrieval import topk_chunked
 
 LOCATION_ENCODERS = ("geoclip", "fourier", "sinr")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -160,9 +162,6 @@ def extract(archive: str | Path, dest: str | Path | None = None, progress: bool 
     interrupted run never leaves a half-unpacked ``dest``; a rerun reuses a finished one. Members
     with absolute paths, ``..`` or links out of the folder are refused (tarfile's "data" filter).
     """
-    import tarfile
-    import tempfile
-
     archive = Path(archive)
     if dest is None:
         name = archive.name
