@@ -67,9 +67,6 @@ def read_items(src: str | os.PathLike) -> list[Item]:
 
 def _items(df: pd.DataFrame, src: Path) -> list[Item]:
     """The rows of a path[,date][,id] CSV read as strings -> Items; DataError naming the row (see :func:`read_items`)."""
-    from .data.validate import DataError
-    from .locator import week_from_date
-
     if "path" not in df:
         raise DataError(f"{src}: no 'path' column (expected path[,date][,id]); columns: {list(df.columns)}")
     items = []
