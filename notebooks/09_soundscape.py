@@ -408,7 +408,8 @@ ch.table(clip_tab, "clip_maps", f"Simulated clip -> map through AG-CLIP (SimSoun
 i = show[0]
 fig, ax = plt.subplots(figsize=(11, 5))
 maps.land_background(ax)
-sc = ax.scatter(gal2[:, 1], gal2[:, 0], c=(lp[i] - np.log(areas2)) / np.log(10), s=5, cmap="magma_r", marker="s")  # log: a few polar cells would take a linear scale
+# log scale: on a linear one a few polar cells take the maximum and the rest of the map looks blank
+sc = ax.scatter(gal2[:, 1], gal2[:, 0], c=(lp[i] - np.log(areas2)) / np.log(10), s=5, cmap="magma_r", marker="s")
 ax.scatter(gal2[region[i], 1], gal2[region[i], 0], s=9, facecolors="none", edgecolors="c", lw=0.4, marker="s",
            label="90 % region")
 ax.plot(ll_te[i, 1], ll_te[i, 0], "g*", ms=14, label="true place"), ax.plot(*gal2[peak[i], ::-1], "bx", ms=10, label="peak")
