@@ -9,7 +9,7 @@ from nb_chapters import run_chapter
 def test_09_soundscape(tmp_path):
     run_chapter("09_soundscape", tmp_path)
     r = pd.read_csv(tmp_path / "09_rankings.csv").set_index(["data", "method"])
-    methods = ["week occurrence", "year-round occurrence", "global frequency", "heard here"]
+    methods = ["week occurrence", "year-round occurrence", "global frequency", "heard here", "species factor"]
     for data in ("XCDC (real)", "iNatSounds lists (real)"):
         assert [m for m in methods if (data, m) in r.index] == methods
     x = r.loc["XCDC (real)"]
@@ -20,12 +20,24 @@ def test_09_soundscape(tmp_path):
     assert x.loc["year-round occurrence", "mAP"] == pytest.approx(0.297, abs=0.0005)
     assert (x["lists"] == 576).all() and x.loc["global frequency", "mAP"] < 0.1
     # the reading's verdicts come from the paired bootstrap table
-    v = pd.read_csv(tmp_path / "09_verdict.csv").set_index("data")
+    v = pd.read_csv(tmp_path / "09_verdict.csv").set_index(["data", "method"])
     for data, key in (("XCDC", "XCDC (real)"), ("iNatSounds lists", "iNatSounds lists (real)")):
-        d = r.loc[(key, "heard here"), "mAP"] - r.loc[(key, "week occurrence"), "mAP"]
-        assert v.loc[data, "mAP heard - week occurrence"] == pytest.approx(d, abs=1e-9)
-        assert v.loc[data, "2.5 %"] <= d <= v.loc[data, "97.5 %"]
-    assert v.loc["iNatSounds lists", "beats occurrence"] == "yes"  # the fitting data: cross-fitted, it helps there
+        for m in ("heard here", "species factor"):
+            d = r.loc[(key, m), "mAP"] - r.loc[(key, "week occurrence"), "mAP"]
+            assert v.loc[(data, m), "mAP method - week occurrence"] == pytest.approx(d, abs=1e-9)
+            assert v.loc[(data, m), "2.5 %"] <= d <= v.loc[(data, m), "97.5 %"]
+    # the fitting data: cross-fitted, both help there
+    assert (v.loc["iNatSounds lists", "beats occurrence"] == "yes").all()
+    # the rule fixed before XCDC: the variant with the best out-of-fold mAP on iNatSounds lists, never XCDC's
+    var = pd.read_csv(tmp_path / "09_variants.csv")
+    pick = var[var["rule's choice"]]
+    assert len(pick) == 1 and pick.index[0] == var["iNatSounds out-of-fold mAP (chooses)"].idxmax()
+    rule = "species factor" if pick.variant.iloc[0].startswith("species factor") else "heard here"
+    assert v["rule's choice"].groupby("method").all()[rule] and not v["rule's choice"].groupby("method").any().drop(rule).any()
+    assert pick["XCDC mAP (reports)"].iloc[0] == pytest.approx(x.loc[rule, "mAP"], abs=1e-9)
+    f = pd.read_csv(tmp_path / "09_factor_choice.csv")
+    assert len(f) == 3 and f.mAP.max() == pytest.approx(var.loc[var.variant.str.startswith("species"),
+                                                                 "iNatSounds out-of-fold mAP (chooses)"].max())
     nested = r.loc[("iNatSounds lists (real)", "heard here, nested choice")]
     assert nested["mAP"] > r.loc[("iNatSounds lists (real)", "week occurrence"), "mAP"]  # also with an honest choice
     # the choice was made on iNatSounds lists: the chosen row is the best of the choice table, not of XCDC's
@@ -35,7 +47,7 @@ def test_09_soundscape(tmp_path):
     assert chosen.mAP.iloc[0] == pytest.approx(x.loc["heard here", "mAP"], abs=1e-9)
     rich = pd.read_csv(tmp_path / "09_richness.csv").set_index("region")
     assert rich.loc["land north of 45° N", "July"] > rich.loc["land north of 45° N", "January"]
-    for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness"):
+    for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness", "clip_map"):
         assert (tmp_path / f"09_{name}.png").stat().st_size > 20_000
     # PSM: both rows on SimSounds, labelled simulated, trained (loss fell), and the variance table it reads from
     p = pd.read_csv(tmp_path / "09_psm.csv").set_index("method")
@@ -44,6 +56,11 @@ def test_09_soundscape(tmp_path):
     q = pd.read_csv(tmp_path / "09_psm_variance.csv")
     assert list(q["variance quintile"]) == ["Q1", "Q2", "Q3", "Q4", "Q5"]
     assert "simulated" in (tmp_path / "09_psm_variance.md").read_text().splitlines()[0]
+    # simulated clip -> map through AG-CLIP: six clips, labelled simulated, numbers in range
+    c = pd.read_csv(tmp_path / "09_clip_maps.csv")
+    assert len(c) == 6 and c["peak km"].between(0, 20_016).all() and (c["90% region km2"] > 0).all()
+    assert c["true place in 90% region"].dtype == bool
+    assert "simulated" in (tmp_path / "09_clip_maps.md").read_text().splitlines()[0]
     html = tmp_path / "09_species_months.html"
     assert "July" in html.read_text() and html.stat().st_size < 3_000_000
     html = tmp_path / "09_richness_months.html"
