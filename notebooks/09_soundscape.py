@@ -323,15 +323,12 @@ ch.map(ss.month_layer_map(pts6, ss.richness_weeks(model, pts6), "Expected bird r
 # %%
 import torch
 
-from soundloc import agclip, datasets, psm, table1, zoo
-from soundloc.data.sim import SimConfig
+from soundloc import agclip, psm, recipe
 from soundloc.sphere import cell_areas, haversine
 from soundloc.metrics import summary_row
-from soundloc.spectrogram import SpecConfig
 
-sim = datasets.prepare_sim(SimConfig.small(0), SpecConfig(small=True), progress=False)
-backbone = table1.train_backbone(sim, table1.BaselineConfig.small(SEED, "cpu"), progress=False)
-emb = {split: zoo.split_embeddings(backbone, sim, split, progress=False) for split in ("train", "val", "test")}
+sm = recipe.sim_models(ch, ag=True)  # chapter 01's world and backbone, chapter 03's main AG-CLIP model (zoo)
+sim, emb = sm.sim, sm.emb
 feats = {}
 for split in ("train", "test"):
     d = sim.splits[split]
@@ -380,20 +377,13 @@ print(f"Spearman correlation of PSM variance with error (simulated): {rho:.3f}")
 # inside the map's 90 % region (highest density first), and how far is the map's peak from it.
 
 # %%
-from soundloc.location_encoders import gallery_embeddings
-from soundloc.sphere import credible_set
-
-ag = agclip.main_model(sim, backbone, emb, agclip.AGCLIPRunConfig.small(SEED, DEVICE), progress=False)
-head = agclip.main_entry(ag).model.head
+head = sm.agclip_head
 q_te = agclip.pool_windows(agclip.window_features(head, emb["test"][0]), emb["test"][1])
 areas2 = cell_areas(gal2, 2.0)
-lp = agclip.log_posterior(q_te, gallery_embeddings(gal2, "land2", encoder=agclip.load_location_encoder()),
-                          1.0 / head.temperature, log_area=agclip.gallery_log_area("land2", gal2)).numpy()
-region = credible_set(lp - np.log(areas2), areas2, 0.9)  # (clips, cells) the 90 % region of each map
-peak = lp.argmax(1)
+log_dens, region, peak = agclip.grid_maps(head, q_te, gal2, "land2", 2.0, level=0.9)  # (clips, cells) each
 peak_km = haversine(gal2[peak, 0], gal2[peak, 1], ll_te[:, 0].numpy(), ll_te[:, 1].numpy())
-inside = region[np.arange(len(lp)), true_cell]
-show = np.random.default_rng(SEED).choice(len(lp), 6, replace=False)
+inside = region[np.arange(len(log_dens)), true_cell]
+show = np.random.default_rng(SEED).choice(len(log_dens), 6, replace=False)
 clip_tab = pd.DataFrame({"clip id": sim.splits["test"]["audio_id"].to_numpy()[show],
                          "species": np.asarray(sim.species)[sim.species_index("test")[show]],
                          "true lat, lon": [f"{a:.1f}, {b:.1f}" for a, b in ll_te.numpy()[show]],
@@ -401,7 +391,7 @@ clip_tab = pd.DataFrame({"clip id": sim.splits["test"]["audio_id"].to_numpy()[sh
                          "peak km": peak_km[show], "true place in 90% region": inside[show],
                          "90% region km2": (region[show] * areas2).sum(1)})
 ch.table(clip_tab, "clip_maps", f"Simulated clip -> map through AG-CLIP (SimSounds, simulated): six test clips; over all "
-         f"{len(lp)} test clips the 90% region holds the true place for {100 * inside.mean():.0f}%, median peak "
+         f"{len(log_dens)} test clips the 90% region holds the true place for {100 * inside.mean():.0f}%, median peak "
          f"{np.median(peak_km):.0f} km", ".0f")
 
 # %%
@@ -409,10 +399,10 @@ i = show[0]
 fig, ax = plt.subplots(figsize=(11, 5))
 maps.land_background(ax)
 # log scale: on a linear one a few polar cells take the maximum and the rest of the map looks blank
-sc = ax.scatter(gal2[:, 1], gal2[:, 0], c=(lp[i] - np.log(areas2)) / np.log(10), s=5, cmap="magma_r", marker="s")
+sc = ax.scatter(gal2[:, 1], gal2[:, 0], c=log_dens[i] / np.log(10), s=5, cmap="magma_r", marker="s")
 ax.scatter(gal2[region[i], 1], gal2[region[i], 0], s=9, facecolors="none", edgecolors="c", lw=0.4, marker="s",
            label="90 % region")
-ax.plot(ll_te[i, 1], ll_te[i, 0], "g*", ms=14, label="true place"), ax.plot(*gal2[peak[i], ::-1], "bx", ms=10, label="peak")
+ax.plot(ll_te[i, 1], ll_te[i, 0], "g*", ms=14, label="true place"), ax.plot(*gal2[peak[i], ::-1], "bx", ms=10, label="densest cell")
 ax.set_title(f"Simulated SimSounds clip {clip_tab['clip id'].iloc[0]} ({clip_tab.species.iloc[0]}) -> map through AG-CLIP (simulated)")
 ax.legend(loc="lower left"), fig.colorbar(sc, ax=ax, shrink=0.7, label="log10 posterior density per km²")
 ch.figure(fig, "clip_map")
@@ -430,29 +420,40 @@ rx = r.loc[("XCDC (real)", rule)]
 hx = verdict.set_index(["data", "method"]).loc[("XCDC", "heard here")]
 pick = variants.loc[variants["rule's choice"]].iloc[0]
 hind = variants.loc[variants["XCDC mAP (reports)"].idxmax()]
-print(f"* Week-aware occurrence puts {wk['R@10 %']:.1f} % of a dawn chorus's species in its top 10 "
-      f"(year-round {yr['R@10 %']:.1f} %); mAP {wk.mAP:.3f} vs {yr.mAP:.3f}: the date "
-      f"{'helps' if wk.mAP > yr.mAP else 'does not help'}.")
-print(f"* The heard-here model, chosen on iNatSounds lists, {'beats' if iv['2.5 %'] > 0 else 'does not beat'} occurrence "
-      f"there (mAP {iv['mAP method - week occurrence']:+.3f}) and on XCDC "
-      f"{'beats it' if hx['2.5 %'] > 0 else ('is worse' if hx['97.5 %'] < 0 else 'is not shown different')} "
-      f"(mAP {hh.mAP:.3f} vs {wk.mAP:.3f}).")
-print(f"* The rule fixed before scoring XCDC picks the {rule} ({pick.parameters}), "
-      f"mAP {rv['mAP method - week occurrence']:+.3f} over occurrence on iNatSounds lists; on XCDC it scores {rx.mAP:.3f} vs "
-      f"{wk.mAP:.3f}: {'it beats occurrence' if xv['2.5 %'] > 0 else 'nothing chosen on iNatSounds lists beats occurrence on complete lists'}. "
-      f"In hindsight the best variant on XCDC is {hind.variant} ({hind.parameters}, {hind['XCDC mAP (reports)']:.3f}): "
-      "a weakly weighted variant, which lists of what people chose to record never select: their counts reward "
-      "the recordist's preference (P(kept | heard)), which complete dawn lists do not share.")
-print(f"* Real audio -> map: the Seattle soundscape's BirdNET species point {aff_km:.0f} km from where it was recorded "
-      f"(its own cell ranks {aff_rank} of {len(pts)} land cells)"
-      + (": the mean occurrence of what was heard peaks where all of it is common, not where it was recorded." if aff_km > 500 else "."))
-print(f"* Expected richness north of 45° N rises from {rich_tab.January[0]:.0f} in January to {rich_tab.July[0]:.0f} in July.")
+sentences = [
+    f"Week-aware occurrence puts {wk['R@10 %']:.1f} % of a dawn chorus's species in its top 10 "
+          f"(year-round {yr['R@10 %']:.1f} %); mAP {wk.mAP:.3f} vs {yr.mAP:.3f}: the date "
+          f"{'helps' if wk.mAP > yr.mAP else 'does not help'}.",
+    f"The heard-here model, chosen on iNatSounds lists, {'beats' if iv['2.5 %'] > 0 else 'does not beat'} occurrence "
+          f"there (mAP {iv['mAP method - week occurrence']:+.3f}) and on XCDC "
+          f"{'beats it' if hx['2.5 %'] > 0 else ('is worse' if hx['97.5 %'] < 0 else 'is not shown different')} "
+          f"(mAP {hh.mAP:.3f} vs {wk.mAP:.3f}).",
+]
+
+# %%
+sentences += [
+    f"The rule fixed before scoring XCDC picks the {rule} ({pick.parameters}), "
+          f"mAP {rv['mAP method - week occurrence']:+.3f} over occurrence on iNatSounds lists; on XCDC it scores {rx.mAP:.3f} vs "
+          f"{wk.mAP:.3f}: {'it beats occurrence' if xv['2.5 %'] > 0 else 'nothing chosen on iNatSounds lists beats occurrence on complete lists'}. "
+          f"In hindsight the best variant on XCDC is {hind.variant} ({hind.parameters}, {hind['XCDC mAP (reports)']:.3f}): "
+          "a weakly weighted variant, which lists of what people chose to record never select: their counts reward "
+          "the recordist's preference (P(kept | heard)), which complete dawn lists do not share.",
+    f"Real audio -> map: the Seattle soundscape's BirdNET species point {aff_km:.0f} km from where it was recorded "
+          f"(its own cell ranks {aff_rank} of {len(pts)} land cells)"
+          + (": the mean occurrence of what was heard peaks where all of it is common, not where it was recorded." if aff_km > 500 else "."),
+    f"Expected richness north of 45° N rises from {rich_tab.January[0]:.0f} in January to {rich_tab.July[0]:.0f} in July.",
+]
+
+# %%
 pr = psm_tab.set_index("method")
 p_, d_ = pr.loc["PSM (probabilistic)"], pr.loc["deterministic (same net)"]
-print(f"* PSM (simulated): median {p_.median_km:.0f} km vs {d_.median_km:.0f} km deterministic; 90 % regions cover "
-      f"{p_['90% region coverage %']:.0f} % vs {d_['90% region coverage %']:.0f} %; the learned variance "
-      f"{'tracks' if rho > 0.2 else 'does not track'} the error (Spearman {rho:.2f}).")
-print(f"* Simulated clip -> map (AG-CLIP, SimSounds): the 90 % region holds the true place for {100 * inside.mean():.0f} % of "
-      f"{len(lp)} test clips (nominal 90 %), the map's peak lies a median {np.median(peak_km):.0f} km from it.")
-print("* Not comparable to GeoCLAP/PSM's numbers: they retrieve among overhead images with CLAP embeddings; "
-      "we rank species at a known place, so no paper column appears here.")
+sentences += [
+    f"PSM (simulated): median {p_.median_km:.0f} km vs {d_.median_km:.0f} km deterministic; 90 % regions cover "
+          f"{p_['90% region coverage %']:.0f} % vs {d_['90% region coverage %']:.0f} %; the learned variance "
+          f"{'tracks' if rho > 0.2 else 'does not track'} the error (Spearman {rho:.2f}).",
+    f"Simulated clip -> map (AG-CLIP, SimSounds): the 90 % region holds the true place for {100 * inside.mean():.0f} % of "
+          f"{len(log_dens)} test clips (nominal 90 %), the map's densest cell lies a median {np.median(peak_km):.0f} km from it.",
+    "Not comparable to GeoCLAP/PSM's numbers: they retrieve among overhead images with CLAP embeddings; "
+          "we rank species at a known place, so no paper column appears here.",
+]
+ch.reading("reading", sentences, "Reading, generated from this run's numbers")

@@ -162,6 +162,8 @@ one = sets["iNatSounds test, one species"]
 T1, _ = calibration.choose_temperature(loc.points, post["iNatSounds test, one species"], one.lat, one.lon, T_GRID)
 n_species = {name: d.species.map(len).to_numpy() for name, d in sets.items()}
 all_lists = sets["iNatSounds lists"]
+
+# %%
 # each (b, c)'s mass above the truth, computed once: rows are independent, so folds and the all-lists choice share it
 every = calibration.masses_above(loc.points, post["iNatSounds lists"], all_lists.lat, all_lists.lon, pairs,
                                  ks=n_species["iNatSounds lists"], t_one=T1, gains=gain["iNatSounds lists"])

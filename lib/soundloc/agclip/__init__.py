@@ -19,7 +19,7 @@ from .experiment import (DECODER_NAMES, FUSION_ROWS, AGCLIPResult, AGCLIPRunConf
                          run_agclip, split_recording_features)
 from .fusion import credible_sets, fuse
 from .galleries import (GALLERIES, GALLERY_ROWS, GRID_STEP, PAPER_GALLERY, SUBGRID_OF, build_gallery,
-                        gallery_log_area, gallery_posterior, grid_rows, nearest_point, vmf_log_prior)
+                        gallery_log_area, gallery_posterior, grid_maps, grid_rows, nearest_point, vmf_log_prior)
 from .locate_methods import agclip_logits, recording_features
 from .model import (LOCATION_ENCODERS, AGCLIPConfig, AGCLIPHead, FourierLocationEncoder, MaskDropout,
                     SINRLocationEncoder, bce_with_logits, load_location_encoder, mlp)
@@ -33,7 +33,7 @@ __all__ = [
     "topk_chunked", "log_posterior", "DECODERS", "decode", "decode_log_posterior",
     "POOLINGS", "kmeans_largest", "TransformerPooler", "window_features", "pool_windows", "train_pooler",
     "split_features",
-    "GALLERIES", "build_gallery", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",
+    "GALLERIES", "build_gallery", "grid_maps", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",
     "GALLERY_ROWS", "PAPER_GALLERY", "gallery_posterior", "vmf_log_prior",
     "fuse", "credible_sets",
     "AGCLIPRunConfig", "AGCLIPResult", "checklist_targets", "km_errors", "DECODER_NAMES", "FUSION_ROWS", "run_agclip",

@@ -6,10 +6,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..sphere import cell_areas, h3_cells, land_grid, to_xyz, uniform_grid
+from ..sphere import cell_areas, credible_set, h3_cells, land_grid, to_xyz, uniform_grid
 from ..range_geolocation import vmf_log_density
-from ..location_encoders import embed_locations
+from ..location_encoders import embed_locations, gallery_embeddings
 from .model import load_location_encoder
+from .retrieval import log_posterior
 
 __all__ = ["GALLERIES", "build_gallery", "SUBGRID_OF", "GRID_STEP", "gallery_log_area", "grid_rows", "nearest_point",
            "GALLERY_ROWS", "PAPER_GALLERY", "gallery_posterior", "vmf_log_prior"]
@@ -110,3 +111,17 @@ def gallery_posterior(head, feats: torch.Tensor, points: np.ndarray, prior_weigh
 def vmf_log_prior(points: np.ndarray, prior_points: np.ndarray, bandwidth_km: float) -> torch.Tensor:
     """Gallery (N, 2) lat/lon deg, prior points (M, 2) -> (N,) float32 log vMF density (``bandwidth_km``) of the prior points."""
     return torch.as_tensor(vmf_log_density(points, prior_points, bandwidth_km), dtype=torch.float32)
+
+
+@torch.no_grad()
+def grid_maps(head, feats: torch.Tensor, points: np.ndarray, name: str, step_deg: float,
+              level: float = 0.9) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(R, E) recording features over a lat/lon grid gallery ``name`` (N, 2) of ``step_deg`` cells -> where each
+    recording belongs: (R, N) log density per km^2 (normalised over area), (R, N) bool ``level`` credible
+    region (densest cells first), (R,) index of each map's densest cell."""
+    g = head.gallery_embeddings(points) if head.loc_enc is not None else gallery_embeddings(
+        points, name, encoder=load_location_encoder())
+    areas = cell_areas(points, step_deg)
+    mass = log_posterior(feats, g, 1.0 / head.temperature, log_area=torch.as_tensor(np.log(areas))).numpy()
+    log_density = mass - np.log(areas)
+    return log_density, credible_set(log_density, areas, level), log_density.argmax(1)
