@@ -85,3 +85,21 @@ def write_tarball(path: Path, members: dict) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+@pytest.fixture(scope="session")
+def inat_root(tmp_path_factory) -> Path:
+    """A small iNatSounds-layout folder (chapters 01 and 03 with ``DATA="inat"``), built once per session.
+
+    It lives here, not in a tests/notebooks/conftest.py: a second module named ``conftest`` would shadow this one
+    for the tests that import its helpers (``from conftest import ...``)."""
+    from inat_fixture import SIZES, write_split  # tests/notebooks/, on sys.path once a notebook test asks for this
+
+    from soundloc.data.sim import SimConfig, build_simsounds
+
+    world = build_simsounds(SimConfig.small(0), progress=False)
+    root = tmp_path_factory.mktemp("inatsounds")
+    for split, n in SIZES.items():
+        write_split(world, root, split, n, missing=1 if split == "test" else 0)
+        os.symlink(world / split, root / split)
+    return root

@@ -87,7 +87,7 @@ def test_03_agclip_on_inat(inat_root, tmp_path):
     assert len(pd.read_csv(tmp_path / "03_inat_tableA1.csv")) == 24
     cal = pd.read_csv(tmp_path / "03_inat_calibration.csv")
     assert cal["coverage %"].between(0, 100).all()
-    assert len(pd.read_csv(tmp_path / "03_inat_checks.csv")) == 13
+    assert len(pd.read_csv(tmp_path / "03_inat_checks.csv")) == 14
     maps = sorted(tmp_path.glob("03_inat_posterior_*.html"))
     assert len(maps) == 3 and "real (iNatSounds)" in maps[0].read_text()
     assert (tmp_path / "03_inat_posterior_maps.png").stat().st_size > 20_000
