@@ -79,9 +79,9 @@ def test_read_items_names_bad_rows(tmp_path):
     items = B.read_items(ok)
     assert items[0] == B.Item("a.wav", str(tmp_path / "a.wav"), "2020-03-15") and items[1].date is None
     for text, msg in (("path,date\na.wav,2020-03-15\nb.wav,2020-02-30\n", "row 3: date '2020-02-30' is not YYYY-MM-DD"),
-                      ("path\na.wav\na.wav\n", "row 3: duplicate id 'a.wav'"),
+                      ("path\na.wav\na.wav\n", "row 3: duplicate id 'a.wav' \\(first on row 2\\)"),
                       ("path,date\na.wav,\n,2020-01-01\n", "row 3: empty path"),
-                      ("file,date\na.wav,\n", "no 'path' column")):
+                      ("file,date\na.wav,\n", r"bad.csv: row 1: missing column\(s\) \['path'\]")):
         bad = tmp_path / "bad.csv"
         bad.write_text(text)
         with pytest.raises(DataError, match=msg):
@@ -120,8 +120,8 @@ def test_check_claims_batch_flags_the_false_claim_and_names_bad_rows(mirror, tmp
     f = pd.read_csv(out).set_index("id")
     assert f.verdict.to_dict() == {"true": "consistent", "paris": "inconsistent"}
     assert f.flag.to_dict() == {"true": False, "paris": True} and "Junco hyemalis" in f.out_of_range["paris"]
-    for text, msg in (("path,lat,lon\na.wav,95,0\n", "row 2: (95.0, 0.0) is not a latitude"),
-                      ("path,lat,lon,date\na.wav,1,2,2020-01-01\nb.wav,north,2,\n", "row 3: lat/lon ('north', '2') are not numbers"),
+    for text, msg in (("path,lat,lon\na.wav,95,0\n", "row 2: lat '95' outside [-90, 90]"),
+                      ("path,lat,lon,date\na.wav,1,2,2020-01-01\nb.wav,north,2,\n", "row 3: lat 'north' is not a number"),
                       ("path,lat,lon,date\na.wav,1,2,2020-01-41\n", "row 2: date '2020-01-41' is not YYYY-MM-DD"),
                       ("path,lat\na.wav,1\n", "missing column(s) ['lon']")):
         bad = tmp_path / "bad.csv"

@@ -65,8 +65,8 @@ def test_read_sites_reports_every_bad_row(tmp_path):
                  "d,1,2,2020-13-40\na,1,1,\ne,x,1,\n")
     good, errors = ss.read_sites(p)
     assert list(good["id"]) == ["a", "c"] and list(good["week"]) == [19, None]
-    assert errors == ["row 2 (id='b'): latitude outside [-90, 90]", "row 4 (id='d'): date not YYYY-MM-DD",
-                      "row 5 (id='a'): duplicate id", "row 6 (id='e'): NaN or non-numeric coordinate"]
+    assert errors == [f"{p}: row 3: latitude '95' outside [-90, 90]", f"{p}: row 5: date '2020-13-40' is not YYYY-MM-DD",
+                      f"{p}: row 6: duplicate id 'a' (first on row 2)", f"{p}: row 7: latitude 'x' is not a number"]
 
 
 def test_week_of():
@@ -79,7 +79,7 @@ def test_cli_batch_writes_good_rows_and_names_bad_ones(tmp_path, capsys):
     sites.write_text("id,latitude,longitude,date\nsea,47.68,-122.29,2020-05-15\nbad,95,0,\njura,46.5,6.6,\n")
     assert main(["soundscape", "--sites", str(sites), "-o", str(out), "--top-k", "5"]) == 2
     err = capsys.readouterr().err
-    assert "row 2 (id='bad'): latitude outside [-90, 90]" in err and "2 sites ranked, 1 bad rows skipped" in err
+    assert f"{sites}: row 3: latitude '95' outside [-90, 90]" in err and "2 sites ranked, 1 bad rows skipped" in err
     r = pd.read_csv(out)
     assert list(r.columns) == ["id", "rank", "species", "probability"] and len(r) == 10
     assert list(r.id.unique()) == ["sea", "jura"] and list(r["rank"][:5]) == [1, 2, 3, 4, 5]
@@ -133,7 +133,7 @@ def test_cli_sites_missing_column_names_the_file(tmp_path, capsys):
     p = tmp_path / "s.csv"
     p.write_text("id,lat,lon\na,1,2\n")
     assert main(["soundscape", "--sites", str(p), "-o", str(tmp_path / "o.csv")]) == 2
-    assert f"{p}: missing column(s) ['latitude', 'longitude']" in capsys.readouterr().err
+    assert f"{p}: row 1: missing column(s) ['latitude', 'longitude']" in capsys.readouterr().err
 
 
 def test_cli_help_has_examples(capsys):

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.validate import DataError, week_from_date
+from .data.validate import raise_first, read_rows
 from .io import atomic_path
 from .locator import LocateOptions
 
@@ -55,56 +55,33 @@ class BatchReport:
 def read_items(src: str | os.PathLike) -> list[Item]:
     """A folder (audio files below it, sorted) or a CSV with columns path[,date][,id] -> Items.
 
-    DataError naming the row for a missing path column, an empty path, a bad date or a duplicate id.
-    Relative paths in a CSV are read relative to the CSV's folder.
+    DataError naming the file and row (:func:`~soundloc.data.validate.read_rows`) for a missing path column,
+    an empty path, a bad date or a duplicate id (the path when id is empty). Relative paths in a CSV are read
+    relative to the CSV's folder.
     """
     src = Path(src)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
         return [Item(str(p.relative_to(src)), str(p)) for p in files]
-    return _items(pd.read_csv(src, dtype=str, keep_default_na=False), src)
+    return _items(src, ())
 
 
-def _items(df: pd.DataFrame, src: Path) -> list[Item]:
-    """The rows of a path[,date][,id] CSV read as strings -> Items; DataError naming the row (see :func:`read_items`)."""
-    if "path" not in df:
-        raise DataError(f"{src}: no 'path' column (expected path[,date][,id]); columns: {list(df.columns)}")
+def _items(src: Path, required: tuple, kinds=None) -> list[Item]:
+    """A path[,date][,id] CSV plus ``required`` columns -> Items (lat/lon filled when required); DataError on a bad row."""
+    df, errors = read_rows(src, ("path", *required), ("date", "id"), {"date": "date", **(kinds or {})}, unique="id",
+                           fallback={"id": "path"})
+    raise_first(errors)
     items = []
-    for i, r in enumerate(df.to_dict("records"), start=2):  # row 1 is the header
-        if not r["path"].strip():
-            raise DataError(f"{src}: row {i}: empty path")
-        date = r.get("date", "").strip() or None
-        try:
-            week_from_date(date)
-        except ValueError as e:
-            raise DataError(f"{src}: row {i}: {e}") from None
-        p = Path(r["path"].strip())
-        items.append(Item(r.get("id", "").strip() or r["path"].strip(), str(p if p.is_absolute() else src.parent / p), date))
-    ids = pd.Series([it.id for it in items])
-    if ids.duplicated().any():
-        k = int(ids.duplicated().to_numpy().nonzero()[0][0])
-        raise DataError(f"{src}: row {k + 2}: duplicate id {ids[k]!r}")
+    for r in df.to_dict("records"):
+        p = Path(r["path"])
+        ll = (float(r["lat"]), float(r["lon"])) if "lat" in r else (None, None)
+        items.append(Item(r["id"], str(p if p.is_absolute() else src.parent / p), r.get("date") or None, *ll))
     return items
 
 
 def read_claims(src: str | os.PathLike) -> list[Item]:
-    """A CSV of claims path,lat,lon[,date][,id] -> Items with lat/lon; DataError naming the row of a bad value."""
-    src = Path(src)
-    df = pd.read_csv(src, dtype=str, keep_default_na=False)
-    missing = [c for c in ("path", "lat", "lon") if c not in df]
-    if missing:
-        raise DataError(f"{src}: missing column(s) {missing} (expected path,lat,lon[,date][,id])")
-    items = _items(df, src)  # paths, dates and ids checked there
-    out = []
-    for i, (it, la, lo) in enumerate(zip(items, df["lat"], df["lon"]), start=2):
-        try:
-            lat, lon = float(la), float(lo)
-        except ValueError:
-            raise DataError(f"{src}: row {i}: lat/lon ({la!r}, {lo!r}) are not numbers") from None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise DataError(f"{src}: row {i}: ({lat}, {lon}) is not a latitude in [-90, 90] and longitude in [-180, 180]")
-        out.append(Item(it.id, it.path, it.date, lat, lon))
-    return out
+    """A CSV of claims path,lat,lon[,date][,id] -> Items with lat/lon; DataError naming the file and row of a bad value."""
+    return _items(Path(src), ("lat", "lon"), {"lat": "lat", "lon": "lon"})
 
 
 def check_row(item: Item, config=None, opts=None) -> dict:

@@ -35,7 +35,7 @@ EXAMPLES = {
                    "  soundloc soundscape --sites sites.csv -o ranked.csv --top-k 25\n"
                    "  soundloc soundscape --species 'Common Nightingale' --map nightingale.html\n"
                    "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability;\n"
-                   "bad rows are reported by row number (data rows count from 1), the good ones written, exit code 2"),
+                   "bad rows are reported by row number (the header is row 1, as a spreadsheet shows), the good ones written, exit code 2"),
 }
 
 
@@ -92,27 +92,20 @@ def _cmd_species_locate(args) -> int:
 
     from . import taxonomy
     from .data.gold import write_predictions
-    from .data.validate import DataError, require_columns, week_of_year48
+    from .data.validate import DataError, raise_first, read_rows, week_from_date
     from .range_geolocation import PRESETS, RangeGeolocator, gallery
     from .ranges import load_range_model
 
     src = _existing(args.input)
-    df = pd.read_csv(src, dtype=str, keep_default_na=False)
-    require_columns(df, ["audio_id", "species"], str(src))
-    if df["audio_id"].duplicated().any():
-        i = int(df["audio_id"].duplicated().to_numpy().nonzero()[0][0])
-        raise DataError(f"{src}: row {i + 1}: duplicate audio_id {df.audio_id.iloc[i]!r}")
+    df, errors = read_rows(src, ("audio_id", "species"), ("date",), {"date": "date"} if args.week_from_date else {},
+                           unique="audio_id", may_be_empty=("audio_id", "species"))
+    raise_first(errors)
     species = [[s.strip() for s in str(v).split(";") if s.strip()] for v in df["species"]]
     weeks = None
     if args.week_from_date:
         if "date" not in df:
             raise DataError(f"{src}: --week-from-date needs a 'date' column (YYYY-MM-DD)")
-        parsed = pd.to_datetime(df["date"], format="%Y-%m-%d", errors="coerce")
-        bad = parsed.isna() & (df["date"] != "")
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise DataError(f"{src}: row {i + 1} (audio_id={df.audio_id.iloc[i]!r}): date {df.date.iloc[i]!r} is not YYYY-MM-DD")
-        weeks = [None if pd.isna(d) else int(w) for d, w in zip(parsed, week_of_year48(parsed.fillna(pd.Timestamp("2000-01-01"))))]
+        weeks = [week_from_date(d) for d in df["date"]]
     model = load_range_model("birdnet", "torch", device=args.device)
     tax = taxonomy.reconcile(model, [s for lst in species for s in lst])
     if taxonomy.apply(model, tax):
@@ -321,7 +314,7 @@ def _cmd_soundscape(args) -> int:
     if args.sites is not None:
         sites, errors = ss.read_sites(sites_path)
         for e in errors:
-            print(f"{args.sites}: {e}", file=sys.stderr)
+            print(e, file=sys.stderr)
         ranked = ss.rank_sites(model, sites, args.top_k)
         from .io import atomic_path
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
-from .data.validate import DataError, _bad_rows, require_columns, week_from_date
+from .data.validate import read_rows, week_from_date
 from .maps import _title
 
 EARTH_KM = 6371.0088
@@ -257,24 +257,14 @@ def rank_species(model, lat: float, lon: float, week: int | None = None, top_k: 
 
 
 def read_sites(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """sites CSV (id, latitude, longitude[, date]) -> (good rows with week, ["row N (id=..): reason", ...]).
+    """sites CSV (id, latitude, longitude[, date]) -> (good rows with week, ["FILE: row N: problem", ...]).
 
-    Row numbers count data rows from 1 (the header is row 0), as a spreadsheet shows them minus one.
+    Rows as :func:`~soundloc.data.validate.read_rows` numbers them (the header is row 1); a date may carry a
+    time after its YYYY-MM-DD ("2020-05-15 06:00"). DataError for a missing column.
     """
-    path = Path(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    require_columns(df, ["id", "latitude", "longitude"], str(path))
-    d = df.replace({"": None})
-    bad = _bad_rows(d, "id", "latitude", "longitude", "date" if "date" in df else None)
-    errors, drop = [], np.zeros(len(df), bool)
-    for i in range(len(df)):
-        why = [reason for reason, mask in bad.items() if mask[i]]
-        if why:
-            drop[i] = True
-            errors.append(f"row {i + 1} (id={df.id.iloc[i]!r}): {'; '.join(why)}")
-    good = df.loc[~drop].reset_index(drop=True)
+    good, errors = read_rows(path, ("id", "latitude", "longitude"), ("date",),
+                             {"latitude": "lat", "longitude": "lon", "date": "datetime"}, unique="id")
     good["latitude"], good["longitude"] = good.latitude.astype(float), good.longitude.astype(float)
-    # dates passed _bad_rows' check on their first 10 characters ("2020-05-15" of "2020-05-15 06:00")
     good["week"] = pd.Series([week_from_date(v[:10]) for v in (good["date"] if "date" in good else [""] * len(good))],
                              dtype=object)  # None = year-round
     return good, errors

@@ -88,6 +88,79 @@ def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", 
     return df.loc[~drop].reset_index(drop=True), report
 
 
+_RANGE = {"lat": 90, "lon": 180}  # kind -> largest |value|, degrees
+
+
+def _is_date(v: str, full: bool) -> bool:
+    """'YYYY-MM-DD' (``full``) or a value starting with one ('2020-05-15 06:00')."""
+    try:
+        week_from_date(v if full else v[:10])
+    except ValueError:
+        return False
+    return full or len(v) == 10 or not v[10:11].isdigit()
+
+
+def read_rows(path, required=(), optional=(), kinds=None, unique: str | None = None, may_be_empty=(),
+              fallback=None) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV read as text -> (its good rows, one ``"FILE: row N: problem[; problem]"`` per bad row).
+
+    Row N is the CSV line as a spreadsheet numbers it: the header is row 1, the first data row row 2.
+    ``required`` columns must be present (else DataError naming the missing ones) and non-empty unless in
+    ``may_be_empty``; ``optional`` ones may be absent or empty. ``kinds`` {column: "lat" | "lon" | "date" |
+    "datetime"} checks a non-empty value: a number in [-90, 90] / [-180, 180], a date YYYY-MM-DD, a value
+    starting with one. ``fallback`` {column: other} fills an empty (or absent) column from another;
+    ``unique`` names the column whose repeats are bad (the first one is kept). Good rows keep their text,
+    stripped, in file order with a fresh index; a value in an error is quoted after stripping.
+    """
+    src, kinds, fallback = str(path), kinds or {}, fallback or {}
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in required if c not in df]
+    if missing:
+        raise DataError(f"{src}: row 1: missing column(s) {missing}; found {list(df.columns)}")
+    df = df[[c for c in (*required, *optional) if c in df]].apply(lambda c: c.str.strip())
+    for col, other in fallback.items():
+        df[col] = df[col].where(df[col] != "", df[other]) if col in df else df[other]
+    problems = [[] for _ in range(len(df))]
+
+    def flag(mask, text):
+        for i in np.flatnonzero(mask):
+            problems[i].append(text(i))
+
+    for col in required:
+        if col not in may_be_empty:
+            flag(df[col].to_numpy() == "", lambda i, c=col: f"empty {c}")
+    for col, kind in kinds.items():
+        if col not in df:
+            continue
+        v = df[col]
+        given = (v != "").to_numpy()
+        if kind in _RANGE:
+            x = pd.to_numeric(v, errors="coerce").to_numpy(float)
+            flag(given & ~np.isfinite(x), lambda i, c=col: f"{c} {v.iloc[i]!r} is not a number")
+            lim = _RANGE[kind]
+            flag(np.isfinite(x) & (np.abs(x) > lim), lambda i, c=col: f"{c} {v.iloc[i]!r} outside [-{lim}, {lim}]")
+        elif kind in ("date", "datetime"):
+            ok = np.array([_is_date(d, kind == "date") for d in v], bool)
+            flag(given & ~ok, lambda i, c=col: f"{c} {v.iloc[i]!r} is not YYYY-MM-DD")
+        else:
+            raise ValueError(f"unknown kind {kind!r} for column {col!r}")
+    if unique is not None:
+        first = df.groupby(unique, sort=False).cumcount()
+        where = df.reset_index().groupby(unique, sort=False)["index"].transform("first")
+        flag((first > 0).to_numpy(),
+             lambda i: f"duplicate {unique} {df[unique].iloc[i]!r} (first on row {where.iloc[i] + 2})")
+    errors = [f"{src}: row {i + 2}: {'; '.join(p)}" for i, p in enumerate(problems) if p]
+    good = np.array([not p for p in problems], bool)
+    return df.loc[good].reset_index(drop=True), errors
+
+
+def raise_first(errors: list[str]) -> None:
+    """Errors of :func:`read_rows` -> DataError with the first one (and how many more) on one line; none -> nothing."""
+    if errors:
+        more = f" (and {len(errors) - 1} more bad rows)" if len(errors) > 1 else ""
+        raise DataError(errors[0] + more)
+
+
 def week48(month, day):
     """BirdNET's week of year (1-48, four per month): month, day (scalars or arrays) -> ``(month-1)*4 + min(4, (day-1)//7 + 1)``."""
     return (month - 1) * 4 + np.minimum(4, (day - 1) // 7 + 1)
