@@ -56,17 +56,24 @@ def list_temperature(k: int, gain: float | None = None) -> float:
     return float(_calibration.list_temperature(k, TEMPERATURE_ONE, TEMPERATURE_SLOPE, gain, TEMPERATURE_INFO_SLOPE))
 
 
-def calibrated_posterior(o: "MethodOutput") -> np.ndarray:
-    """A method's output -> (N,) its posterior tempered by its calibration temperature (as ``describe`` does); the
-    posterior unchanged when the temperature is 1 or the gallery has no cell areas."""
-    post = np.asarray(o.posterior, np.float64)
+def tempered(posterior: np.ndarray, temperature: float, points: np.ndarray,
+             areas: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """(N,) posterior on gallery (N, 2) -> (N,) normalised posterior with its log density divided by ``temperature``
+    (``regions.temper``), and the temperature applied: 1.0 when it is 1 or the gallery is not a lat/lon grid (no
+    cell areas), the posterior then left as is."""
+    post = np.asarray(posterior, np.float64)
     post = post / post.sum()
-    if o.temperature == 1.0:
-        return post
+    if temperature == 1.0:
+        return post, 1.0
     try:
-        return _regions.temper(post[None], o.temperature, _cell_areas(o.points) if o.areas is None else o.areas)[0]
+        return _regions.temper(post[None], temperature, _cell_areas(points) if areas is None else areas)[0], temperature
     except ValueError:
-        return post
+        return post, 1.0
+
+
+def calibrated_posterior(o: "MethodOutput") -> np.ndarray:
+    """A method's output -> (N,) its posterior tempered by its calibration temperature, as ``describe`` shows it."""
+    return tempered(o.posterior, o.temperature, o.points, o.areas)[0]
 
 
 PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
@@ -326,13 +333,7 @@ def describe(path: str, method: str, week, points: np.ndarray, posterior: np.nda
     ``areas``: (N,) cell areas km^2 of a grid gallery (the point estimate and top-k rank by density); None: equal
     weights, or the areas of the lat/lon grid the points form.
     """
-    post = np.asarray(posterior, np.float64)
-    post = post / post.sum()
-    if temperature != 1.0:
-        try:
-            post = _regions.temper(post[None], temperature, _cell_areas(points) if areas is None else areas)[0]
-        except ValueError:
-            temperature = 1.0  # not a lat/lon grid: no areas, left as is (no_region says so below)
+    post, temperature = tempered(posterior, temperature, points, areas)  # not a grid: untempered, no_region below
     lat, lon = _regions.decode(points, post, opts.decoder, opts.radius_km, areas=areas)
     warns = list(warnings)
     try:
