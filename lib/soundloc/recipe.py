@@ -14,9 +14,7 @@ import torch
 
 from . import agclip, table1
 from .book import Chapter
-from .data import sim as simlib
-from .datasets import AudioSplits, prepare_sim
-from .spectrogram import SpecConfig
+from .datasets import AudioSplits, chapter_data
 from .zoo import ZooEntry, recording_scores, split_embeddings
 
 __all__ = ["SimModels", "sim_world", "baseline_config", "agclip_config", "sim_models"]
@@ -27,9 +25,7 @@ SPLITS = ("train", "val", "test")
 def sim_world(ch: Chapter, small: bool | None = None, world_seed: int = 0, progress: bool = False) -> AudioSplits:
     """The SimSounds world of chapter 01 (small or large preset by the chapter's SMALL, or ``small``) with its
     spectrogram caches."""
-    small = ch.small if small is None else small
-    return prepare_sim(simlib.SimConfig.small(world_seed) if small else simlib.SimConfig.large(world_seed),
-                       SpecConfig(small=small), progress=progress)
+    return chapter_data("sim", ch.small if small is None else small, world_seed, progress=progress)
 
 
 def baseline_config(ch: Chapter, small: bool | None = None, **changes) -> table1.BaselineConfig:
