@@ -83,9 +83,29 @@ def test_soundfile_loads_the_libsndfile_it_ships():
 
 
 def test_every_native_library_comes_from_the_venv():
-    out = subprocess.run([sys.executable, str(repo_root() / "tools" / "native_check.py")], capture_output=True,
-                         text=True, check=False)
+    """The install's own check, reused when the environment has not changed since (its digest), else run again."""
+    out = subprocess.run([sys.executable, str(repo_root() / "tools" / "native_check.py"), "--reuse"],
+                         capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+def test_native_check_record_follows_the_environment(tmp_path, monkeypatch):
+    """The record is trusted only for the environment it was written for: another digest means a fresh check."""
+    nc = _tool("native_check")
+    digest = nc.environment_digest()
+    assert digest == nc.environment_digest() and len(digest) == 64
+    record = tmp_path / "native-check.json"
+    monkeypatch.setattr(nc, "RECORD", record)
+    calls = []
+    monkeypatch.setattr(nc, "check", lambda: calls.append(1) or [])
+    assert nc.main(["--reuse"]) == 0 and calls == [1]  # no record: checked, then recorded
+    assert nc.main(["--reuse"]) == 0 and calls == [1]  # same environment: reused
+    record.write_text('{"environment": "another", "problems": []}')
+    assert nc.main(["--reuse"]) == 0 and calls == [1, 1]  # another environment: checked again
+    monkeypatch.setattr(nc, "check", lambda: calls.append(1) or [{"dist": "x", "version": "1", "module": "x",
+                                                                  "kind": "missing", "detail": "gone"}])
+    record.unlink()
+    assert nc.main(["--reuse"]) == 1 and not record.exists()  # a failed check is never recorded
 
 
 def test_native_check_classifies_libraries():

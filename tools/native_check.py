@@ -1,6 +1,10 @@
 """Check that every compiled library soundloc's dependencies load comes from the virtual environment.
 
-Usage: ``VENV_PYTHON tools/native_check.py [--json]`` -> exit 0 when clean, 1 with one line per problem.
+Usage: ``VENV_PYTHON tools/native_check.py [--json] [--reuse]`` -> exit 0 when clean, 1 with one line per problem.
+
+A clean check is recorded in ``<venv>/.native-check.json`` under a digest of every installed distribution (name,
+version, RECORD file); ``--reuse`` answers from that record when the digest still matches (the install's own
+check, reused by the test suite) and checks afresh otherwise.
 
 A wheel that should bundle its native library can reach a machine without it: uv, resolving across several
 package indexes, once picked soundfile's pure ``py2.py3-none-any`` wheel (no libsndfile) where pip picks the
@@ -17,6 +21,7 @@ It runs in the venv's interpreter (``tools/install.py`` calls it after installin
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata as md
 import json
@@ -203,15 +208,41 @@ def describe(p: dict) -> str:
             f"{p['dist']}=={p['version']}`")
 
 
+RECORD = Path(sys.prefix) / ".native-check.json"
+
+
+def environment_digest() -> str:
+    """sha256 over every installed distribution's name, version and RECORD file: any install, upgrade or
+    reinstall (a wheel swapped for another of the same version included) changes it."""
+    h = hashlib.sha256()
+    for dist in sorted(md.distributions(), key=lambda d: (d.metadata["Name"] or "", d.version)):
+        record = dist.read_text("RECORD") or ""
+        h.update(f"{dist.metadata['Name']}=={dist.version}:{hashlib.sha256(record.encode()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
 def main(argv: list[str]) -> int:
-    problems = check()
+    digest = environment_digest()
+    try:
+        reused = "--reuse" in argv and json.loads(RECORD.read_text()).get("environment") == digest
+    except (OSError, ValueError):
+        reused = False
+    problems = [] if reused else check()
+    if not problems and not reused:
+        try:  # atomic: a reader sees the old record or the new one
+            tmp = RECORD.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"environment": digest, "problems": []}))
+            os.replace(tmp, RECORD)
+        except OSError:
+            pass  # a read-only venv: the next run checks again
     if "--json" in argv:
         print(json.dumps(problems))
     else:
         for p in problems:
             print("native_check:", describe(p))
         if not problems:
-            print(f"native_check: every native library of soundloc's dependencies loads from {sys.prefix}")
+            print(f"native_check: every native library of soundloc's dependencies loads from {sys.prefix}"
+                  + (f" (recorded for this environment in {RECORD})" if reused else ""))
     return 1 if problems else 0
 
 
