@@ -58,9 +58,8 @@ class AGCLIPRunConfig:
     neighbour_res: int = 2                                  # H3 resolution of the train-neighbours gallery
     encoders: tuple[str, ...] = LOCATION_ENCODERS           # Table 2b
     poolings: tuple[str, ...] = POOLINGS                    # Table 2c
-    checklist_seeds: tuple[int, ...] = (0, 1, 2)            # checklist on/off, seeds
-    ablation_seeds: tuple[int, ...] = ()                    # training seeds of the encoder, pooling and fusion
-                                                            # rows; () = the main model's seed (train.seed) only
+    ablation_seeds: tuple[int, ...] = ()                    # training seeds of the checklist, encoder, pooling and
+                                                            # fusion rows; () = the main model's seed only
     pooler_epochs: int = 50                                 # transformer pooler (A.6)
     fusion_weights: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)  # chosen on validation
     prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)  # weight of the log location prior, chosen on validation
@@ -80,7 +79,7 @@ class AGCLIPRunConfig:
 
     @property
     def seeds_of_ablations(self) -> tuple[int, ...]:
-        """The training seeds every encoder / pooling / fusion row is trained and evaluated with."""
+        """The training seeds every checklist / encoder / pooling / fusion row is trained and evaluated with."""
         return self.ablation_seeds or (self.train.seed,)
 
     @classmethod
@@ -332,9 +331,9 @@ def encoder_rows(ctx: AGCLIPContext, base: AGCLIPConfig) -> None:
 
 
 def checklist_rows(ctx: AGCLIPContext, main: AGCLIPHead, base: AGCLIPConfig) -> None:
-    """Table 2: the checklist loss on and off, for every seed of ``cfg.checklist_seeds``."""
+    """Table 2: the checklist loss on and off, for every training seed of ``cfg.seeds_of_ablations``."""
     rows = []
-    for seed in ctx.cfg.checklist_seeds:
+    for seed in ctx.cfg.seeds_of_ablations:
         for on in (True, False):
             if on and seed == ctx.cfg.train.seed:
                 h = main
