@@ -14,17 +14,35 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-# The two longest tests (each about 5 min on a cold clone) run first, one after the other on one worker:
-# chapter 04 builds the SimSounds world and the chapter-01 backbone that every SimSounds chapter needs,
-# while the other worker runs the unit tests and the real-data chapters; chapter 03 then starts at once.
-# Left in file order, chapter 03 ran last after chapter 06 and the other worker idled ~55 s at the end.
-FIRST = ("tests/notebooks/test_chapter_04_aggregation.py::test_04_aggregation",
-         "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip")
+# Order for two pytest-xdist workers (make test: --dist worksteal, which first hands each worker one contiguous half
+# of this list, then lets an idle worker steal the second half of the other's queue). Chapter 04 goes first: it builds
+# the SimSounds world and the chapter-01 backbone every SimSounds chapter needs, and the other SimSounds chapters follow
+# it on the same worker, so none of them waits on the world's file lock. The real-data chapters start the second half:
+# the other worker runs them (and the unit tests) while the world is being built.
+SIM_FIRST = ("tests/notebooks/test_chapter_04_aggregation.py::test_04_aggregation",
+             "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip",
+             "tests/notebooks/test_chapter_10_sphere_flow.py::test_10_sphere_flow",
+             "tests/notebooks/test_chapter_05_xcdc.py::test_05_xcdc",
+             "tests/notebooks/test_chapter_01_baselines.py::test_01_baselines",
+             "tests/notebooks/test_chapter_07_geoforensics.py::test_07_geoforensics",
+             "tests/notebooks/test_chapter_09_soundscape.py::test_09_soundscape",
+             "tests/notebooks/test_chapter_06_affinities.py::test_06_affinities")
+REAL_FIRST = ("tests/notebooks/test_chapter_02_species_oracles.py::test_02_species_oracles",
+              "tests/notebooks/test_chapter_12_trust.py::test_12_trust",
+              "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip_on_inat",
+              "tests/notebooks/test_chapter_01_baselines.py::test_01_baselines_on_inat",
+              "tests/notebooks/test_chapter_08_real_audio.py::test_08_real_audio",
+              "tests/notebooks/test_chapter_11_teaching.py::test_11_teaching",
+              "tests/notebooks/test_chapter_00_data.py::test_00_data")
 
 
 def pytest_collection_modifyitems(config, items):
-    rank = {nodeid: i for i, nodeid in enumerate(FIRST)}
-    items.sort(key=lambda it: rank.get(it.nodeid, len(FIRST)))  # stable: the rest keep their order
+    by_id = {it.nodeid: it for it in items}
+    first = [by_id[n] for n in SIM_FIRST if n in by_id]
+    real = [by_id[n] for n in REAL_FIRST if n in by_id]
+    rest = [it for it in items if it.nodeid not in set(SIM_FIRST) | set(REAL_FIRST)]  # file order kept
+    h = max(0, len(items) // 2 - len(first))
+    items[:] = first + rest[:h] + real + rest[h:]
 
 
 @pytest.fixture(scope="session")
