@@ -75,8 +75,8 @@ def conformal_levels(above_train, levels=LEVELS) -> np.ndarray:
 
 
 def conformal_above(above_train, above) -> np.ndarray:
-    """(n,) training mass above the truth, (R,) held-out ones -> (R,) recalibrated mass above the truth, r / (n + 1) with
-    r the number of training values below: held-out truth r is inside the recalibrated p-region iff this is < p (for
+    """(n,) training mass above the truth, (R,) held-out ones -> (R,) recalibrated mass above the truth r / (n + 1),
+    r the number of training values below: a held-out truth is inside the recalibrated p-region iff this is < p (for
     :func:`reliability` at any p; the same regions as :func:`conformal_levels` wherever q(p) < 1)."""
     a = np.sort(np.asarray(above_train, np.float64).ravel())
     return np.searchsorted(a, np.asarray(above, np.float64), side="left") / (len(a) + 1)
