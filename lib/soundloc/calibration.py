@@ -10,6 +10,13 @@ length, T(k) = T1 + b log k, with T1 the one-species temperature and the slope b
 At the same k, lists whose species carry little information each (information gain per species g/k small:
 widespread species that all say the same thing, as in a complete dawn-chorus list) are more overconfident:
 T(k, g) adds c * max(0, -log max(g / k, GAIN_FLOOR)) for k >= 2 (:func:`redundancy`), c chosen with b.
+
+A temperature scales every region alike, so it cannot fix the *shape* of the miscalibration (lists over-cover at
+p = 0.5 and under-cover at p = 0.9 after it). Level recalibration (split conformal on the mass above the truth a) does:
+on the training folds, the reported p-region is the q(p)-mass region of the tempered posterior, with q(p) the
+ceil((n + 1) p)-th smallest a (:func:`conformal_levels`). If the held-out recording is exchangeable with the n training
+ones, it lies inside with probability >= p (and < p + 1/(n + 1) without ties); spatial folds make the recordings only
+roughly exchangeable, so the guarantee is approximate and is measured (:func:`crossfit_levels`).
 """
 from __future__ import annotations
 
@@ -47,6 +54,32 @@ def temper_lists(posteriors: np.ndarray, temperatures, areas: np.ndarray) -> np.
         rows = T == t
         out[rows] = temper(P[rows], float(t), areas)
     return out
+
+
+def conformal_levels(above_train, levels=LEVELS) -> np.ndarray:
+    """(n,) mass above the truth on training recordings, (L,) nominal levels p -> (L,) internal levels q(p) in (0, 1].
+
+    q(p) is just above the k-th smallest a, k = ceil((n + 1) p), so that the q(p)-region (truth inside iff a < q, as
+    ``regions.mass_above_truth``) holds every training truth with a <= that value; 1 (the whole posterior) when k > n.
+    """
+    a = np.sort(np.asarray(above_train, np.float64).ravel())
+    if not len(a):
+        raise ValueError("conformal_levels: no training recordings")
+    p = np.asarray(levels, np.float64)
+    if np.any((p <= 0) | (p >= 1)):
+        raise ValueError(f"conformal_levels: levels must lie in (0, 1), got {p}")
+    n = len(a)
+    k = np.ceil(np.round((n + 1) * p, 9)).astype(np.int64)  # round: (n + 1) * 0.9 must not become 9.000000000000002
+    q = np.nextafter(a[np.clip(k, 1, n) - 1], np.inf)
+    return np.where(k <= n, np.minimum(q, 1.0), 1.0)
+
+
+def conformal_above(above_train, above) -> np.ndarray:
+    """(n,) training mass above the truth, (R,) held-out ones -> (R,) recalibrated mass above the truth r / (n + 1),
+    r the number of training values below: a held-out truth is inside the recalibrated p-region iff this is < p (for
+    :func:`reliability` at any p; the same regions as :func:`conformal_levels` wherever q(p) < 1)."""
+    a = np.sort(np.asarray(above_train, np.float64).ravel())
+    return np.searchsorted(a, np.asarray(above, np.float64), side="left") / (len(a) + 1)
 
 
 def reliability(above: np.ndarray, levels=np.linspace(0.05, 0.95, 19)) -> pd.DataFrame:
@@ -102,11 +135,17 @@ def choose_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, gri
 
 
 def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, folds: np.ndarray, grid,
-                         levels=LEVELS, ks=None, t_one: float = 1.0, gains=None, above=None) -> tuple[pd.DataFrame, dict]:
+                         levels=LEVELS, ks=None, t_one: float = 1.0, gains=None, above=None,
+                         recalibrate: bool = False) -> tuple[pd.DataFrame, dict]:
     """(R, N) masses, (R,) truths, (R,) fold ids -> (per reported fold and level: the value chosen on the other
     folds (a temperature; with ``ks`` the slope b of T(k) = ``t_one`` + b log k, or (b, c) with ``gains``: see
     :func:`choose_temperature`), raw and calibrated coverage and median area; {fold: (R_f,) calibrated mass above
-    truth} for reliability). ``above``: :func:`masses_above` of the same grid when already computed."""
+    truth} for reliability). ``above``: :func:`masses_above` of the same grid when already computed.
+
+    With ``recalibrate`` the table adds the level recalibration of the tempered posterior (:func:`conformal_levels`,
+    its q(p) from the other folds' tempered mass above the truth): ``level_recalibrated`` q(p),
+    ``coverage_recalibrated`` and ``median_area_recalibrated_km2`` of the q(p)-regions; the dict's values are then
+    pairs (calibrated, recalibrated :func:`conformal_above`) of (R_f,) arrays."""
     step = grid_step(points)
     areas = cell_areas(points, step)
     lat, lon = np.asarray(lat, float), np.asarray(lon, float)
@@ -124,9 +163,23 @@ def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, f
         Pc = temper_lists(posteriors[te], Tr, areas)
         raw = coverage_table(points, posteriors[te], lat[te], lon[te], levels, step)
         cal = coverage_table(points, Pc, lat[te], lon[te], levels, step)
-        above[int(f)] = every[int(tab.mean_abs_gap.idxmin())][te]
-        for (_, a), (_, q) in zip(raw.iterrows(), cal.iterrows()):
+        a_f = every[int(tab.mean_abs_gap.idxmin())]  # every row tempered by fold f's choice: training rows give q(p)
+        above[int(f)] = (a_f[te], conformal_above(a_f[tr], a_f[te])) if recalibrate else a_f[te]
+        rec = recalibrated_table(points, Pc, lat[te], lon[te], a_f[tr], levels, step) if recalibrate else None
+        for i, ((_, a), (_, q)) in enumerate(zip(raw.iterrows(), cal.iterrows())):
             rows.append({"fold": int(f), "n": int(te.sum()), "temperature": T, "slope": b, "info_slope": c,
                          "level": a.level, "coverage_raw": a.coverage, "coverage_calibrated": q.coverage,
-                         "median_area_raw_km2": a.median_area_km2, "median_area_calibrated_km2": q.median_area_km2})
+                         "median_area_raw_km2": a.median_area_km2, "median_area_calibrated_km2": q.median_area_km2,
+                         **({} if rec is None else rec.iloc[i].to_dict())})
     return pd.DataFrame(rows), above
+
+
+def recalibrated_table(points: np.ndarray, posteriors: np.ndarray, lat, lon, above_train, levels=LEVELS,
+                       step: float | None = None) -> pd.DataFrame:
+    """(R, N) tempered masses, (R,) truths, (n,) training mass above the truth (same tempering) -> per nominal level p
+    (rows in ``levels`` order): ``level_recalibrated`` q(p) (:func:`conformal_levels`), ``coverage_recalibrated``
+    (fraction of truths in the q(p)-region) and ``median_area_recalibrated_km2``."""
+    q = conformal_levels(above_train, levels)
+    t = coverage_table(points, posteriors, lat, lon, q, step)
+    return pd.DataFrame({"level_recalibrated": q, "coverage_recalibrated": t.coverage.to_numpy(),
+                         "median_area_recalibrated_km2": t.median_area_km2.to_numpy()})

@@ -31,6 +31,15 @@ def test_12_trust(tmp_path):
     transfer = cov[cov.data == "XCDC lists, T(k, g) from iNatSounds lists"]
     assert (transfer.fold == -1).all() and (transfer.coverage_calibrated > transfer.coverage_raw).all()
     assert (tmp_path / "12_reliability.png").stat().st_size > 10_000
+    # level recalibration: q(p) from the same data as the temperature; its regions nest and its columns are fractions
+    rec = ["level_recalibrated", "coverage_recalibrated"]
+    assert cov[rec].notna().all().all() and cov[rec].stack().between(0, 1).all()
+    for _, g in cov.groupby(["data", "fold"]):
+        assert np.all(np.diff(g.level_recalibrated) >= 0) and np.all(np.diff(g.median_area_recalibrated_km2) >= 0)
+    assert gaps[["gap_recalibrated", "median_area_recalibrated_km2"]].notna().all().all()
+    # issue 20's Done-when: with q(p) from the other folds, held-out coverage within 3 points of nominal at 0.5 and 0.9
+    for data in ("iNatSounds lists", "XCDC lists"):
+        assert (gaps.loc[data].loc[[0.5, 0.9]].gap_recalibrated.abs() <= 0.03).all(), gaps.loc[data]
 
     # the package defaults are the ones this chapter chose on iNatSounds lists (their provenance)
     from soundloc.locator import LocateOptions, TEMPERATURE_INFO_SLOPE, TEMPERATURE_ONE, TEMPERATURE_SLOPE
