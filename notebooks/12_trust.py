@@ -228,6 +228,8 @@ q_inat = calibration.conformal_levels(a_inat["iNatSounds lists"], calibration.LE
 transfer = regions.mass_above_truth(loc.points, P_x["iNatSounds lists"], x.lat, x.lon)
 rel["XCDC lists, T(k, g) from iNatSounds"] = (rel["XCDC lists"][0], calibration.reliability(transfer),
                                               calibration.reliability(calibration.conformal_above(a_inat["iNatSounds lists"], transfer)))
+
+# %%
 raw_x = xt[xt.chosen_on == "none (raw)"].set_index("level")
 for on, label in (("iNatSounds lists", "XCDC lists, T(k, g) from iNatSounds lists"),
                   ("iNatSounds lists, k only", "XCDC lists, T(k) only from iNatSounds lists")):
@@ -281,6 +283,8 @@ pooled = pooled.assign(gap_raw=pooled.raw / pooled.n - pooled.level, gap_calibra
 pooled = pooled.drop(columns=["raw", "calibrated", "recalibrated"])
 ch.table(pooled, "coverage_gaps", "Coverage minus nominal, all held-out folds pooled (real): temperature, then the level map",
          floatfmt=".3f")
+
+# %%
 tr = pooled[(pooled.data == "XCDC lists, T(k, g) from iNatSounds lists") & pooled.level.isin([0.5, 0.9])]
 g_cal, g_rec = tr.gap_calibrated.abs().mean(), tr.gap_recalibrated.abs().mean()
 ch.reading("reading", [f"{r.data}, p = {r.level:g}: held-out coverage {r.level + r.gap_raw:.1%} raw, "
