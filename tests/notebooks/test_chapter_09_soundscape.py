@@ -45,6 +45,24 @@ def test_09_soundscape(tmp_path):
     chosen = p[p.chosen]
     assert len(chosen) == 1 and chosen.prior_strength.iloc[0] == c.loc[c.mAP.idxmax(), "prior_strength"]
     assert chosen.mAP.iloc[0] == pytest.approx(x.loc["heard here", "mAP"], abs=1e-9)
+    # the second rule (empirical Bayes): out-of-fold predictive log-likelihood on iNatSounds lists chooses, one choice per family
+    lk = pd.read_csv(tmp_path / "09_likelihood_choice.csv")
+    LL, MAP = "out-of-fold log-likelihood per species (chooses)", "out-of-fold mAP (shown)"
+    assert list(lk.columns) == ["family", "parameters", LL, MAP, "family's choice", "rule's choice"]
+    cand = ~lk.family.str.startswith("week occurrence")
+    assert (lk[cand].groupby("family").size() >= 5).all() and (lk[LL] < 0).all()
+    assert (lk[cand].groupby("family")["family's choice"].sum() == 1).all() and not lk.loc[~cand, "family's choice"].any()
+    assert lk["rule's choice"].sum() == 1 and lk.loc[lk["rule's choice"], LL].iloc[0] == lk.loc[cand, LL].max()
+    for fam, g in lk[cand].groupby("family"):
+        assert g.loc[g["family's choice"], LL].iloc[0] == g[LL].max()
+    assert lk.loc[~cand, MAP].iloc[0] == pytest.approx(r.loc[("iNatSounds lists (real)", "week occurrence"), "mAP"], abs=1e-9)
+    lv = pd.read_csv(tmp_path / "09_likelihood_verdict.csv")
+    assert {"data", "method", "mAP", "mAP 95% CI", "week occurrence mAP", "mAP method - week occurrence", "2.5 %", "97.5 %",
+            "beats occurrence", "rule's choice"} <= set(lv.columns) and len(lv) == 4
+    assert lv.groupby("data")["rule's choice"].sum().eq(1).all()
+    assert lv.loc[lv.data == "XCDC", "week occurrence mAP"].to_numpy() == pytest.approx([x.loc["week occurrence", "mAP"]] * 2)
+    assert (lv["2.5 %"] <= lv["mAP method - week occurrence"]).all() and (lv["mAP method - week occurrence"] <= lv["97.5 %"]).all()
+    assert "XCDC not used to choose" in (tmp_path / "09_reading.md").read_text()
     rich = pd.read_csv(tmp_path / "09_richness.csv").set_index("region")
     assert rich.loc["land north of 45° N", "July"] > rich.loc["land north of 45° N", "January"]
     for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness", "clip_map"):
