@@ -227,3 +227,54 @@ def test_ranking_metrics_ranks_agree_with_full_sort_including_ties():
         rk = np.sort(r[i, np.unique(t)]).astype(float)
         assert m.loc[i, "ap"] == pytest.approx(np.mean(np.arange(1, len(rk) + 1) / rk))
         assert m.loc[i, "recall@5"] == pytest.approx(np.mean(rk <= 5))
+
+
+def test_debiased_heard_here_hand_checked():
+    # at the query place: species 0 recorded twice, species 1 once (kernel weight 1 at distance 0); occ sums to 1 (q = occ)
+    h = ss.HeardHere([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], np.array([0, 0, 1]), 3, config=ss.HeardConfig(100.0, 1.0))
+    occ, f = np.array([[0.5, 0.3, 0.2]]), np.array([[2.0, 0.5, 1.0]])
+    # plain: K = [2, 1, 0], share = ([2, 1, 0] + [.5, .3, .2]) / (3 + 1) = [.625, .325, .05]
+    np.testing.assert_allclose(h.score(occ, [0.0], [0.0]), [[0.3125, 0.0975, 0.01]])
+    # debiased: K' = K / f = [1, 2, 0], share = ([1, 2, 0] + [.5, .3, .2]) / (3 + 1) = [.375, .575, .05]
+    np.testing.assert_allclose(h.score(occ, [0.0], [0.0], debias=f), [[0.1875, 0.1725, 0.01]])
+    np.testing.assert_allclose(h.score(occ, [0.0], [0.0], debias=np.ones((1, 3))), h.score(occ, [0.0], [0.0]))
+    # an overwhelming prior gives back occurrence's ranking whatever the factor (score ~ occ^2 / sum occ)
+    big = h.score(np.array([[0.2, 0.9, 0.5]]), [0.0], [0.0], config=ss.HeardConfig(100.0, 1e9), debias=f)
+    assert list(np.argsort(-big[0])) == [1, 2, 0]
+    # a per-list factor (N, S) and the sweep pass through; a bad factor is refused with its shape
+    two = h.score(np.repeat(occ, 2, 0), [0.0, 0.0], [0.0, 0.0], debias=np.r_[f, np.ones((1, 3))])
+    np.testing.assert_allclose(two, [[0.1875, 0.1725, 0.01], [0.3125, 0.0975, 0.01]])
+    t = ss.sweep(h, occ, [0.0], [0.0], [[1]], None, [ss.HeardConfig(100.0, 1.0)], debias=f)
+    assert t.mAP.iloc[0] == pytest.approx(0.5)  # species 1 second behind species 0 (0.1725 < 0.1875)
+    for bad in (np.ones((2, 3)), np.ones((1, 2)), np.array([[1.0, 0.0, 1.0]])):
+        with pytest.raises(ValueError, match="debias must be positive"):
+            h.score(occ, [0.0], [0.0], debias=bad)
+
+
+def test_debiased_counts_recover_the_place_tilt_not_the_species_bias():
+    # simulated world: counts at place p ~ Poisson(n occ_ps t_ps b_s / norm), t a place-level tilt (the signal), b a
+    # species-level multiplicative bias (recordist preference x detectability); places ~2000 km apart, kernel 50 km
+    rng = np.random.default_rng(0)
+    S, lat, lon = 30, *np.meshgrid(np.linspace(-60, 60, 7), np.linspace(-150, 150, 6))
+    P = lat.size
+    occ = rng.uniform(0.05, 1.0, (P, S))
+    tilt, bias = np.exp(rng.normal(0, 1.0, (P, S))), np.exp(rng.normal(0, 1.5, S))
+    lam = occ * tilt * bias
+    counts = rng.poisson(400 * lam / lam.sum(1, keepdims=True))
+    place, sp = np.nonzero(counts)
+    place, sp = np.repeat(place, counts[place, sp]), np.repeat(sp, counts[place, sp])
+    h = ss.HeardHere(lat.ravel()[place], lon.ravel()[place], sp, S, config=ss.HeardConfig(50.0, 1.0))
+    f = ss.SpeciesFactor(sp, S, occ[place], np.arange(len(sp))).factor()  # (1, S) recorded per expected
+    plain, debiased = h.score(occ, lat.ravel(), lon.ravel()), h.score(occ, lat.ravel(), lon.ravel(), debias=f)
+
+    def rank_corr(a, b):  # (P, S), (P, S) -> mean over places of the Spearman correlation
+        ra, rb = ss.ranks(a) - (S + 1) / 2, ss.ranks(b) - (S + 1) / 2
+        return float(np.mean((ra * rb).sum(1) / np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))))
+
+    # the plain local composition follows the biased abundance occ x tilt x bias; the debiased score follows the place's
+    # own abundance occ x tilt, better than both the plain score and occurrence (which lacks the tilt)
+    # (seed 0: plain 0.89 vs 0.67; debiased 0.77 vs 0.66; occurrence 0.46)
+    assert rank_corr(plain, occ * tilt * bias) > rank_corr(plain, occ * tilt) + 0.15
+    assert rank_corr(debiased, occ * tilt) > rank_corr(debiased, occ * tilt * bias) + 0.08
+    assert rank_corr(debiased, occ * tilt) > rank_corr(plain, occ * tilt) + 0.05
+    assert rank_corr(debiased, occ * tilt) > rank_corr(occ, occ * tilt) + 0.2

@@ -7,7 +7,8 @@ hundred km) towards the range model's normalised occurrence, a Dirichlet posteri
 
     score_s = occ_s * (K_s + alpha * q_s) / (sum_t K_t + alpha),   q_s = occ_s / sum_t occ_t,
 
-with K_s a Gaussian-kernel count of recordings of species s near the place. alpha (prior strength)
+with K_s a Gaussian-kernel count of recordings of species s near the place. The debiased variant divides K_s
+by a species-level factor first (``debias``: :class:`SpeciesFactor`'s recorded-per-expected ratio). alpha (prior strength)
 and the kernel bandwidth are chosen on iNatSounds-derived lists by cross-fitting (folds of
 recording groups: no list is scored with its own fold's recordings); XCDC is never used to fit.
 
@@ -154,12 +155,24 @@ class HeardHere:
             row, col, w = row[keep], col[keep], w[keep]
         return sps.csr_matrix((w, (row, self.sp[col])), shape=(len(q), self.n_species))
 
-    def score(self, occ: np.ndarray, lat, lon, exclude_fold=None, config: HeardConfig | None = None) -> np.ndarray:
-        """(N, S) occurrence at (N,) places -> (N, S) heard-here scores (occurrence x shrunk local share)."""
+    def score(self, occ: np.ndarray, lat, lon, exclude_fold=None, config: HeardConfig | None = None,
+              debias: np.ndarray | None = None) -> np.ndarray:
+        """(N, S) occurrence at (N,) places -> (N, S) heard-here scores (occurrence x shrunk local share).
+
+        ``debias``: (N | 1, S) positive species factor f (e.g. :meth:`SpeciesFactor.factor`, the recorded-per-expected
+        ratio) dividing the local counts first, K'_s = K_s / f_s, so that the share keeps where a species is locally
+        commoner than its global ratio and drops every species-level factor (recordist preference and detectability
+        alike): score = occ x (K' + alpha q) / (sum_t K'_t + alpha).
+        """
         cfg = config or self.config
-        K = self.counts(lat, lon, exclude_fold, cfg.bandwidth_km)
+        K = self.counts(lat, lon, exclude_fold, cfg.bandwidth_km).toarray()
+        if debias is not None:
+            f = np.asarray(debias, float)
+            if f.ndim != 2 or f.shape[1] != K.shape[1] or f.shape[0] not in (1, K.shape[0]) or not (f > 0).all():
+                raise ValueError(f"debias must be positive with shape (1 or {K.shape[0]}, {K.shape[1]}), got {f.shape}")
+            K = K / f
         q = occ / np.maximum(occ.sum(1, keepdims=True), 1e-12)
-        share = (K.toarray() + cfg.prior_strength * q) / (np.asarray(K.sum(1)) + cfg.prior_strength)
+        share = (K + cfg.prior_strength * q) / (K.sum(1, keepdims=True) + cfg.prior_strength)
         return occ * share
 
 
@@ -173,14 +186,15 @@ class HeardHere:
 
 
 def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid: list[HeardConfig],
-          per_list: list | None = None) -> pd.DataFrame:
+          per_list: list | None = None, debias: np.ndarray | None = None) -> pd.DataFrame:
     """Cross-fitted choice: each config's out-of-fold mAP and recall@10 on the given lists (one row per config).
 
-    ``per_list``: a list to receive each config's per-list metrics (for :func:`nested_choice`).
+    ``per_list``: a list to receive each config's per-list metrics (for :func:`nested_choice`); ``debias``: (N | 1, S)
+    species factor dividing the local counts (see :meth:`HeardHere.score`), out-of-fold like the counts.
     """
     rows = []
     for cfg in grid:
-        m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg), truth)
+        m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg, debias), truth)
         if per_list is not None:
             per_list.append(m)
         rows.append({"bandwidth_km": cfg.bandwidth_km, "prior_strength": cfg.prior_strength,
