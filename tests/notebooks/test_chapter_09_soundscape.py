@@ -63,6 +63,20 @@ def test_09_soundscape(tmp_path):
     assert lv.loc[lv.data == "XCDC", "week occurrence mAP"].to_numpy() == pytest.approx([x.loc["week occurrence", "mAP"]] * 2)
     assert (lv["2.5 %"] <= lv["mAP method - week occurrence"]).all() and (lv["mAP method - week occurrence"] <= lv["97.5 %"]).all()
     assert "XCDC not used to choose" in (tmp_path / "09_reading.md").read_text()
+    # the third variant (debiased local composition): alpha chosen by out-of-fold mAP on iNatSounds lists, XCDC reports
+    dt = pd.read_csv(tmp_path / "09_debiased.csv")
+    CH, XR = "iNatSounds out-of-fold mAP (chooses)", "XCDC mAP (reports, not used for choosing)"
+    assert list(dt.columns) == ["bandwidth_km", "alpha", CH, "folds choosing it (nested)", XR, "chosen"]
+    assert list(dt.alpha) == [1, 3, 10, 30, 100, 300, 1000, 3000] and (dt.bandwidth_km == 200).all()
+    assert dt.chosen.sum() == 1 and dt.loc[dt.chosen, CH].iloc[0] == dt[CH].max()
+    assert dt["folds choosing it (nested)"].sum() == 5 and dt[[CH, XR]].stack().between(0, 1).all()
+    dv = pd.read_csv(tmp_path / "09_debiased_verdict.csv")
+    assert list(dv.data) == ["iNatSounds lists", "iNatSounds lists", "XCDC"] and dv.method.str.startswith("debiased").all()
+    dx = dv.iloc[2]
+    assert dx.mAP == pytest.approx(dt.loc[dt.chosen, XR].iloc[0], abs=1e-9) and dv.iloc[0].mAP == pytest.approx(dt[CH].max())
+    assert dx["week occurrence mAP"] == pytest.approx(x.loc["week occurrence", "mAP"], abs=1e-9)
+    assert (dv["2.5 %"] <= dv["mAP method - week occurrence"]).all() and (dv["mAP method - week occurrence"] <= dv["97.5 %"]).all()
+    assert "XCDC chose nothing" in (tmp_path / "09_reading.md").read_text()
     rich = pd.read_csv(tmp_path / "09_richness.csv").set_index("region")
     assert rich.loc["land north of 45° N", "July"] > rich.loc["land north of 45° N", "January"]
     for name in ("species_seasons", "range_vs_heard", "audio_affinity", "richness", "clip_map"):
