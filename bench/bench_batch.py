@@ -26,7 +26,7 @@ from soundloc.locator import LocateJob, LocateOptions, locate_row
 
 def clips(n: int) -> list[Path]:
     """The first ``n`` real Jura clips of the data mirror (raw data folder otherwise)."""
-    root = (paths.mirror_dir() or paths.raw_dir()) / "audio" / "jura_2019-05-22"
+    root = paths.real_audio_dir() / "jura_2019-05-22"
     files = sorted(root.glob("*.wav"))[:n]
     if not files:
         raise SystemExit(f"no Jura clips under {root}")

@@ -75,7 +75,7 @@ ch = book.start("07", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_SPLICE=N
                 types={"N_SPLICE": int, "WORLD_SEED": int, "MAX_FALSE_RATE": float})
 GALLERY, N_VAL, N_TEST = ch.resolved("GALLERY", "N_VAL", "N_TEST")
 opts = LocateOptions(gallery=GALLERY, device=str(ch.device))
-AUDIO = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
+AUDIO = paths.real_audio_dir()
 SEATTLE, SEATTLE_LL, SEATTLE_DATE = AUDIO / "XC563936_soundscape.mp3", (47.6766, -122.294), "2020-03-15"
 SIM = book.SIM_LABEL
 

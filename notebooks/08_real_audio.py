@@ -62,7 +62,7 @@ from soundloc.metrics import summary_row
 ch = book.start("08", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, MIN_CONF=MIN_CONF, OVERLAP=OVERLAP,
                 GALLERY=GALLERY, JURA_STEP=JURA_STEP, types={"MIN_CONF": float, "OVERLAP": float})
 GALLERY, JURA_STEP = ch.resolved("GALLERY", "JURA_STEP")
-AUDIO = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
+AUDIO = paths.real_audio_dir()
 SEATTLE, SEATTLE_LL, SEATTLE_DATE = AUDIO / "XC563936_soundscape.mp3", (47.6766, -122.294), "2020-03-15"
 JURA_LL, JURA_DATE = (46.6, 6.1), "2019-05-22"
 opts = LocateOptions(gallery=GALLERY, min_conf=MIN_CONF, overlap=OVERLAP, device=str(ch.device))

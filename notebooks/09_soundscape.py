@@ -388,9 +388,9 @@ ch.table(share, "teaching", "Teaching species in July: range extent and where th
 # %%
 from soundloc.detect import get_detector
 from soundloc.sphere import haversine
-from soundloc.paths import mirror_dir
+from soundloc.paths import real_audio_dir
 
-sea = get_detector().detect(mirror_dir() / "audio" / "XC563936_soundscape.mp3", 0.0).summary(0.1)
+sea = get_detector().detect(real_audio_dir() / "XC563936_soundscape.mp3", 0.0).summary(0.1)
 sea_idx, unknown = model.match(list(sea.scientific_name))
 sea_w = sea.max_score.to_numpy()[np.isin(sea.scientific_name, [model.species[i] for i in sea_idx])]
 aff = ss.sound_affinity(model, sea_idx, sea_w, pts, week=11)

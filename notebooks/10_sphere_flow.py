@@ -291,7 +291,7 @@ ch.table(atoms_vs_raw, "atoms_vs_raw", f"Geolocation from atom activations vs ra
 # `REAL_SAE_K`) was set by hand for a few hundred windows before any run, not chosen on the test clips.
 
 # %%
-AUDIO = (paths.mirror_dir() or paths.raw_dir()) / "audio"
+AUDIO = paths.real_audio_dir()
 jura = sorted((AUDIO / "jura_2019-05-22").glob("*.wav"))[::JURA_STEP]
 rw = atoms.real_windows([*jura, AUDIO / "XC563936_soundscape.mp3"], REAL_OVERLAP)
 det = get_detector()

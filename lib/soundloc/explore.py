@@ -162,7 +162,7 @@ class Recording:
 
 def real_recordings() -> list[Recording]:
     """The mirror's real recordings: the Seattle soundscape and the Jura clips of 22 May 2019 (06:00-08:00)."""
-    audio = paths.mirror_dir() / "audio" if paths.mirror_dir() else paths.raw_dir() / "audio"
+    audio = paths.real_audio_dir()
     out = [Recording("Seattle soundscape, XC563936", audio / "XC563936_soundscape.mp3", "2020-03-15", 47.6766, -122.294)]
     for p in sorted((audio / "jura_2019-05-22").glob("*_2019052[2]_0[67]*.wav")):
         hhmm = p.stem.split("_")[-1][:4]

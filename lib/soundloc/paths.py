@@ -35,6 +35,12 @@ def raw_dir() -> Path:
     return p
 
 
+def real_audio_dir() -> Path:
+    """The two real recordings' folder (``XC563936_soundscape.mp3``, ``jura_2019-05-22/``): the mirror's ``audio/``
+    when ``SOUNDLOC_MIRROR`` is set (read in place), else ``raw_dir() / "audio"``, where ``fetch_all`` puts them."""
+    return (mirror_dir() or raw_dir()) / "audio"
+
+
 def cache_dir(*parts: str) -> Path:
     """A named cache folder under ``data/cache`` (parquet tables, range maps, spectrograms)."""
     p = data_dir().joinpath("cache", *parts)
