@@ -49,10 +49,9 @@ from soundloc.data import load_inat, load_xcdc
 from soundloc.sphere import h3_cells, land_grid
 from soundloc.ranges import load_range_model
 
-ch = book.start("09", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_BOOT=N_BOOT, types={"N_BOOT": int})
-N_LISTS = N_LISTS or (400 if SMALL else None)
-MAP_STEP = MAP_STEP or (4.0 if SMALL else 2.0)
-N_EXPECTED = N_EXPECTED or (3000 if SMALL else None)
+ch = book.start("09", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_BOOT=N_BOOT, N_LISTS=N_LISTS, MAP_STEP=MAP_STEP,
+                N_EXPECTED=N_EXPECTED, PSM_EPOCHS=PSM_EPOCHS, types={"N_BOOT": int})
+N_LISTS, MAP_STEP, N_EXPECTED, PSM_EPOCHS = ch.resolved("N_LISTS", "MAP_STEP", "N_EXPECTED", "PSM_EPOCHS")
 xcdc, inat = load_xcdc(), load_inat()
 model = load_range_model("birdnet", "torch", device=DEVICE)
 taxonomy.apply(model, taxonomy.reconcile(model, [s for lst in xcdc.species for s in lst]))
@@ -467,7 +466,7 @@ psm_cfg = psm.PSMConfig(in_dim=x_mean.shape[0], embed_dim=32, hidden=256, scale=
 psm_rows, psm_models = [], {}
 for prob in (False, True):
     net, hist = psm.fit((feats["train"][0] - x_mean) / x_sd, *feats["train"][1:], psm_cfg, prob,
-                        epochs=PSM_EPOCHS or (25 if SMALL else 80), seed=SEED)
+                        epochs=PSM_EPOCHS, seed=SEED)
     post = psm.posterior(net, (x_te - x_mean) / x_sd, mo_te, gal2, prob)
     k = post.argmax(1).numpy()
     err = haversine(gal2[k, 0], gal2[k, 1], ll_te[:, 0].numpy(), ll_te[:, 1].numpy())

@@ -70,14 +70,12 @@ from soundloc.ranges import load_range_model
 
 ch = book.start("10", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, WORLD_SEED=WORLD_SEED, N_SAMPLES=N_SAMPLES,
                 STEPS=STEPS, SAE_ATOMS=SAE_ATOMS, SAE_K=SAE_K, REAL_OVERLAP=REAL_OVERLAP, REAL_SAE_ATOMS=REAL_SAE_ATOMS,
-                REAL_SAE_K=REAL_SAE_K, MIN_CONF=MIN_CONF,
+                REAL_SAE_K=REAL_SAE_K, MIN_CONF=MIN_CONF, FLOW_EPOCHS=FLOW_EPOCHS, GRID_DEG=GRID_DEG, N_DENSITY=N_DENSITY,
+                N_REAL=N_REAL, JURA_STEP=JURA_STEP,
                 types={"WORLD_SEED": int, "N_SAMPLES": int, "STEPS": int, "SAE_ATOMS": int, "SAE_K": int,
                        "REAL_OVERLAP": float, "REAL_SAE_ATOMS": int, "REAL_SAE_K": int, "MIN_CONF": float})
-FLOW_EPOCHS = FLOW_EPOCHS or (100 if SMALL else 400)
-GRID_DEG = GRID_DEG or (3.0 if SMALL else 1.0)
-N_DENSITY = N_DENSITY or (24 if SMALL else None)
-N_REAL = N_REAL or (2000 if SMALL else None)
-JURA_STEP = JURA_STEP or (2 if SMALL else 1)
+FLOW_EPOCHS, GRID_DEG, N_DENSITY, N_REAL, JURA_STEP = ch.resolved("FLOW_EPOCHS", "GRID_DEG", "N_DENSITY", "N_REAL",
+                                                                   "JURA_STEP")
 rng = np.random.default_rng(SEED)
 
 # %% [markdown]

@@ -62,8 +62,9 @@ from soundloc.range_geolocation import spatial_folds
 from soundloc.locator import FP_RATE, SPURIOUS_P, TEMPERATURE_INFO_SLOPE, TEMPERATURE_ONE, TEMPERATURE_SLOPE, range_geolocator
 from soundloc.species_sets import inat_lists
 
-ch = book.start("12", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT)
-GALLERY = GALLERY or ("land2" if SMALL else "land1")
+ch = book.start("12", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, GALLERY=GALLERY, N_SINGLE=N_SINGLE,
+                N_LISTS=N_LISTS, N_XCDC=N_XCDC, N_SWEEP=N_SWEEP)
+GALLERY, N_SINGLE, N_LISTS, N_XCDC, N_SWEEP = ch.resolved("GALLERY", "N_SINGLE", "N_LISTS", "N_XCDC", "N_SWEEP")
 loc = range_geolocator(GALLERY, "lists", str(ch.device))
 
 # %% [markdown]
@@ -79,11 +80,10 @@ single = inat.assign(species=inat.species.map(lambda s: covered([s])))
 sets = {"iNatSounds test, one species": single[single.species.map(len) > 0],
         "iNatSounds lists": inat_lists(inat).assign(species=lambda d: d.species.map(covered)),
         "XCDC lists": xcdc.assign(species=xcdc.species.map(covered))}
-small = {"iNatSounds test, one species": N_SINGLE or 600, "iNatSounds lists": N_LISTS or 600, "XCDC lists": N_XCDC or 400}
-given = {"iNatSounds test, one species": N_SINGLE, "iNatSounds lists": N_LISTS, "XCDC lists": N_XCDC}
+size = {"iNatSounds test, one species": N_SINGLE, "iNatSounds lists": N_LISTS, "XCDC lists": N_XCDC}  # None: all
 sets = {k: v[v.species.map(len) > 0] for k, v in sets.items()}
-sets = {k: (v.sample(min(len(v), small[k] if SMALL else given[k]), random_state=SEED) if SMALL or given[k] else v)
-        .reset_index(drop=True) for k, v in sets.items()}
+sets = {k: (v.sample(min(len(v), size[k]), random_state=SEED) if size[k] else v).reset_index(drop=True)
+        for k, v in sets.items()}
 loc.prewarm([s for d in sets.values() for s in d.species], [w for d in sets.values() for w in d.week], progress=False)
 print({k: len(v) for k, v in sets.items()})
 
@@ -94,7 +94,7 @@ print({k: len(v) for k, v in sets.items()})
 
 # %%
 lists = sets["iNatSounds lists"]
-lists = lists.iloc[:N_SWEEP or (150 if SMALL else len(lists))]  # the sample is already shuffled
+lists = lists.iloc[:N_SWEEP]  # the sample is already shuffled (None: all)
 folds_l = spatial_folds(lists.lat.to_numpy(), lists.lon.to_numpy(), 2, 1, SEED)
 fake = evidence.inject_far_species(list(lists.species), lists.lat, lists.lon, 5000.0, SEED)
 spiked = [s + [f] for s, f in zip(lists.species, fake)]

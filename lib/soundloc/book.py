@@ -29,6 +29,10 @@ PRESETS = {
     "05": {"DRAWS": (10, 100), "N_VAL": (250, None)},
     "07": {"N_VAL": (150, 500), "N_TEST": (60, 500)},
     "08": {"JURA_STEP": (2, 1)},
+    "09": {"N_LISTS": (400, None), "MAP_STEP": (4.0, 2.0), "N_EXPECTED": (3000, None), "PSM_EPOCHS": (25, 80)},
+    "10": {"FLOW_EPOCHS": (100, 400), "GRID_DEG": (3.0, 1.0), "N_DENSITY": (24, None), "N_REAL": (2000, None),
+           "JURA_STEP": (2, 1)},
+    "12": {"N_SINGLE": (600, None), "N_LISTS": (600, None), "N_XCDC": (400, None), "N_SWEEP": (150, None)},
 }
 
 
