@@ -169,7 +169,7 @@ ch.table(rank_tab, "rankings", "Species rankings at the true place and week: rec
 verdict = pd.DataFrame([dict(zip(("data", "method", "mAP method - week occurrence", "2.5 %", "97.5 %"), (k, m, *ss.paired_bootstrap(
     per_list[k][m].ap.to_numpy(), per_list[k]["week occurrence"].ap.to_numpy(), N_BOOT, SEED))))
     for k in sets for m in ("heard here", "species factor")])
-verdict["beats occurrence"] = np.where(verdict["2.5 %"] > 0, "yes", np.where(verdict["97.5 %"] < 0, "no (worse)", "not shown"))
+verdict["beats occurrence"] = ss.beats_label(verdict["2.5 %"], verdict["97.5 %"])
 verdict["rule's choice"] = verdict.method == rule
 ch.table(verdict, "verdict", "Heard here and species factor vs week occurrence: paired bootstrap of the mAP difference (real)", ".4f")
 xv = verdict.set_index(["data", "method"]).loc[("XCDC", rule)]
@@ -272,13 +272,10 @@ for k, d in sets.items():
     lat, lon = d.lat.to_numpy(), d.lon.to_numpy()
     for m, s_ in ((f"heard here, alpha {lcfg.prior_strength:g}", heard.score(occ[k], lat, lon, fold, lcfg)),
                   (f"species factor, beta {lfcfg.power:g}", factor.score(occ[k], lfcfg, fold))):
-        ap = ss.ranking_metrics(s_, truth[k]).ap
-        row = ss.summarize(pd.DataFrame({"ap": ap}), m, k, N_BOOT, SEED)
-        d_, lo, hi = ss.paired_bootstrap(ap.to_numpy(), per_list[k]["week occurrence"].ap.to_numpy(), N_BOOT, SEED)
-        lrows.append({**row, "week occurrence mAP": per_list[k]["week occurrence"].ap.mean(),
-                      "mAP method - week occurrence": d_, "2.5 %": lo, "97.5 %": hi, "rule's choice": m.startswith(lrule)})
+        lrows.append({**ss.versus_occurrence(ss.ranking_metrics(s_, truth[k]).ap, per_list[k]["week occurrence"].ap,
+                                             m, k, N_BOOT, SEED), "rule's choice": m.startswith(lrule)})
 lver = pd.DataFrame(lrows)
-lver["beats occurrence"] = np.where(lver["2.5 %"] > 0, "yes", np.where(lver["97.5 %"] < 0, "no (worse)", "not shown"))
+lver["beats occurrence"] = ss.beats_label(lver["2.5 %"], lver["97.5 %"])
 ch.table(lver, "likelihood_verdict", "Likelihood rule's choices vs week occurrence: mAP and paired bootstrap of the difference "
          "(real; iNatSounds lists cross-fitted, XCDC reporting only)", ".4f")
 lx = lver[(lver.data == "XCDC") & lver["rule's choice"]].iloc[0]
@@ -323,12 +320,9 @@ drows = []
 for k, m, ap in (("iNatSounds lists", f"debiased heard here, alpha {dcfg.prior_strength:g}", dlists[di].ap),
                  ("iNatSounds lists", "debiased heard here, nested choice", dnest.ap),
                  ("XCDC", f"debiased heard here, alpha {dcfg.prior_strength:g}", dx_lists[di].ap)):
-    row = ss.summarize(pd.DataFrame({"ap": ap}), m, k, N_BOOT, SEED)
-    d_, lo, hi = ss.paired_bootstrap(ap.to_numpy(), per_list[k]["week occurrence"].ap.to_numpy(), N_BOOT, SEED)
-    drows.append({**row, "week occurrence mAP": per_list[k]["week occurrence"].ap.mean(),
-                  "mAP method - week occurrence": d_, "2.5 %": lo, "97.5 %": hi})
+    drows.append(ss.versus_occurrence(ap, per_list[k]["week occurrence"].ap, m, k, N_BOOT, SEED))
 dver = pd.DataFrame(drows)
-dver["beats occurrence"] = np.where(dver["2.5 %"] > 0, "yes", np.where(dver["97.5 %"] < 0, "no (worse)", "not shown"))
+dver["beats occurrence"] = ss.beats_label(dver["2.5 %"], dver["97.5 %"])
 ch.table(dver, "debiased_verdict", "Debiased local composition vs week occurrence: mAP and paired bootstrap of the "
          "difference (real; iNatSounds lists cross-fitted, XCDC reporting only)", ".4f")
 dx = dver[dver.data == "XCDC"].iloc[0]

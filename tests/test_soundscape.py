@@ -278,3 +278,13 @@ def test_debiased_counts_recover_the_place_tilt_not_the_species_bias():
     assert rank_corr(debiased, occ * tilt) > rank_corr(debiased, occ * tilt * bias) + 0.08
     assert rank_corr(debiased, occ * tilt) > rank_corr(plain, occ * tilt) + 0.05
     assert rank_corr(debiased, occ * tilt) > rank_corr(occ, occ * tilt) + 0.2
+
+
+def test_versus_occurrence_row_and_beats_label_on_a_hand_checked_case():
+    ap, ref = np.array([0.5, 0.7, 0.9]), np.array([0.4, 0.5, 0.6])
+    row = ss.versus_occurrence(ap, ref, "m", "d", n_boot=200, seed=0)
+    assert (row["method"], row["data"], row["lists"]) == ("m", "d", 3)
+    assert row["mAP"] == pytest.approx(0.7) and row["week occurrence mAP"] == pytest.approx(0.5)
+    assert row["mAP method - week occurrence"] == pytest.approx(0.2)
+    assert 0.1 - 1e-12 <= row["2.5 %"] <= 0.2 <= row["97.5 %"] <= 0.3 + 1e-12  # paired differences 0.1, 0.2, 0.3
+    assert list(ss.beats_label([0.01, -0.2, -0.1], [0.3, -0.01, 0.1])) == ["yes", "no (worse)", "not shown"]

@@ -87,6 +87,22 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int
     return float(diff.mean()), float(lo), float(hi)
 
 
+def versus_occurrence(ap, occurrence_ap, method: str, data: str, n_boot: int, seed: int) -> dict:
+    """(N,) per-list AP of a method and of week occurrence on the same lists -> one row: :func:`summarize`'s columns,
+    occurrence's mAP, the mean AP difference and its paired bootstrap 95 % interval."""
+    ap, ref = np.asarray(ap, float), np.asarray(occurrence_ap, float)
+    d, lo, hi = paired_bootstrap(ap, ref, n_boot, seed)
+    return {**summarize(pd.DataFrame({"ap": ap}), method, data, n_boot, seed), "week occurrence mAP": ref.mean(),
+            "mAP method - week occurrence": d, "2.5 %": lo, "97.5 %": hi}
+
+
+def beats_label(lo, hi) -> np.ndarray:
+    """(R,) lower and upper ends of a difference's interval -> (R,) "yes" (above 0), "no (worse)" (below 0) or
+    "not shown" (it contains 0)."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return np.where(lo > 0, "yes", np.where(hi < 0, "no (worse)", "not shown"))
+
+
 # ---------------------------------------------------------------- predictive likelihood
 def list_loglik(scores: np.ndarray, truth: list) -> np.ndarray:
     """(N, S) non-negative scores, N arrays of listed species indices -> (N,) log-likelihood (nats) of each list.
@@ -192,13 +208,19 @@ def sweep(heard: HeardHere, occ: np.ndarray, lat, lon, truth: list, folds, grid:
     ``per_list``: a list to receive each config's per-list metrics (for :func:`nested_choice`); ``debias``: (N | 1, S)
     species factor dividing the local counts (see :meth:`HeardHere.score`), out-of-fold like the counts.
     """
+    return _metric_rows(lambda cfg: heard.score(occ, lat, lon, folds, cfg, debias), grid, truth,
+                        ("bandwidth_km", "prior_strength"), per_list)
+
+
+def _metric_rows(score, grid: list, truth: list, fields: tuple[str, ...], per_list: list | None) -> pd.DataFrame:
+    """``score`` (config -> (N, S) scores), C configs -> one row per config: its ``fields``, mAP and R@10 % (each
+    config's per-list metrics appended to ``per_list`` when given)."""
     rows = []
     for cfg in grid:
-        m = ranking_metrics(heard.score(occ, lat, lon, folds, cfg, debias), truth)
+        m = ranking_metrics(score(cfg), truth)
         if per_list is not None:
             per_list.append(m)
-        rows.append({"bandwidth_km": cfg.bandwidth_km, "prior_strength": cfg.prior_strength,
-                     "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
+        rows.append({**{f: getattr(cfg, f) for f in fields}, "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
     return pd.DataFrame(rows)
 
 
@@ -268,13 +290,7 @@ class SpeciesFactor:
 def factor_sweep(factor: SpeciesFactor, occ: np.ndarray, truth: list, folds, grid: list[FactorConfig],
                  per_list: list | None = None) -> pd.DataFrame:
     """Each config's (out-of-fold when ``folds``) mAP and recall@10 on the given lists (one row per config)."""
-    rows = []
-    for cfg in grid:
-        m = ranking_metrics(factor.score(occ, cfg, folds), truth)
-        if per_list is not None:
-            per_list.append(m)
-        rows.append({"prior": cfg.prior, "power": cfg.power, "mAP": m.ap.mean(), "R@10 %": 100 * m["recall@10"].mean()})
-    return pd.DataFrame(rows)
+    return _metric_rows(lambda cfg: factor.score(occ, cfg, folds), grid, truth, ("prior", "power"), per_list)
 
 
 def species_indices(model, names) -> np.ndarray:
