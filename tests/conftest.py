@@ -40,7 +40,8 @@ def pytest_collection_modifyitems(config, items):
     by_id = {it.nodeid: it for it in items}
     first = [by_id[n] for n in SIM_FIRST if n in by_id]
     real = [by_id[n] for n in REAL_FIRST if n in by_id]
-    rest = [it for it in items if it.nodeid not in set(SIM_FIRST) | set(REAL_FIRST)]  # file order kept
+    placed = set(SIM_FIRST) | set(REAL_FIRST)
+    rest = [it for it in items if it.nodeid not in placed]  # file order kept
     h = max(0, len(items) // 2 - len(first))
     items[:] = first + rest[:h] + real + rest[h:]
 
