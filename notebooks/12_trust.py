@@ -188,8 +188,8 @@ for name, d in sets.items():
                                                   ks=n_species[name] if by_k else None, t_one=T1, gains=gain[name],
                                                   above=every if by_k else None, recalibrate=True)
     raw_above = regions.mass_above_truth(loc.points, post[name], d.lat, d.lon)
-    rel[name] = tuple(calibration.reliability(np.concatenate([a[i] for a in above.values()])) for i in (0, 1))
-    rel[name] = (calibration.reliability(raw_above), *rel[name])
+    rel[name] = (calibration.reliability(raw_above),  # raw, tempered, tempered + level map (held-out folds pooled)
+                 *(calibration.reliability(np.concatenate([a[i] for a in above.values()])) for i in (0, 1)))
     cal_rows.append(tab.assign(data=name))
 print(f"one-species temperature T1 chosen on all iNatSounds one-species recordings: {T1:g} (package TEMPERATURE_ONE = {TEMPERATURE_ONE:g})")
 
