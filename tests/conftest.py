@@ -15,18 +15,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 # Order for two pytest-xdist workers (make test: --dist worksteal, which first hands each worker one contiguous half
-# of this list, then lets an idle worker steal the second half of the other's queue). Chapter 04 goes first: it builds
-# the SimSounds world and the chapter-01 backbone every SimSounds chapter needs, and the other SimSounds chapters follow
-# it on the same worker, so none of them waits on the world's file lock. The real-data chapters start the second half:
-# the other worker runs them (and the unit tests) while the world is being built.
+# of this list, then lets an idle worker steal the second half of the other's queue). The first half opens with
+# chapter 04, which builds the SimSounds world and the chapter-01 backbone every SimSounds chapter needs, then the two
+# heaviest SimSounds chapters (03, 10) on the same worker, so none of them waits on the world's file lock. The second
+# half opens with the real-data chapters (the other worker runs them while the world is being built) and ends with the
+# lighter SimSounds chapters (05, 01, 07, 09, 06), which it reaches long after the world exists; the unit tests, many
+# and short, fill both halves and are what work stealing moves to balance the two workers at the end.
 SIM_FIRST = ("tests/notebooks/test_chapter_04_aggregation.py::test_04_aggregation",
              "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip",
-             "tests/notebooks/test_chapter_10_sphere_flow.py::test_10_sphere_flow",
-             "tests/notebooks/test_chapter_05_xcdc.py::test_05_xcdc",
-             "tests/notebooks/test_chapter_01_baselines.py::test_01_baselines",
-             "tests/notebooks/test_chapter_07_geoforensics.py::test_07_geoforensics",
-             "tests/notebooks/test_chapter_09_soundscape.py::test_09_soundscape",
-             "tests/notebooks/test_chapter_06_affinities.py::test_06_affinities")
+             "tests/notebooks/test_chapter_10_sphere_flow.py::test_10_sphere_flow")
 REAL_FIRST = ("tests/notebooks/test_chapter_02_species_oracles.py::test_02_species_oracles",
               "tests/notebooks/test_chapter_12_trust.py::test_12_trust",
               "tests/notebooks/test_chapter_03_agclip.py::test_03_agclip_on_inat",
@@ -34,16 +31,20 @@ REAL_FIRST = ("tests/notebooks/test_chapter_02_species_oracles.py::test_02_speci
               "tests/notebooks/test_chapter_08_real_audio.py::test_08_real_audio",
               "tests/notebooks/test_chapter_11_teaching.py::test_11_teaching",
               "tests/notebooks/test_chapter_00_data.py::test_00_data")
+SIM_LAST = ("tests/notebooks/test_chapter_05_xcdc.py::test_05_xcdc",
+            "tests/notebooks/test_chapter_01_baselines.py::test_01_baselines",
+            "tests/notebooks/test_chapter_07_geoforensics.py::test_07_geoforensics",
+            "tests/notebooks/test_chapter_09_soundscape.py::test_09_soundscape",
+            "tests/notebooks/test_chapter_06_affinities.py::test_06_affinities")
 
 
 def pytest_collection_modifyitems(config, items):
     by_id = {it.nodeid: it for it in items}
-    first = [by_id[n] for n in SIM_FIRST if n in by_id]
-    real = [by_id[n] for n in REAL_FIRST if n in by_id]
-    placed = set(SIM_FIRST) | set(REAL_FIRST)
+    first, real, last = ([by_id[n] for n in ids if n in by_id] for ids in (SIM_FIRST, REAL_FIRST, SIM_LAST))
+    placed = set(SIM_FIRST) | set(REAL_FIRST) | set(SIM_LAST)
     rest = [it for it in items if it.nodeid not in placed]  # file order kept
     h = max(0, len(items) // 2 - len(first))
-    items[:] = first + rest[:h] + real + rest[h:]
+    items[:] = first + rest[:h] + real + rest[h:] + last
 
 
 @pytest.fixture(scope="session")
