@@ -249,3 +249,40 @@ def test_prewarm_disk_cache_gives_the_in_memory_maps_and_is_shared(tmp_path, mon
     again = RangeGeolocator(model, pts, RangeLocConfig(), gallery_name="land2-sub")
     again.prewarm([names, names], [8, 20], progress=False, disk_cache=True)
     assert not calls and np.array_equal(again.species_maps(idx, 8), mem.species_maps(idx, 8))
+
+
+def test_sweep_builds_each_weeks_totals_in_one_pass_and_gives_the_lazy_values(tmp_path, monkeypatch):
+    """A sweep whose variants need both per-week totals (absence and richness) runs the range model once per week,
+    not once per total, and the totals and the sweep table equal those of the lazy path (one pass per total)."""
+    from soundloc.range_geolocation import sweep
+
+    monkeypatch.setenv("SOUNDLOC_DATA", str(tmp_path))
+    model = DiscModel(DISCS)
+    q = pd.DataFrame({"species": [["A"], ["B", "A"], ["C"]], "week": [3, 3, 40], "lat": [0.0, 0.0, 40.0],
+                      "lon": [5.0, 20.0, -95.0]})
+    grid = [dict(absence_weight=1.0, richness_weight=0.0), dict(absence_weight=0.0, richness_weight=1.0),
+            dict(absence_weight=1.0, richness_weight=1.0, detectability=0.5)]
+    calls, prob = [], DiscModel.prob
+
+    def counting(self, lat, lon, week=None, species_idx=None):
+        calls.append(species_idx)
+        return prob(self, lat, lon, week, species_idx)
+
+    monkeypatch.setattr(DiscModel, "prob", counting)
+    fast = RangeGeolocator(model, G, RangeLocConfig(prior_weight=0.0), gallery_name="g-fast")
+    table = sweep(fast, q, grid, progress=False)
+    full = [c for c in calls if c is None]  # all-species passes (the per-week totals)
+    n_chunks = -(-len(G) // 4096)
+    assert len(full) == 2 * n_chunks  # two weeks, one pass each, three totals per week
+    lazy = RangeGeolocator(model, G, RangeLocConfig(prior_weight=0.0), gallery_name="g-lazy")
+    calls.clear()
+    rows = []
+    for kw in grid:  # the lazy path: each total built on first use
+        r = lazy.with_config(**kw).locate(list(q.species), weeks=q.week, progress=False)
+        rows.append(r.pred[["lat", "lon"]].to_numpy())
+    assert len([c for c in calls if c is None]) == 6 * n_chunks  # three totals x two weeks, a pass each
+    assert fast._absence.keys() == lazy._absence.keys()
+    for k in fast._absence:
+        assert np.array_equal(fast._absence[k], lazy._absence[k])
+    again = sweep(lazy, q, grid, progress=False)  # everything cached now
+    pd.testing.assert_frame_equal(table, again)

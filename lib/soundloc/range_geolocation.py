@@ -24,7 +24,9 @@ posterior mass within ``radius_km``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -211,32 +213,76 @@ class RangeGeolocator:
         return np.asarray(idx, np.int64), rest
 
     # -- per-week pieces
+    def _total_path(self, kind: str, week, tag: str) -> Path:
+        wtag = "yr" if week is None else f"w{int(week):02d}"
+        return paths.cache_dir(kind) / f"{self.model.name}__{self.gallery_name}-{bytes_digest(self.points)}__{wtag}{tag}.npy"
+
     def _weekly(self, kind: str, week, tag: str, per_chunk) -> np.ndarray:
         """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic)."""
         key = (kind, week, tag)
         if key not in self._absence:
-            wtag = "yr" if week is None else f"w{int(week):02d}"
-            path = (paths.cache_dir(kind)
-                    / f"{self.model.name}__{self.gallery_name}-{bytes_digest(self.points)}__{wtag}{tag}.npy")
-
             def build() -> np.ndarray:
                 v = np.zeros(len(self.points))
                 for i in range(0, len(self.points), 4096):
                     v[i:i + 4096] = per_chunk(self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week))
                 return v
 
-            self._absence[key] = cached(path, build, npy_loader((len(self.points),)), npy_save)[0]
+            self._absence[key] = cached(self._total_path(kind, week, tag), build, npy_loader((len(self.points),)),
+                                        npy_save)[0]
         return self._absence[key]
+
+    @staticmethod
+    def _total_specs(c: RangeLocConfig) -> list[tuple[str, str, object]]:
+        """The per-week totals config ``c`` needs -> [(kind, tag, per-chunk reducer of the (n, S) probabilities)]."""
+        specs = []
+        if c.absence_weight > 0:
+            def absence(p: np.ndarray) -> np.ndarray:  # log1p(-min(d p, cap)).sum(1), one temporary instead of four
+                t = np.multiply(p, c.detectability, dtype=p.dtype)
+                np.minimum(t, c.absence_cap, out=t)
+                np.negative(t, out=t)
+                return np.log1p(t, out=t).sum(1)
+
+            specs.append(("absence", f"__c{c.absence_cap:g}_d{c.detectability:g}", absence))
+        if c.richness_weight > 0:
+            specs.append(("richness", "", lambda p: p.sum(1)))
+        return specs
 
     def absence_total(self, week) -> np.ndarray:
         """T_week(n) = sum over all species of log(1 - min(d p, cap)) -> (N,) (cached on disk)."""
-        c = self.config
-        return self._weekly("absence", week, f"__c{c.absence_cap:g}_d{c.detectability:g}",
-                            lambda p: np.log1p(-np.minimum(c.detectability * p, c.absence_cap)).sum(1))
+        kind, tag, per_chunk = self._total_specs(replace(self.config, absence_weight=1.0, richness_weight=0.0))[0]
+        return self._weekly(kind, week, tag, per_chunk)
 
     def richness(self, week) -> np.ndarray:
         """R_week(n) = sum over all species of p -> (N,) expected species richness (cached on disk)."""
         return self._weekly("richness", week, "", lambda p: p.sum(1))
+
+    def prepare_weeks(self, weeks, configs: Sequence[dict]) -> int:
+        """Build the per-week totals (absence, richness) that the variants ``configs`` (``with_config`` keyword dicts)
+        need for ``weeks`` (1-48 | None) and that no cache holds yet, all totals of a week in one pass over the range
+        model -> number of passes made. Without it each total costs its own pass over the (N, S) probabilities, the
+        bulk of a cold sweep."""
+        specs: dict = {}
+        wks: set = set()
+        for kw in configs:
+            c = replace(self.config, **kw)
+            specs.update({(k, t): f for k, t, f in self._total_specs(c)})
+            wks |= {None} if not c.use_week else {None if w is None or pd.isna(w) else int(w) for w in weeks}
+        passes = 0
+        for week in sorted(wks, key=lambda w: -1 if w is None else w):
+            todo = [(k, t) for k, t in specs if (k, week, t) not in self._absence
+                    and not self._total_path(k, week, t).exists()]
+            if len(todo) < 2:  # one total: the lazy path builds it in one pass just the same
+                continue
+            vals = {kt: np.zeros(len(self.points)) for kt in todo}
+            for i in range(0, len(self.points), 4096):
+                p = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week)
+                for kt in todo:
+                    vals[kt][i:i + 4096] = specs[kt](p)
+            passes += 1
+            for (k, t), v in vals.items():
+                self._absence[(k, week, t)] = cached(self._total_path(k, week, t), lambda v=v: v,
+                                                     npy_loader((len(self.points),)), npy_save)[0]
+        return passes
 
     def _base(self, week) -> torch.Tensor:
         """Terms shared by every query of a week: lam T(n) + beta log prior(n) -> (N,)."""
@@ -429,6 +475,7 @@ def sweep(loc: RangeGeolocator, queries: pd.DataFrame, grid: list[dict], progres
 
     Used to choose free parameters on a validation set that is not the one reported.
     """
+    loc.prepare_weeks(queries["week"], grid)
     rows = []
     for kw in tqdm(grid, desc="sweep", disable=not progress):
         r = loc.with_config(**kw).locate(list(queries["species"]), weeks=queries["week"], progress=False)
@@ -457,6 +504,7 @@ def cross_fit(loc: RangeGeolocator, queries: pd.DataFrame, grid: list[dict], fol
 
     Every reported prediction comes from parameters chosen without its own fold.
     """
+    loc.prepare_weeks(queries["week"], grid)
     preds, chosen = [], []
     for f in np.unique(folds):
         train, test = queries[folds != f], queries[folds == f]
