@@ -64,7 +64,7 @@ def run_book(keys: list[str] | None = None, parameters: dict | None = None, **kw
         run_notebook(src, parameters, **kw)
         times[src.stem] = time.perf_counter() - t0
         print(f"== {src.name} done in {times[src.stem]:.0f} s", flush=True)
-    if not keys:
+    if not (parameters or {}).get("OUT"):  # the chapters wrote into figures/: the page follows them, one or all
         print(f"== results page: {write_results_page()}", flush=True)
     return times
 
@@ -72,13 +72,14 @@ def run_book(keys: list[str] | None = None, parameters: dict | None = None, **kw
 def write_results_page(out: Path | None = None) -> Path:
     """Gather every chapter's Markdown tables (``figures/NN_*.md``) into one page, ``figures/RESULTS.md``.
 
-    The README quotes headline numbers only; the full tables of the last ``make book`` live on this page, in
-    chapter order, each under the name of the file it came from.
+    The README quotes headline numbers only; the full tables live on this page, in chapter order, each under the
+    name of the file it came from, as each chapter last wrote it (``make book``, or the runner for some chapters).
     """
     figs = paths.figures_dir()
     out = out or figs / "RESULTS.md"
-    parts = ["# Results of the last `make book`", "",
-             "Every table the chapters wrote, in chapter order (`figures/NN_*.md`; CSV beside each). Tables on "
+    parts = ["# Results of the book", "",
+             "Every table the chapters wrote, in chapter order, as each chapter last wrote it (`make book`, or "
+             "`python -m soundloc.runner NN` for one; `figures/NN_*.md`, CSV beside each). Tables on "
              "SimSounds say *simulated* in their titles; columns named `paper ...` hold the paper's published values.",
              ""]
     chapter = None
