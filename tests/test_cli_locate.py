@@ -79,6 +79,29 @@ def test_registry_plugs_in_methods(seattle, capsys, monkeypatch):
         L.get_method("nosuch")
 
 
+def test_methods_registered_by_path_load_on_first_use_only(monkeypatch):
+    """Listing the methods (every `soundloc` command builds its --method choices) imports no torch model code; a
+    method registered by "module:function" is imported when first asked for; a malformed path is refused."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from soundloc.locator import available_methods; m = available_methods(); "
+            "print(sorted(m), 'torch' in sys.modules, 'soundloc.agclip' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['agclip', 'fused', 'ranges'] False False"
+    from soundloc.agclip.locate_methods import locate_fused
+
+    assert L.get_method("fused") is locate_fused
+    monkeypatch.setattr(L, "_METHODS", dict(L._METHODS))
+    L.register_method("textwrap-fill", "textwrap:fill", "a stand-in")
+    assert L._METHODS["textwrap-fill"].fn == "textwrap:fill"  # not imported yet
+    import textwrap
+
+    assert L.get_method("textwrap-fill") is textwrap.fill
+    with pytest.raises(ValueError, match="'textwrap.fill' is not a 'module:function' path"):
+        L.register_method("bad", "textwrap.fill")
+
+
 def _bad(tmp_path, seattle):
     txt = tmp_path / "notes.wav"
     txt.write_text("hello")

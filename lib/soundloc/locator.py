@@ -7,14 +7,17 @@ importing them::
     register_method("agclip", my_fn, "AG-CLIP retrieval over the gallery")
 
 A method is ``fn(paths: list[str], weeks: list[int | None], opts: LocateOptions) -> list[MethodOutput]``
-(one per file). ``ranges`` (BirdNET detections -> species-range geolocation) is registered here.
-Modules named in ``PLUGIN_MODULES`` or exposing the ``soundloc.locate_methods`` entry point group are
-imported on first use of the registry (an import failure is reported, not fatal).
+(one per file), or the ``"module:function"`` path of one, imported when the method is first asked for.
+``ranges`` (BirdNET detections -> species-range geolocation) is registered here, and AG-CLIP's methods
+(``LAZY_METHODS``) by path, so listing the methods (``soundloc --help``) does not import torch models.
+Modules exposing the ``soundloc.locate_methods`` entry point group are imported on first use of the
+registry (an import failure is reported, not fatal).
 """
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import Callable, Sequence
@@ -76,7 +79,13 @@ def calibrated_posterior(o: "MethodOutput") -> np.ndarray:
     return tempered(o.posterior, o.temperature, o.points, o.areas)[0]
 
 
-PLUGIN_MODULES: list[str] = ["soundloc.agclip"]  # modules whose import registers methods ("agclip", "fused")
+# Methods defined above this layer (AG-CLIP, in the experiments' rooms): registered by path, imported on first use.
+LAZY_METHODS: dict[str, tuple[str, str]] = {
+    "agclip": ("soundloc.agclip.locate_methods:locate_agclip",
+               "AG-CLIP retrieval (needs --model) x GeoCLIP photo-density prior"),
+    "fused": ("soundloc.agclip.locate_methods:locate_fused",
+              "AG-CLIP (needs --model) x BirdNET detections -> species ranges"),
+}
 
 
 @dataclass(frozen=True)
@@ -195,10 +204,16 @@ def _num(x: float):
 
 
 # ---------------------------------------------------------------- registry
-@dataclass(frozen=True)
+@dataclass
 class _Method:
-    fn: Callable
+    fn: Callable | str  # the method, or its "module:function" path until first use
     description: str
+
+    def resolve(self) -> Callable:
+        if isinstance(self.fn, str):
+            mod, _, attr = self.fn.partition(":")
+            self.fn = getattr(importlib.import_module(mod), attr)
+        return self.fn
 
 
 _METHODS: dict[str, _Method] = {}
@@ -206,10 +221,13 @@ _plugins_loaded = False
 PLUGIN_ERRORS: list[str] = []
 
 
-def register_method(name: str, fn: Callable, description: str = "") -> None:
-    """Register ``fn(paths, weeks, opts) -> list[MethodOutput]`` as locate method ``name``."""
+def register_method(name: str, fn: Callable | str, description: str = "") -> None:
+    """Register ``fn(paths, weeks, opts) -> list[MethodOutput]`` (or its ``"module:function"`` path, imported on
+    first use) as locate method ``name``."""
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"method name {name!r} must be alphanumeric (with - or _)")
+    if isinstance(fn, str) and not re.fullmatch(r"[\w.]+:\w+", fn):
+        raise ValueError(f"method {name!r}: {fn!r} is not a 'module:function' path")
     _METHODS[name] = _Method(fn, description)
 
 
@@ -218,9 +236,9 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    mods = list(PLUGIN_MODULES)
-    for ep in entry_points(group="soundloc.locate_methods"):
-        mods.append(ep.value.split(":")[0])
+    for name, (path, description) in LAZY_METHODS.items():
+        _METHODS.setdefault(name, _Method(path, description))
+    mods = [ep.value.split(":")[0] for ep in entry_points(group="soundloc.locate_methods")]
     for m in mods:
         try:
             importlib.import_module(m)
@@ -239,7 +257,7 @@ def get_method(name: str) -> Callable:
     _load_plugins()
     if name not in _METHODS:
         raise ValueError(f"unknown locate method {name!r}; registered: {', '.join(sorted(_METHODS)) or 'none'}")
-    return _METHODS[name].fn
+    return _METHODS[name].resolve()
 
 
 # ---------------------------------------------------------------- dates

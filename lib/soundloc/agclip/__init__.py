@@ -7,13 +7,12 @@
 - :mod:`.galleries` -- Table A1's galleries, cell areas, grid rows, a vMF location prior.
 - :mod:`.fusion` -- product of experts with the species-range posterior, credible sets (calibration).
 - :mod:`.experiment` -- chapter 03's experiment (:func:`run_agclip`, one function per table; :func:`main_model` for later chapters) and chapter 01's classifier decoded alike.
-- :mod:`.locate_methods` -- ``soundloc locate --method agclip|fused`` (registered on import of this package).
+- :mod:`.locate_methods` -- ``soundloc locate --method agclip|fused`` (registered by path in ``soundloc.locator``).
 
 The names below are re-exported so ``from soundloc import agclip; agclip.decode(...)`` keeps working.
 """
 from __future__ import annotations
 
-from . import locate_methods  # noqa: F401  (registers the "agclip" and "fused" locate methods)
 from .experiment import (DECODER_NAMES, FUSION_ROWS, AGCLIPResult, AGCLIPRunConfig, checklist_targets,
                          hierarchical_baseline, hierarchical_gallery_log_posterior, km_errors, main_entry, main_model,
                          run_agclip, split_recording_features)

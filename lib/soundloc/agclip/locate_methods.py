@@ -1,5 +1,5 @@
 """``soundloc locate --method agclip|fused``: AG-CLIP checkpoints as methods of the locate registry
-(registered when :mod:`soundloc.agclip` is imported, see ``soundloc.locator.PLUGIN_MODULES``)."""
+(registered there by path, ``soundloc.locator.LAZY_METHODS``: this module is imported on first use)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,12 +11,12 @@ from torch.nn import functional as F
 from .. import spectrogram as spec
 from ..audio import load_audio
 from ..range_geolocation import gallery, gallery_areas, location_prior
-from ..locator import MethodOutput, get_method, register_method
+from ..locator import MethodOutput, get_method
 from ..location_encoders import gallery_embeddings
 from ..models import load_model
 from .model import AGCLIPHead, load_location_encoder
 
-__all__ = ["recording_features", "agclip_logits"]
+__all__ = ["recording_features", "agclip_logits", "locate_agclip", "locate_fused"]
 
 
 def recording_features(model, paths: Sequence[str], device="cpu") -> torch.Tensor:
@@ -62,7 +62,7 @@ def _outputs(pts: np.ndarray, logits: torch.Tensor, notes: list[str], areas: np.
             for r in range(len(post))]
 
 
-def _locate_agclip(paths, weeks, opts):
+def locate_agclip(paths, weeks, opts):
     """AG-CLIP retrieval over the gallery x a GeoCLIP photo-density location prior (weight opts.prior_weight)."""
     pts, logits = agclip_logits(paths, opts)
     if opts.prior_weight > 0:
@@ -72,7 +72,7 @@ def _locate_agclip(paths, weeks, opts):
                     gallery_areas(pts, opts.gallery))
 
 
-def _locate_fused(paths, weeks, opts):
+def locate_fused(paths, weeks, opts):
     """Product of experts: AG-CLIP posterior x (BirdNET detections -> species-range posterior)^w."""
     pts, logits = agclip_logits(paths, opts)
     ranges = get_method("ranges")(paths, weeks, opts)
@@ -86,11 +86,3 @@ def _locate_fused(paths, weeks, opts):
     for o, r in zip(outs, ranges):
         o.species, o.notes = r.species, o.notes + r.notes
     return outs
-
-
-def _register_locate_methods() -> None:
-    register_method("agclip", _locate_agclip, "AG-CLIP retrieval (needs --model) x GeoCLIP photo-density prior")
-    register_method("fused", _locate_fused, "AG-CLIP (needs --model) x BirdNET detections -> species ranges")
-
-
-_register_locate_methods()
