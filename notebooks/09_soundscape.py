@@ -189,6 +189,19 @@ print(f"XCDC mAP: week occurrence {per_list['XCDC']['week occurrence'].ap.mean()
       f"chosen heard-here {per_list['XCDC']['heard here'].ap.mean():.3f}; best grid row in hindsight {posthoc.mAP.max():.3f}")
 
 # %% [markdown]
+# Where the local counts help: each list's AP gain of the chosen heard-here over week occurrence, by how many
+# real recordings its score may use near it (kernel-weighted, the chosen bandwidth; iNatSounds lists without
+# their own fold). A diagnostic only: nothing is chosen from it.
+
+# %%
+local = {k: np.asarray(heard.counts(d.lat, d.lon, list_fold if k != "XCDC" else None, cfg.bandwidth_km).sum(1)).ravel()
+         for k, d in sets.items()}
+evid = pd.concat([ss.gain_by_evidence(local[k], per_list[k]["heard here"].ap - per_list[k]["week occurrence"].ap)
+                  .assign(data=f"{k} (real)") for k in sets], ignore_index=True)
+ch.table(evid, "local_evidence", "AP gain of heard-here over week occurrence by the local recordings a list's score uses (real)", ".3f")
+print({k: f"median {np.median(v):.1f}, {100 * np.mean(v < 1):.0f} % of lists under 1" for k, v in local.items()})
+
+# %% [markdown]
 # Why a choice made on iNatSounds lists cannot be made to favour dawn choruses: an iNatSounds list holds
 # what people *chose to record*, so its counts mix how audible a species is with how much recordists
 # want it (P(recorded) = P(heard) x P(kept | heard)). From recordings alone the two factors cannot be
@@ -591,6 +604,18 @@ sentences += [
           f"its best alpha on XCDC is {dtab.alpha[dhind]:g} ({dtab[dxr][dhind]:.3f})"
           + (", the weakest local weight in the grid: debiasing removes the species-level factors (preference and detectability), yet what the local "
              "counts still add is worth less on complete lists than on the lists it was chosen on." if dhind == len(dgrid) - 1 else "."),
+]
+
+# %%
+top = evid[evid["local recordings (kernel-weighted)"] == "100 to inf"].set_index("data")
+xi, ii = top.loc["XCDC (real)"], top.loc["iNatSounds lists (real)"]
+why = (": what people choose to record near a place is not what a dawn chorus holds."
+       if xi["lists improved %"] < 50 < ii["lists improved %"] else ".")
+sentences += [
+    f"Local recordings are not what XCDC lacks: {xi.lists} of {len(xcdc)} XCDC lists have at least 100 (kernel-weighted) "
+          f"near them, {ii.lists} of {len(lists)} iNatSounds lists do; among those the chosen heard-here improves "
+          f"{ii['lists improved %']:.0f} % of the iNatSounds lists (mean AP gain {ii['mean AP gain']:+.3f}) but "
+          f"{xi['lists improved %']:.0f} % of the XCDC lists ({xi['mean AP gain']:+.3f})" + why,
 ]
 
 # %%

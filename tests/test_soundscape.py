@@ -288,3 +288,14 @@ def test_versus_occurrence_row_and_beats_label_on_a_hand_checked_case():
     assert row["mAP method - week occurrence"] == pytest.approx(0.2)
     assert 0.1 - 1e-12 <= row["2.5 %"] <= 0.2 <= row["97.5 %"] <= 0.3 + 1e-12  # paired differences 0.1, 0.2, 0.3
     assert list(ss.beats_label([0.01, -0.2, -0.1], [0.3, -0.01, 0.1])) == ["yes", "no (worse)", "not shown"]
+
+
+def test_gain_by_evidence_hand_checked():
+    local = np.array([0.5, 0.2, 3.0, 50.0, 120.0, 400.0, 9.0])
+    gain = np.array([-0.1, np.nan, 0.2, -0.05, 0.1, 0.3, -0.2])
+    t = ss.gain_by_evidence(local, gain).set_index("local recordings (kernel-weighted)")
+    assert list(t.index) == ["0 to 1", "1 to 10", "10 to 100", "100 to inf"]
+    assert list(t.lists) == [1, 2, 1, 2]  # the NaN gain (a list with no true species) is left out
+    assert t.loc["1 to 10", "mean AP gain"] == pytest.approx(0.0) and t.loc["1 to 10", "lists improved %"] == 50
+    assert t.loc["100 to inf", "median count"] == 260 and t.loc["100 to inf", "mean AP gain"] == pytest.approx(0.2)
+    assert t.loc["10 to 100", "lists improved %"] == 0

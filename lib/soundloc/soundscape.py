@@ -96,6 +96,21 @@ def versus_occurrence(ap, occurrence_ap, method: str, data: str, n_boot: int, se
             "mAP method - week occurrence": d, "2.5 %": lo, "97.5 %": hi}
 
 
+def gain_by_evidence(local: np.ndarray, gain: np.ndarray, edges=(0.0, 1.0, 10.0, 100.0, np.inf)) -> pd.DataFrame:
+    """(N,) kernel-weighted count of the recordings a list's score may use near it, (N,) per-list AP gain (method -
+    occurrence) -> one row per count bin [lo, hi): lists, their median count, mean gain and share of lists
+    improved; whether local evidence helps where there is more of it."""
+    local, gain = np.asarray(local, float), np.asarray(gain, float)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (local >= lo) & (local < hi) & np.isfinite(gain)
+        rows.append({"local recordings (kernel-weighted)": f"{lo:g} to {hi:g}", "lists": int(m.sum()),
+                     "median count": float(np.median(local[m])) if m.any() else np.nan,
+                     "mean AP gain": float(gain[m].mean()) if m.any() else np.nan,
+                     "lists improved %": 100 * float((gain[m] > 0).mean()) if m.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
 def beats_label(lo, hi) -> np.ndarray:
     """(R,) lower and upper ends of a difference's interval -> (R,) "yes" (above 0), "no (worse)" (below 0) or
     "not shown" (it contains 0)."""

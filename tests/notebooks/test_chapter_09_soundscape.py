@@ -45,6 +45,14 @@ def test_09_soundscape(tmp_path):
     chosen = p[p.chosen]
     assert len(chosen) == 1 and chosen.prior_strength.iloc[0] == c.loc[c.mAP.idxmax(), "prior_strength"]
     assert chosen.mAP.iloc[0] == pytest.approx(x.loc["heard here", "mAP"], abs=1e-9)
+    # the local-evidence diagnostic: every list of both sets in exactly one bin; the bins' gains average to the mAP gap
+    ev = pd.read_csv(tmp_path / "09_local_evidence.csv")
+    assert len(ev) == 8 and set(ev.data) == {"XCDC (real)", "iNatSounds lists (real)"}
+    for d, g in ev.groupby("data"):
+        n = r.loc[(d, "week occurrence"), "lists"]
+        assert g.lists.sum() == n
+        gap = r.loc[(d, "heard here"), "mAP"] - r.loc[(d, "week occurrence"), "mAP"]
+        assert (g.lists * g["mean AP gain"].fillna(0)).sum() / n == pytest.approx(gap, abs=1e-9)
     # the second rule (empirical Bayes): out-of-fold predictive log-likelihood on iNatSounds lists chooses, one choice per family
     lk = pd.read_csv(tmp_path / "09_likelihood_choice.csv")
     LL, MAP = "out-of-fold log-likelihood per species (chooses)", "out-of-fold mAP (shown)"
