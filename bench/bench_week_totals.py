@@ -35,7 +35,7 @@ def _cold(weeks, grid, prepare: bool) -> tuple[float, dict]:
                     v.absence_total(w)
                 if v.config.richness_weight > 0:
                     v.richness(w)
-        return time.perf_counter() - t, dict(loc._absence)
+        return time.perf_counter() - t, dict(loc._totals)
 
 
 def main(argv=None) -> dict:

@@ -281,8 +281,8 @@ def test_sweep_builds_each_weeks_totals_in_one_pass_and_gives_the_lazy_values(tm
         r = lazy.with_config(**kw).locate(list(q.species), weeks=q.week, progress=False)
         rows.append(r.pred[["lat", "lon"]].to_numpy())
     assert len([c for c in calls if c is None]) == 6 * n_chunks  # three totals x two weeks, a pass each
-    assert fast._absence.keys() == lazy._absence.keys()
-    for k in fast._absence:
-        assert np.array_equal(fast._absence[k], lazy._absence[k])
+    assert fast._totals.keys() == lazy._totals.keys()
+    for k in fast._totals:
+        assert np.array_equal(fast._totals[k], lazy._totals[k])
     again = sweep(lazy, q, grid, progress=False)  # everything cached now
     pd.testing.assert_frame_equal(table, again)

@@ -24,7 +24,7 @@ posterior mass within ``radius_km``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -186,7 +186,7 @@ class RangeGeolocator:
             log_prior = location_prior(self.points, config.prior_bandwidth_km, cache_key=self.gallery_name)
         self.log_prior = None if log_prior is None else np.asarray(log_prior, np.float64)
         self.xyz = torch.as_tensor(to_xyz(self.points[:, 0], self.points[:, 1]), dtype=torch.float32, device=self.device)
-        self._absence: dict = {}
+        self._totals: dict = {}  # (kind, week, tag) -> (N,) per-week total over all species (absence, richness)
         self._pcache: dict = {}  # week -> (sorted species idx, (K, N) float16 probabilities)
         self._genera: dict | None = None  # genus -> (virtual index, (M,) covered member indices)
 
@@ -195,7 +195,7 @@ class RangeGeolocator:
         cfg = replace(self.config, **kw)
         lp = self.log_prior if cfg.prior_bandwidth_km == self.config.prior_bandwidth_km else None
         g = RangeGeolocator(self.model, self.points, cfg, self.gallery_name, lp, self.device, self.areas)
-        g._absence, g._pcache, g._genera = self._absence, self._pcache, self._genera
+        g._totals, g._pcache, g._genera = self._totals, self._pcache, self._genera
         return g
 
     def genus_proxies(self, names) -> tuple[np.ndarray, list[str]]:
@@ -220,19 +220,19 @@ class RangeGeolocator:
     def _weekly(self, kind: str, week, tag: str, per_chunk) -> np.ndarray:
         """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic)."""
         key = (kind, week, tag)
-        if key not in self._absence:
+        if key not in self._totals:
             def build() -> np.ndarray:
                 v = np.zeros(len(self.points))
                 for i in range(0, len(self.points), 4096):
                     v[i:i + 4096] = per_chunk(self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week))
                 return v
 
-            self._absence[key] = cached(self._total_path(kind, week, tag), build, npy_loader((len(self.points),)),
+            self._totals[key] = cached(self._total_path(kind, week, tag), build, npy_loader((len(self.points),)),
                                         npy_save)[0]
-        return self._absence[key]
+        return self._totals[key]
 
     @staticmethod
-    def _total_specs(c: RangeLocConfig) -> list[tuple[str, str, object]]:
+    def _total_specs(c: RangeLocConfig) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]]:
         """The per-week totals config ``c`` needs -> [(kind, tag, per-chunk reducer of the (n, S) probabilities)]."""
         specs = []
         if c.absence_weight > 0:
@@ -254,7 +254,8 @@ class RangeGeolocator:
 
     def richness(self, week) -> np.ndarray:
         """R_week(n) = sum over all species of p -> (N,) expected species richness (cached on disk)."""
-        return self._weekly("richness", week, "", lambda p: p.sum(1))
+        kind, tag, per_chunk = self._total_specs(replace(self.config, absence_weight=0.0, richness_weight=1.0))[0]
+        return self._weekly(kind, week, tag, per_chunk)
 
     def prepare_weeks(self, weeks, configs: Sequence[dict]) -> int:
         """Build the per-week totals (absence, richness) that the variants ``configs`` (``with_config`` keyword dicts)
@@ -269,7 +270,7 @@ class RangeGeolocator:
             wks |= {None} if not c.use_week else {None if w is None or pd.isna(w) else int(w) for w in weeks}
         passes = 0
         for week in sorted(wks, key=lambda w: -1 if w is None else w):
-            todo = [(k, t) for k, t in specs if (k, week, t) not in self._absence
+            todo = [(k, t) for k, t in specs if (k, week, t) not in self._totals
                     and not self._total_path(k, week, t).exists()]
             if len(todo) < 2:  # one total: the lazy path builds it in one pass just the same
                 continue
@@ -280,7 +281,7 @@ class RangeGeolocator:
                     vals[kt][i:i + 4096] = specs[kt](p)
             passes += 1
             for (k, t), v in vals.items():
-                self._absence[(k, week, t)] = cached(self._total_path(k, week, t), lambda v=v: v,
+                self._totals[(k, week, t)] = cached(self._total_path(k, week, t), lambda v=v: v,
                                                      npy_loader((len(self.points),)), npy_save)[0]
         return passes
 
