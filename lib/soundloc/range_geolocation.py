@@ -217,45 +217,46 @@ class RangeGeolocator:
         wtag = "yr" if week is None else f"w{int(week):02d}"
         return paths.cache_dir(kind) / f"{self.model.name}__{self.gallery_name}-{bytes_digest(self.points)}__{wtag}{tag}.npy"
 
-    def _weekly(self, kind: str, week, tag: str, per_chunk) -> np.ndarray:
-        """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic)."""
+    def _pass(self, week, reducers: dict) -> dict:
+        """One pass of the range model over the gallery for ``week``: {key: reducer of the (n, S) probabilities ->
+        (n,)} -> {key: (N,) total}."""
+        out = {k: np.zeros(len(self.points)) for k in reducers}
+        for i in range(0, len(self.points), 4096):
+            p = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week)
+            for k, f in reducers.items():
+                out[k][i:i + 4096] = f(p)
+        return out
+
+    def _weekly(self, week, kind: str, tag: str, per_chunk, value: np.ndarray | None = None) -> np.ndarray:
+        """A (N,) per-point total over all species for one week, memoised and cached on disk (atomic); ``value``: the
+        total already computed (by :meth:`prepare_weeks`), else one pass builds it."""
         key = (kind, week, tag)
         if key not in self._totals:
-            def build() -> np.ndarray:
-                v = np.zeros(len(self.points))
-                for i in range(0, len(self.points), 4096):
-                    v[i:i + 4096] = per_chunk(self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week))
-                return v
-
+            build = (lambda: value) if value is not None else (lambda: self._pass(week, {key: per_chunk})[key])
             self._totals[key] = cached(self._total_path(kind, week, tag), build, npy_loader((len(self.points),)),
-                                        npy_save)[0]
+                                       npy_save)[0]
         return self._totals[key]
 
     @staticmethod
-    def _total_specs(c: RangeLocConfig) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]]:
-        """The per-week totals config ``c`` needs -> [(kind, tag, per-chunk reducer of the (n, S) probabilities)]."""
-        specs = []
-        if c.absence_weight > 0:
-            def absence(p: np.ndarray) -> np.ndarray:  # log1p(-min(d p, cap)).sum(1), one temporary instead of four
-                t = np.multiply(p, c.detectability, dtype=p.dtype)
-                np.minimum(t, c.absence_cap, out=t)
-                np.negative(t, out=t)
-                return np.log1p(t, out=t).sum(1)
+    def _absence_spec(c: RangeLocConfig) -> tuple[str, str, Callable[[np.ndarray], np.ndarray]]:
+        """(kind, cache tag, per-chunk reducer) of the absence total of config ``c``."""
+        def absence(p: np.ndarray) -> np.ndarray:  # log1p(-min(d p, cap)).sum(1), one temporary instead of four
+            t = np.multiply(p, c.detectability, dtype=p.dtype)
+            np.minimum(t, c.absence_cap, out=t)
+            np.negative(t, out=t)
+            return np.log1p(t, out=t).sum(1)
 
-            specs.append(("absence", f"__c{c.absence_cap:g}_d{c.detectability:g}", absence))
-        if c.richness_weight > 0:
-            specs.append(("richness", "", lambda p: p.sum(1)))
-        return specs
+        return "absence", f"__c{c.absence_cap:g}_d{c.detectability:g}", absence
+
+    _RICHNESS_SPEC = ("richness", "", lambda p: p.sum(1))
 
     def absence_total(self, week) -> np.ndarray:
         """T_week(n) = sum over all species of log(1 - min(d p, cap)) -> (N,) (cached on disk)."""
-        kind, tag, per_chunk = self._total_specs(replace(self.config, absence_weight=1.0, richness_weight=0.0))[0]
-        return self._weekly(kind, week, tag, per_chunk)
+        return self._weekly(week, *self._absence_spec(self.config))
 
     def richness(self, week) -> np.ndarray:
         """R_week(n) = sum over all species of p -> (N,) expected species richness (cached on disk)."""
-        kind, tag, per_chunk = self._total_specs(replace(self.config, absence_weight=0.0, richness_weight=1.0))[0]
-        return self._weekly(kind, week, tag, per_chunk)
+        return self._weekly(week, *self._RICHNESS_SPEC)
 
     def prepare_weeks(self, weeks, configs: Sequence[dict]) -> int:
         """Build the per-week totals (absence, richness) that the variants ``configs`` (``with_config`` keyword dicts)
@@ -266,23 +267,20 @@ class RangeGeolocator:
         wks: set = set()
         for kw in configs:
             c = replace(self.config, **kw)
-            specs.update({(k, t): f for k, t, f in self._total_specs(c)})
+            for spec in ([self._absence_spec(c)] if c.absence_weight > 0 else []) + (
+                    [self._RICHNESS_SPEC] if c.richness_weight > 0 else []):
+                specs[spec[:2]] = spec  # (kind, tag) -> (kind, tag, reducer)
             wks |= {None} if not c.use_week else {None if w is None or pd.isna(w) else int(w) for w in weeks}
         passes = 0
         for week in sorted(wks, key=lambda w: -1 if w is None else w):
-            todo = [(k, t) for k, t in specs if (k, week, t) not in self._totals
-                    and not self._total_path(k, week, t).exists()]
+            todo = {kt: spec for kt, spec in specs.items() if (kt[0], week, kt[1]) not in self._totals
+                    and not self._total_path(kt[0], week, kt[1]).exists()}
             if len(todo) < 2:  # one total: the lazy path builds it in one pass just the same
                 continue
-            vals = {kt: np.zeros(len(self.points)) for kt in todo}
-            for i in range(0, len(self.points), 4096):
-                p = self.model.prob(self.points[i:i + 4096, 0], self.points[i:i + 4096, 1], week)
-                for kt in todo:
-                    vals[kt][i:i + 4096] = specs[kt](p)
+            vals = self._pass(week, {kt: spec[2] for kt, spec in todo.items()})
             passes += 1
-            for (k, t), v in vals.items():
-                self._totals[(k, week, t)] = cached(self._total_path(k, week, t), lambda v=v: v,
-                                                     npy_loader((len(self.points),)), npy_save)[0]
+            for kt, spec in todo.items():
+                self._weekly(week, *spec, value=vals[kt])
         return passes
 
     def _base(self, week) -> torch.Tensor:
