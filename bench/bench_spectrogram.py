@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundloc import paths
 from soundloc import spectrogram as S
 from soundloc.audio import load_many
 from soundloc.spectrogram_reference import reference_spectrogram
 
 
 def jura_dir() -> Path:
-    """The Jura recordings folder under SOUNDLOC_MIRROR (default /work/shared/data)."""
-    return Path(os.environ.get("SOUNDLOC_MIRROR") or "/work/shared/data") / "audio" / "jura_2019-05-22"
+    """The Jura recordings folder (the mirror's, or the one ``make data`` fetched: ``paths.real_audio_dir``)."""
+    return paths.real_audio_dir() / "jura_2019-05-22"
 
 
 def stage_breakdown(x: torch.Tensor, cfg: S.SpecConfig, chunk: int = S.CPU_CHUNK) -> dict[str, float]:
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     folder = jura_dir()
     files = sorted(folder.glob("*.wav"))
     if not files:
-        print(f"no recordings in {folder}: set SOUNDLOC_MIRROR to the shared data folder", file=sys.stderr)
+        print(f"no recordings in {folder}: run `make data`, or set SOUNDLOC_MIRROR to a mirror folder", file=sys.stderr)
         return 2
     cfg = S.SpecConfig()
     waves, report = load_many(files, sr=cfg.sr)            # loading is not timed
