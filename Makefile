@@ -17,10 +17,12 @@ PARAMS ?=
 BENCH_ARGS ?=
 # Parallel pytest workers (pytest-xdist, work stealing); 0 runs everything in one process.
 TEST_WORKERS ?= 2
+# Chapters `make book` runs at a time, each in its own process with one thread (soundloc.runner --jobs).
+BOOK_JOBS ?= 2
 
 .PHONY: book test data lab bench clean-figures help
 help:
-	@echo "make book   - install, fetch the small real data, run every chapter (SMALL defaults) -> figures/"
+	@echo "make book   - install, fetch the small real data, run every chapter (SMALL defaults, BOOK_JOBS=2 at a time) -> figures/"
 	@echo "make test   - install, run pytest (unit tests + every notebook in SMALL mode; TEST_WORKERS=2 processes)"
 	@echo "make lab    - JupyterLab with the py:percent chapters opening as notebooks"
 	@echo "make bench  - benchmark scripts (ratios measured in one run) -> figures/bench.md"
@@ -36,7 +38,7 @@ data: $(STAMP)
 	$(BIN)/python -c "from soundloc.data import fetch_all; fetch_all()"
 
 book: data
-	$(BIN)/python -m soundloc.runner $(PARAMS)
+	$(BIN)/python -m soundloc.runner --jobs $(BOOK_JOBS) $(PARAMS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15 $(PYTEST_ARGS)

@@ -154,37 +154,3 @@ def test_batchnorm_momentum_is_part_of_the_key(data):
     assert zoo.zoo_key("sp", a, CFG, tr, va)[0] != zoo.zoo_key("sp", b, CFG, tr, va)[0]
     torch.manual_seed(0)
     assert zoo.zoo_key("sp", a, CFG, tr, va)[0] == zoo.zoo_key("sp", build_species(), CFG, tr, va)[0]
-
-
-def test_results_page_gathers_every_chapter_table_in_order(figures_tmp):
-    from soundloc.runner import write_results_page
-
-    figures_tmp.mkdir(parents=True)
-    (figures_tmp / "02_b.md").write_text("**B**\n\n| x |\n|---|\n| 2 |\n")
-    (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 1 |\n")
-    (figures_tmp / "bench.md").write_text("not a chapter table")
-    page = write_results_page().read_text()
-    assert page.index("### `00_a.md`") < page.index("| 1 |") < page.index("## Chapter 02") < page.index("| 2 |")
-    assert "## Chapter 00 (00_data)" in page and "not a chapter table" not in page
-
-
-def test_running_one_chapter_refreshes_the_results_page(figures_tmp, monkeypatch):
-    """`python -m soundloc.runner NN` rewrites figures/RESULTS.md from the tables on disk, so the page never keeps a
-    rerun chapter's old tables; a run with its own OUT folder leaves the page alone."""
-    from soundloc import runner
-
-    figures_tmp.mkdir(parents=True)
-    (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 1 |\n")
-    runner.write_results_page()
-    ran = []
-
-    def fake_run(src, parameters, **kw):  # the chapter "rewrites" its table
-        ran.append(src.stem)
-        (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 7 |\n")
-
-    monkeypatch.setattr(runner, "run_notebook", fake_run)
-    runner.run_book(["00"], {"OUT": str(figures_tmp / "elsewhere")})
-    assert "| 1 |" in (figures_tmp / "RESULTS.md").read_text()  # OUT elsewhere: page untouched
-    runner.run_book(["00"])
-    page = (figures_tmp / "RESULTS.md").read_text()
-    assert ran == ["00_data", "00_data"] and "| 7 |" in page and "| 1 |" not in page

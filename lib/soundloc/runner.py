@@ -1,9 +1,15 @@
 """Execute the book: jupytext py:percent source -> papermill -> executed .ipynb (git-ignored).
 
-``make book`` and the notebook tests both call ``run_notebook``.
+``make book`` and the notebook tests both call ``run_notebook``; ``run_book(..., jobs=2)`` (``make book``) runs
+chapters two at a time, each in its own process, in :data:`PARALLEL_ORDER`.
 """
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +17,16 @@ from . import paths
 from .io import atomic_path
 
 KERNEL = "python3"
+
+
+class BookError(RuntimeError):
+    """Chapters of a parallel run failed (each named with its log)."""
+
+# The order a parallel run starts chapters in (by number; others follow in book order). Chapter 04 builds the SimSounds
+# world and chapter 01's models that every SimSounds chapter loads, so it starts first; the real-data chapters fill the
+# other slot meanwhile (a SimSounds chapter started then would only wait on the world's file lock); the SimSounds
+# chapters follow heaviest first, so the last ones to start are short.
+PARALLEL_ORDER = ("04", "02", "12", "08", "11", "00", "03", "10", "05", "09", "07", "06", "01")
 
 
 def chapters() -> list[Path]:
@@ -55,17 +71,73 @@ def run_notebook(source: str | Path, parameters: dict | None = None, out_dir: Pa
     return out
 
 
-def run_book(keys: list[str] | None = None, parameters: dict | None = None, **kw) -> dict[str, float]:
-    """Run the chapters (all by default) in order -> {chapter: seconds}."""
-    times = {}
-    for src in [find_chapter(k) for k in keys] if keys else chapters():
-        t0 = time.perf_counter()
-        print(f"== {src.name}", flush=True)
-        run_notebook(src, parameters, **kw)
-        times[src.stem] = time.perf_counter() - t0
-        print(f"== {src.name} done in {times[src.stem]:.0f} s", flush=True)
-    if not (parameters or {}).get("OUT"):  # the chapters wrote into figures/: the page follows them, one or all
+def run_book(keys: list[str] | None = None, parameters: dict | None = None, jobs: int = 1, results_page: bool = True,
+             **kw) -> dict[str, float]:
+    """Run the chapters (all by default) -> {chapter: seconds}: in book order, or ``jobs`` at a time in
+    :data:`PARALLEL_ORDER` (each in its own process, logging to ``<executed>/<chapter>.log``).
+
+    A parallel run lets the other chapters finish when one fails, then raises naming every failed chapter."""
+    srcs = [find_chapter(k) for k in keys] if keys else chapters()
+    if jobs > 1 and len(srcs) > 1:
+        times = _run_parallel(srcs, parameters or {}, jobs, Path(kw.get("out_dir") or paths.data_dir() / "executed"))
+    else:
+        times = {}
+        for src in srcs:
+            t0 = time.perf_counter()
+            print(f"== {src.name}", flush=True)
+            run_notebook(src, parameters, **kw)
+            times[src.stem] = time.perf_counter() - t0
+            print(f"== {src.name} done in {times[src.stem]:.0f} s", flush=True)
+    if results_page and not (parameters or {}).get("OUT"):  # the chapters wrote into figures/: the page follows them
         print(f"== results page: {write_results_page()}", flush=True)
+    return times
+
+
+def parallel_order(srcs: list[Path]) -> list[Path]:
+    """Chapter sources -> the order a parallel run starts them (:data:`PARALLEL_ORDER`, then the rest in book order)."""
+    rank = {n: i for i, n in enumerate(PARALLEL_ORDER)}
+    return sorted(srcs, key=lambda p: (rank.get(p.stem[:2], len(rank)), p.stem))
+
+
+def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path) -> dict[str, float]:
+    """Run each chapter in a child ``python -m soundloc.runner`` process, ``jobs`` at a time -> {chapter: seconds}."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # One OpenMP/BLAS thread per chapter process (inherited by its kernel): chapters side by side on few cores run
+    # faster single-threaded than with spin-waiting thread pools competing for the same cores.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    args = [a for k, v in parameters.items() for a in ("-p", k, json.dumps(v))] + ["--executed", str(log_dir)]
+    queue, running, times, failed = parallel_order(srcs), {}, {}, []
+    print(f"== {len(queue)} chapters, {jobs} at a time: {' '.join(p.stem[:2] for p in queue)}", flush=True)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                src = queue.pop(0)
+                log = log_dir / f"{src.stem}.log"
+                fh = open(log, "w")
+                proc = subprocess.Popen([sys.executable, "-m", "soundloc.runner", str(src), "--no-results-page", *args],
+                                        stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                running[proc] = (src, log, fh, time.perf_counter())
+                print(f"== {src.name} started (log: {log})", flush=True)
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                src, log, fh, t0 = running.pop(proc)
+                fh.close()
+                times[src.stem] = time.perf_counter() - t0
+                if proc.returncode == 0:
+                    print(f"== {src.name} done in {times[src.stem]:.0f} s", flush=True)
+                else:
+                    failed.append((src, log))
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+                    print(f"== {src.name} FAILED after {times[src.stem]:.0f} s (exit {proc.returncode}); end of {log}:\n"
+                          f"{tail}", flush=True)
+    finally:
+        for proc in running:  # interrupted: stop the chapters still running, their kernels included
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    if failed:
+        raise BookError("chapters failed: " + ", ".join(f"{s.name} (log: {log})" for s, log in failed))
     return times
 
 
@@ -96,13 +168,18 @@ def write_results_page(out: Path | None = None) -> Path:
 
 if __name__ == "__main__":
     import argparse
-    import json
 
     ap = argparse.ArgumentParser(description="run book chapters with papermill")
     ap.add_argument("chapters", nargs="*", help="chapter numbers/stems (default: all)")
     ap.add_argument("-p", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                     help="parameter override, value parsed as JSON when possible (e.g. -p SMALL false)")
+    ap.add_argument("-j", "--jobs", type=int, default=1,
+                    help="chapters run at a time, each in its own process with one thread (make book: 2)")
+    ap.add_argument("--no-results-page", action="store_true", help="leave figures/RESULTS.md as it is")
+    ap.add_argument("--executed", type=Path, default=None, help="folder for the executed notebooks (default: data/executed)")
     a = ap.parse_args()
+    if a.jobs < 1:
+        ap.error(f"--jobs {a.jobs}: need at least 1")
 
     def _val(v):
         try:
@@ -110,5 +187,9 @@ if __name__ == "__main__":
         except json.JSONDecodeError:
             return v
 
-    t = run_book(a.chapters or None, {k: _val(v) for k, v in a.p})
+    try:
+        t = run_book(a.chapters or None, {k: _val(v) for k, v in a.p}, jobs=a.jobs, results_page=not a.no_results_page,
+                     out_dir=a.executed)
+    except BookError as e:
+        sys.exit(f"runner: {e}")
     print(json.dumps({k: round(v, 1) for k, v in t.items()}))

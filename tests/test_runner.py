@@ -1,0 +1,93 @@
+"""The book runner: results page, one chapter or all, in order or several at a time."""
+import json
+
+import pytest
+
+from soundloc import runner
+
+# A stand-in chapter that returns only once the other one has started too: both finish only if they run side by side.
+PAIR = """# %% tags=["parameters"]
+FLAGS = ""
+ME, OTHER = {me!r}, {other!r}
+
+# %%
+import os
+import time
+from pathlib import Path
+
+(Path(FLAGS) / ME).write_text(os.environ.get("OMP_NUM_THREADS", "unset"))
+t0 = time.monotonic()
+while not (Path(FLAGS) / OTHER).exists():
+    if time.monotonic() - t0 > 300:
+        raise RuntimeError("the other chapter never ran beside this one")
+    time.sleep(0.05)
+"""
+FAIL = """# %% tags=["parameters"]
+FLAGS = ""
+
+# %%
+raise ValueError("a planted failure")
+"""
+
+
+def test_results_page_gathers_every_chapter_table_in_order(figures_tmp):
+    figures_tmp.mkdir(parents=True)
+    (figures_tmp / "02_b.md").write_text("**B**\n\n| x |\n|---|\n| 2 |\n")
+    (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 1 |\n")
+    (figures_tmp / "bench.md").write_text("not a chapter table")
+    page = runner.write_results_page().read_text()
+    assert page.index("### `00_a.md`") < page.index("| 1 |") < page.index("## Chapter 02") < page.index("| 2 |")
+    assert "## Chapter 00 (00_data)" in page and "not a chapter table" not in page
+
+
+def test_running_one_chapter_refreshes_the_results_page(figures_tmp, monkeypatch):
+    """`python -m soundloc.runner NN` rewrites figures/RESULTS.md from the tables on disk, so the page never keeps a
+    rerun chapter's old tables; a run with its own OUT folder leaves the page alone."""
+    figures_tmp.mkdir(parents=True)
+    (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 1 |\n")
+    runner.write_results_page()
+    ran = []
+
+    def fake_run(src, parameters, **kw):  # the chapter "rewrites" its table
+        ran.append(src.stem)
+        (figures_tmp / "00_a.md").write_text("**A**\n\n| x |\n|---|\n| 7 |\n")
+
+    monkeypatch.setattr(runner, "run_notebook", fake_run)
+    runner.run_book(["00"], {"OUT": str(figures_tmp / "elsewhere")})
+    assert "| 1 |" in (figures_tmp / "RESULTS.md").read_text()  # OUT elsewhere: page untouched
+    runner.run_book(["00"])
+    page = (figures_tmp / "RESULTS.md").read_text()
+    assert ran == ["00_data", "00_data"] and "| 7 |" in page and "| 1 |" not in page
+
+
+def test_parallel_order_starts_the_world_builder_then_the_real_chapters():
+    srcs = runner.chapters()
+    order = [p.stem[:2] for p in runner.parallel_order(srcs)]
+    assert sorted(order) == sorted(p.stem[:2] for p in srcs)  # every chapter once
+    assert order[0] == "04" and order.index("02") < order.index("03") and order.index("12") < order.index("10")
+    assert [p.stem for p in runner.parallel_order([runner.find_chapter("01"), runner.find_chapter("04")])] == \
+        ["04_aggregation", "01_baselines"]
+
+
+def test_parallel_run_runs_chapters_side_by_side_and_names_the_failed_one(tmp_path, monkeypatch, capsys):
+    """Two chapters that each wait for the other finish only when run at the same time; a chapter that fails first
+    does not stop them and is named, with its log, in the error; each child gets one OpenMP thread unless told
+    otherwise."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    src, flags, out = tmp_path / "src", tmp_path / "flags", tmp_path / "executed"
+    src.mkdir(), flags.mkdir()
+    (src / "90_a.py").write_text(PAIR.format(me="a", other="b"))
+    (src / "91_b.py").write_text(PAIR.format(me="b", other="a"))
+    (src / "89_fail.py").write_text(FAIL)
+    keys = [str(src / n) for n in ("91_b.py", "90_a.py", "89_fail.py")]
+    with pytest.raises(runner.BookError, match=r"89_fail\.py \(log: .*89_fail\.log\)") as err:
+        runner.run_book(keys, {"FLAGS": str(flags), "OUT": str(tmp_path / "figs")}, jobs=2, out_dir=out)
+    assert "90_a" not in str(err.value) and "91_b" not in str(err.value)
+    assert (flags / "a").read_text() == "1" and (flags / "b").read_text() == "1"
+    assert (out / "90_a.ipynb").is_file() and (out / "91_b.ipynb").is_file()
+    assert "a planted failure" in (out / "89_fail.log").read_text()
+    printed = capsys.readouterr().out
+    assert "90_a.py done in" in printed and "89_fail.py FAILED" in printed
+    executed = json.loads((out / "90_a.ipynb").read_text())
+    assert any("FLAGS" in "".join(c["source"]) and "injected-parameters" in c["metadata"].get("tags", [])
+               for c in executed["cells"])
