@@ -1,5 +1,8 @@
 """The book runner: results page, one chapter or all, in order or several at a time."""
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -91,3 +94,23 @@ def test_parallel_run_runs_chapters_side_by_side_and_names_the_failed_one(tmp_pa
     executed = json.loads((out / "90_a.ipynb").read_text())
     assert any("FLAGS" in "".join(c["source"]) and "injected-parameters" in c["metadata"].get("tags", [])
                for c in executed["cells"])
+
+
+def test_stopping_interrupts_each_chapter_then_kills_the_stubborn_ones(tmp_path):
+    """An interrupted parallel run sends SIGINT (papermill then shuts its kernel down), and SIGKILL after the grace."""
+    polite = ("import pathlib, sys, time\ntry:\n    pathlib.Path(sys.argv[1], 'ready').write_text('')\n"
+              "    time.sleep(120)\nexcept KeyboardInterrupt:\n    pathlib.Path(sys.argv[1], 'interrupted').write_text('yes')\n"
+              "    sys.exit(130)\n")
+    stubborn = ("import pathlib, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                "pathlib.Path(sys.argv[1], 'ready').write_text('')\ntime.sleep(120)\n")
+    dirs = [tmp_path / "polite", tmp_path / "stubborn"]
+    procs = []
+    for code, d in zip((polite, stubborn), dirs):
+        d.mkdir()
+        procs.append(subprocess.Popen([sys.executable, "-c", code, str(d)], start_new_session=True))
+    t0 = time.monotonic()
+    while not all((d / "ready").exists() for d in dirs) and time.monotonic() - t0 < 60:
+        time.sleep(0.05)
+    runner._stop(procs, grace_s=1.0)
+    assert [p.wait(timeout=30) for p in procs] == [130, -9]
+    assert (dirs[0] / "interrupted").read_text() == "yes"

@@ -130,15 +130,25 @@ def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path) 
                     tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
                     print(f"== {src.name} FAILED after {times[src.stem]:.0f} s (exit {proc.returncode}); end of {log}:\n"
                           f"{tail}", flush=True)
-    finally:
-        for proc in running:  # interrupted: stop the chapters still running, their kernels included
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    finally:  # interrupted: stop the chapters still running, as Ctrl-C would (papermill then shuts their kernels down)
+        _stop(list(running))
     if failed:
         raise BookError("chapters failed: " + ", ".join(f"{s.name} (log: {log})" for s, log in failed))
     return times
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
+    """Interrupt child runners (SIGINT to each one's process group), then kill those still alive after ``grace_s``."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        while sig == signal.SIGINT and time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(0.1)
 
 
 def write_results_page(out: Path | None = None) -> Path:
