@@ -96,21 +96,24 @@ def test_parallel_run_runs_chapters_side_by_side_and_names_the_failed_one(tmp_pa
                for c in executed["cells"])
 
 
+def _child(code: str, folder) -> subprocess.Popen:
+    """A child in its own session (as the runner starts chapters) that writes folder/ready once its handler is set."""
+    folder.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], start_new_session=True)
+    t0 = time.monotonic()
+    while not (folder / "ready").exists() and time.monotonic() - t0 < 120:
+        time.sleep(0.05)
+    return proc
+
+
 def test_stopping_interrupts_each_chapter_then_kills_the_stubborn_ones(tmp_path):
     """An interrupted parallel run sends SIGINT (papermill then shuts its kernel down), and SIGKILL after the grace."""
-    polite = ("import pathlib, sys, time\ntry:\n    pathlib.Path(sys.argv[1], 'ready').write_text('')\n"
-              "    time.sleep(120)\nexcept KeyboardInterrupt:\n    pathlib.Path(sys.argv[1], 'interrupted').write_text('yes')\n"
-              "    sys.exit(130)\n")
-    stubborn = ("import pathlib, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                "pathlib.Path(sys.argv[1], 'ready').write_text('')\ntime.sleep(120)\n")
-    dirs = [tmp_path / "polite", tmp_path / "stubborn"]
-    procs = []
-    for code, d in zip((polite, stubborn), dirs):
-        d.mkdir()
-        procs.append(subprocess.Popen([sys.executable, "-c", code, str(d)], start_new_session=True))
-    t0 = time.monotonic()
-    while not all((d / "ready").exists() for d in dirs) and time.monotonic() - t0 < 60:
-        time.sleep(0.05)
-    runner._stop(procs, grace_s=1.0)
-    assert [p.wait(timeout=30) for p in procs] == [130, -9]
-    assert (dirs[0] / "interrupted").read_text() == "yes"
+    polite = _child("import pathlib, sys, time\ntry:\n    pathlib.Path(sys.argv[1], 'ready').write_text('')\n"
+                    "    time.sleep(300)\nexcept KeyboardInterrupt:\n"
+                    "    pathlib.Path(sys.argv[1], 'interrupted').write_text('yes')\n    sys.exit(130)\n", tmp_path / "polite")
+    runner._stop([polite], grace_s=120.0)  # returns as soon as the child has exited
+    assert polite.wait(timeout=30) == 130 and (tmp_path / "polite" / "interrupted").read_text() == "yes"
+    stubborn = _child("import pathlib, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                      "pathlib.Path(sys.argv[1], 'ready').write_text('')\ntime.sleep(300)\n", tmp_path / "stubborn")
+    runner._stop([stubborn], grace_s=0.5)
+    assert stubborn.wait(timeout=30) == -9
