@@ -1,5 +1,7 @@
 """The book runner: results page, one chapter or all, in order or several at a time."""
+import functools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -83,6 +85,7 @@ def test_parallel_run_runs_chapters_side_by_side_and_names_the_failed_one(tmp_pa
     (src / "91_b.py").write_text(PAIR.format(me="b", other="a"))
     (src / "89_fail.py").write_text(FAIL)
     keys = [str(src / n) for n in ("91_b.py", "90_a.py", "89_fail.py")]
+    monkeypatch.setattr(runner, "_run_parallel", functools.partial(runner._run_parallel, status_every_s=0.5))
     with pytest.raises(runner.BookError, match=r"89_fail\.py \(log: .*89_fail\.log\)") as err:
         runner.run_book(keys, {"FLAGS": str(flags), "OUT": str(tmp_path / "figs")}, jobs=2, out_dir=out)
     assert "90_a" not in str(err.value) and "91_b" not in str(err.value)
@@ -91,6 +94,7 @@ def test_parallel_run_runs_chapters_side_by_side_and_names_the_failed_one(tmp_pa
     assert "a planted failure" in (out / "89_fail.log").read_text()
     printed = capsys.readouterr().out
     assert "90_a.py done in" in printed and "89_fail.py FAILED" in printed
+    assert re.search(r"== running: .*9[01]_[ab]\.py (starting|cell \d+/\d+) \(\d+ s\)", printed)
     executed = json.loads((out / "90_a.ipynb").read_text())
     assert any("FLAGS" in "".join(c["source"]) and "injected-parameters" in c["metadata"].get("tags", [])
                for c in executed["cells"])
@@ -104,6 +108,13 @@ def _child(code: str, folder) -> subprocess.Popen:
     while not (folder / "ready").exists() and time.monotonic() - t0 < 120:
         time.sleep(0.05)
     return proc
+
+
+def test_cell_progress_reads_the_last_papermill_count(tmp_path):
+    log = tmp_path / "c.log"
+    assert runner._cell_progress(log) == "starting"  # no log yet
+    log.write_text("Executing:   0%|          | 0/26 [00:00<?, ?cell/s]\rExecuting:  23%|##  | 6/26 [00:07<00:21]")
+    assert runner._cell_progress(log) == "cell 6/26"
 
 
 def test_stopping_interrupts_each_chapter_then_kills_the_stubborn_ones(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,14 +100,17 @@ def parallel_order(srcs: list[Path]) -> list[Path]:
     return sorted(srcs, key=lambda p: (rank.get(p.stem[:2], len(rank)), p.stem))
 
 
-def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path) -> dict[str, float]:
-    """Run each chapter in a child ``python -m soundloc.runner`` process, ``jobs`` at a time -> {chapter: seconds}."""
+def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path, status_every_s: float = 60.0
+                  ) -> dict[str, float]:
+    """Run each chapter in a child ``python -m soundloc.runner`` process, ``jobs`` at a time -> {chapter: seconds};
+    every ``status_every_s`` a line says which cell each running chapter has reached."""
     log_dir.mkdir(parents=True, exist_ok=True)
     # One OpenMP/BLAS thread per chapter process (inherited by its kernel): chapters side by side on few cores run
     # faster single-threaded than with spin-waiting thread pools competing for the same cores.
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     args = [a for k, v in parameters.items() for a in ("-p", k, json.dumps(v))] + ["--executed", str(log_dir)]
     queue, running, times, failed = parallel_order(srcs), {}, {}, []
+    next_status = time.perf_counter() + status_every_s
     print(f"== {len(queue)} chapters, {jobs} at a time: {' '.join(p.stem[:2] for p in queue)}", flush=True)
     try:
         while queue or running:
@@ -119,6 +123,10 @@ def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path) 
                 running[proc] = (src, log, fh, time.perf_counter())
                 print(f"== {src.name} started (log: {log})", flush=True)
             time.sleep(0.2)
+            if running and time.perf_counter() >= next_status:
+                next_status = time.perf_counter() + status_every_s
+                print("== running: " + ", ".join(f"{src.name} {_cell_progress(log)} ({time.perf_counter() - t0:.0f} s)"
+                                                 for src, log, _, t0 in running.values()), flush=True)
             for proc in [p for p in running if p.poll() is not None]:
                 src, log, fh, t0 = running.pop(proc)
                 fh.close()
@@ -135,6 +143,17 @@ def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path) 
     if failed:
         raise BookError("chapters failed: " + ", ".join(f"{s.name} (log: {log})" for s, log in failed))
     return times
+
+
+def _cell_progress(log: Path) -> str:
+    """The last papermill progress count in a chapter's log ("cell 6/31"), or "starting"."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+            hits = re.findall(rb"\| (\d+)/(\d+) \[", fh.read())
+    except OSError:
+        hits = []
+    return f"cell {int(hits[-1][0])}/{int(hits[-1][1])}" if hits else "starting"
 
 
 def _stop(procs: list[subprocess.Popen], grace_s: float = 15.0) -> None:
