@@ -207,6 +207,9 @@ if __name__ == "__main__":
     ap.add_argument("--no-results-page", action="store_true", help="leave figures/RESULTS.md as it is")
     ap.add_argument("--executed", type=Path, default=None, help="folder for the executed notebooks (default: data/executed)")
     a = ap.parse_args()
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: restore Ctrl-C's KeyboardInterrupt
+    # so that an interrupted parallel run can stop its chapters (and papermill their kernels) cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if a.jobs < 1:
         ap.error(f"--jobs {a.jobs}: need at least 1")
 
@@ -221,4 +224,7 @@ if __name__ == "__main__":
                      out_dir=a.executed)
     except BookError as e:
         sys.exit(f"runner: {e}")
+    except KeyboardInterrupt:
+        print("runner: interrupted (chapters still running were stopped)", file=sys.stderr)
+        sys.exit(130)
     print(json.dumps({k: round(v, 1) for k, v in t.items()}))
