@@ -119,7 +119,10 @@ def test_cell_progress_reads_the_last_papermill_count(tmp_path):
 
 def test_stopping_interrupts_each_chapter_then_kills_the_stubborn_ones(tmp_path):
     """An interrupted parallel run sends SIGINT (papermill then shuts its kernel down), and SIGKILL after the grace."""
-    polite = _child("import pathlib, sys, time\ntry:\n    pathlib.Path(sys.argv[1], 'ready').write_text('')\n"
+    # Like the runner CLI, the polite child restores Ctrl-C's handler: CI starts pytest with SIGINT ignored, and
+    # children inherit that.
+    polite = _child("import pathlib, signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                    "try:\n    pathlib.Path(sys.argv[1], 'ready').write_text('')\n"
                     "    time.sleep(300)\nexcept KeyboardInterrupt:\n"
                     "    pathlib.Path(sys.argv[1], 'interrupted').write_text('yes')\n    sys.exit(130)\n", tmp_path / "polite")
     runner._stop([polite], grace_s=120.0)  # returns as soon as the child has exited
