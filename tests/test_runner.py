@@ -131,3 +131,32 @@ def test_stopping_interrupts_each_chapter_then_kills_the_stubborn_ones(tmp_path)
                       "pathlib.Path(sys.argv[1], 'ready').write_text('')\ntime.sleep(300)\n", tmp_path / "stubborn")
     runner._stop([stubborn], grace_s=0.5)
     assert stubborn.wait(timeout=30) == -9
+
+
+def test_an_interrupted_parallel_run_stops_its_chapters_and_closes_their_logs(tmp_path, monkeypatch):
+    """Ctrl-C in the parent (here: raised while it announces the second chapter) stops every chapter started so far
+    and closes their log files, so a Python caller of run_book is not left holding them."""
+    procs, logs = [], []
+    real_popen, real_open = subprocess.Popen, open
+
+    def child(cmd, **kw):  # a chapter stand-in that sleeps until interrupted
+        procs.append(real_popen([sys.executable, "-c", "import signal, time\n"
+                                 "signal.signal(signal.SIGINT, signal.default_int_handler)\ntime.sleep(300)"], **kw))
+        return procs[-1]
+
+    def log_open(*a, **kw):
+        logs.append(real_open(*a, **kw))
+        return logs[-1]
+
+    def announce(msg, **kw):
+        if "started" in msg and len(procs) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.subprocess, "Popen", child)
+    monkeypatch.setattr(runner, "open", log_open, raising=False)
+    monkeypatch.setattr(runner, "print", announce, raising=False)
+    srcs = [tmp_path / f"9{i}_x.py" for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        runner._run_parallel(srcs, {}, 2, tmp_path / "executed")
+    assert len(procs) == 2 and all(p.wait(timeout=60) is not None for p in procs)
+    assert len(logs) == 2 and all(fh.closed for fh in logs)

@@ -77,7 +77,9 @@ def run_book(keys: list[str] | None = None, parameters: dict | None = None, jobs
     """Run the chapters (all by default) -> {chapter: seconds}: in book order, or ``jobs`` at a time in
     :data:`PARALLEL_ORDER` (each in its own process, logging to ``<executed>/<chapter>.log``).
 
-    A parallel run lets the other chapters finish when one fails, then raises naming every failed chapter."""
+    ``kw`` goes to :func:`run_notebook`; a parallel run passes on only ``out_dir`` (its children use their
+    defaults for the rest). It lets the other chapters finish when one fails, then raises naming every failed
+    chapter."""
     srcs = [find_chapter(k) for k in keys] if keys else chapters()
     if jobs > 1 and len(srcs) > 1:
         times = _run_parallel(srcs, parameters or {}, jobs, Path(kw.get("out_dir") or paths.data_dir() / "executed"))
@@ -140,6 +142,8 @@ def _run_parallel(srcs: list[Path], parameters: dict, jobs: int, log_dir: Path, 
                           f"{tail}", flush=True)
     finally:  # interrupted: stop the chapters still running, as Ctrl-C would (papermill then shuts their kernels down)
         _stop(list(running))
+        for _, _, fh, _ in running.values():
+            fh.close()
     if failed:
         raise BookError("chapters failed: " + ", ".join(f"{s.name} (log: {log})" for s, log in failed))
     return times
