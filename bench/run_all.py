@@ -25,7 +25,7 @@ BENCHES = [
     ("retrieval: chunked torch top-1 vs numpy loop", ["bench_retrieval.py"]),
     ("bf16 vs fp32: GeoCLIP gallery embedding, an AG-CLIP head training step; its dropout mask (1 thread)",
      ["bench_bf16.py"]),
-    ("ridge map of the checklist oracles: dual (N x N) vs primal (S x S) solve (1 thread)", ["bench_ridge.py"]),
+    ("ridge map of the checklist oracles: sparse float64 Gram + Cholesky vs a dense float32 solve (1 thread)", ["bench_ridge.py"]),
     ("per-week totals of chapter 05's sweep: one range-model pass per week vs one per total (1 thread)",
      ["bench_week_totals.py"]),
     ("AG-CLIP: training (bf16, channels_last, compile), retrieval and window-loader throughput vs fp32 eager",

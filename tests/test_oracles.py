@@ -23,8 +23,8 @@ def test_ridge_map_matches_a_float64_solve_either_way_round(n, s):
     W64, b64 = _ridge64(X, Y, 1.0)
     assert W.shape == (s, 64) and b.shape == (64,) and W.dtype == torch.float32
     scale = float(W64.abs().max())
-    assert float((W.double() - W64).abs().max()) < 1e-4 * scale
-    assert float((b.double() - b64).abs().max()) < 1e-4
+    assert float((W.double() - W64).abs().max()) < 1e-6 * scale  # float64 inside: only the float32 output rounds
+    assert float((b.double() - b64).abs().max()) < 1e-6
     Xt = torch.rand(50, s, generator=g) < 0.05
     ref = Xt.double() @ W64 + b64
     assert float((predict_embedding(Xt, W, b).double() - ref).abs().max()) < 1e-4 * float(ref.abs().max())
