@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from soundloc.runner import run_book
+
 
 def _pass(chapters: list[str], jobs: int, out: Path) -> float:
     """Run ``chapters`` into ``out`` with ``jobs`` at a time -> seconds."""
-    from soundloc.runner import run_book
-
     t = time.perf_counter()
     run_book(chapters, {"OUT": str(out)}, jobs=jobs, out_dir=out / "executed")
     return time.perf_counter() - t

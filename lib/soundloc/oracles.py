@@ -83,7 +83,8 @@ def fit_linear_map(X: torch.Tensor, Y: torch.Tensor, ridge: float = 1.0) -> tupl
 
 
 def _cholesky_solve(G: np.ndarray, ridge: float, R: np.ndarray) -> np.ndarray:
-    """(M, M) symmetric PSD float64, ridge > 0, (M, D) -> (G + ridge I)^-1 R, (M, D) float64."""
+    """(M, M) symmetric PSD float64, ridge > 0, (M, D) -> (G + ridge I)^-1 R, (M, D) float64; adds the ridge to
+    G's diagonal in place (callers pass a Gram matrix built for this solve)."""
     G[np.diag_indices_from(G)] += ridge
     L = torch.linalg.cholesky(torch.from_numpy(G))
     return torch.cholesky_solve(torch.from_numpy(np.ascontiguousarray(R)), L).numpy()
