@@ -86,3 +86,22 @@ def test_readme_results_come_from_the_tables_they_cite():
     first, text = section(README.read_text(), RESULTS)
     bad = unbacked_numbers(text, ROOT / "figures", first)
     assert not bad, "README numbers not backed by the tables they cite:\n" + "\n".join(bad)
+
+
+def _package_map_names(text: str) -> set[str]:
+    """README text -> the backticked names in its "Package map" section (``agclip/`` -> ``agclip``)."""
+    section = re.search(r"^## Package map.*?(?=^## )", text, re.S | re.M)
+    return {n.rstrip("/") for n in re.findall(r"`([A-Za-z_][\w/]*)`", section.group(0))} if section else set()
+
+
+def test_package_map_parser_on_a_hand_written_case():
+    text = "## Intro\n`intro_only`\n## Package map (x)\n| a | `sphere` (haversine), `agclip/` |\n## Next\n`later`\n"
+    assert _package_map_names(text) == {"sphere", "agclip"}
+
+
+def test_package_map_names_every_module():
+    pkg = ROOT / "lib" / "soundloc"
+    modules = {p.stem for p in pkg.glob("*.py") if not p.stem.startswith("__")}
+    modules |= {p.parent.name for p in pkg.glob("*/__init__.py")}
+    missing = sorted(modules - _package_map_names(README.read_text()))
+    assert not missing, f"README's package map does not name {missing}: a newcomer would not know which room holds them"
