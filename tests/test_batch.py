@@ -7,6 +7,7 @@ import pytest
 from soundloc import batch as B
 from soundloc.cli import main
 from soundloc.data.validate import DataError
+from soundloc.devices import usable_cores
 
 
 class _Killed(BaseException):
@@ -71,6 +72,21 @@ def test_local_process_pool_matches_inline(tmp_path):
     rep = B.run_batch(items, _job, tmp_path / "b.csv", workers=2, progress=False)
     assert rep.errors == {"ValueError": 1}
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def _threads_job(item):
+    from soundloc.devices import cpu_threads
+    return {"path": item.path, "threads": cpu_threads()}
+
+
+def test_pool_workers_share_the_cores(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOUNDLOC_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    B.run_batch(_items(4), _threads_job, tmp_path / "a.csv", workers=2, progress=False)
+    assert (pd.read_csv(tmp_path / "a.csv").threads == max(1, usable_cores() // 2)).all()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's setting is kept
+    B.run_batch(_items(4), _threads_job, tmp_path / "b.csv", workers=2, progress=False)
+    assert (pd.read_csv(tmp_path / "b.csv").threads == 3).all()
 
 
 def test_read_items_names_bad_rows(tmp_path):

@@ -107,6 +107,13 @@ def test_non_species_labels_are_not_species(tmp_path):
     assert not set(d.summary(0.01).scientific_name) & NON_SPECIES
 
 
+def test_interpreter_threads_follow_the_process_share(monkeypatch):
+    monkeypatch.delenv("SOUNDLOC_TORCH_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a book chapter beside another: one core each
+    assert BirdNETDetector(cache=False).threads == 1
+    assert BirdNETDetector(cache=False, num_threads=2).threads == 2
+
+
 def test_cache_reuses_scores_and_applies_sensitivity(tmp_path):
     rng = np.random.default_rng(1)
     sf.write(tmp_path / "n.wav", 0.1 * rng.standard_normal(4 * SR), SR)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from soundloc import zoo
-from soundloc.devices import torch_threads
+from soundloc.devices import cpu_threads, torch_threads, usable_cores
 from soundloc.report import simulated_beside_paper
 from soundloc.encoders import AudioEncoder, EncoderConfig
 from soundloc.heads import RegressionHead, SpeciesHead
@@ -140,6 +140,20 @@ def test_torch_threads_policy(monkeypatch):
     with torch_threads("cpu"):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == n
+
+
+def test_cpu_threads_follows_the_per_process_share(monkeypatch):
+    monkeypatch.delenv("SOUNDLOC_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert cpu_threads() == usable_cores() >= 1  # a curator's own run: every core
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a book chapter, a notebook test, a batch worker's share
+    assert cpu_threads() == 1
+    monkeypatch.setenv("SOUNDLOC_TORCH_THREADS", "3")  # soundloc's own setting wins
+    assert cpu_threads() == 3
+    for bad in ("two", "0"):
+        monkeypatch.setenv("SOUNDLOC_TORCH_THREADS", bad)
+        with pytest.raises(ValueError, match="SOUNDLOC_TORCH_THREADS"):
+            cpu_threads()
 
 
 def test_batchnorm_momentum_is_part_of_the_key(data):

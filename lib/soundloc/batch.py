@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .data.validate import raise_first, read_rows
+from .devices import usable_cores
 from .io import atomic_path
 from .locator import LocateOptions
 
@@ -145,6 +146,13 @@ def _inline(job: Callable, chunks: Sequence[Sequence[Item]]):
             yield it, _call(job, it)
 
 
+def _share_cores(n: int) -> None:
+    """Pool initializer: a worker's interpreters use its share of the cores (:func:`soundloc.devices.cpu_threads`)
+    unless the user set a thread count; N workers each taking every core would spin against each other."""
+    if not (os.environ.get("SOUNDLOC_TORCH_THREADS") or os.environ.get("OMP_NUM_THREADS")):
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
 def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
               progress: bool = True, scheduler: str | None = None) -> BatchReport:
     """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
@@ -178,7 +186,7 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
             which = {f.key: c for f, c in zip(futs, chunks)}
             pairs = (p for f, res in as_completed(futs, with_results=True) for p in zip(which[f.key], res))
         elif workers > 0:
-            pool = ProcessPoolExecutor(workers)
+            pool = ProcessPoolExecutor(workers, initializer=_share_cores, initargs=(max(1, usable_cores() // workers),))
             pairs = (p for c, res in zip(chunks, pool.map(partial(_call_chunk, job), chunks)) for p in zip(c, res))
         else:
             pairs = _inline(job, chunks)

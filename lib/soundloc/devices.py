@@ -42,6 +42,32 @@ def native_bf16(device=None) -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
+def cpu_threads() -> int:
+    """Threads a CPU interpreter (BirdNET's TFLite models) may use: ``SOUNDLOC_TORCH_THREADS``, else
+    ``OMP_NUM_THREADS``, else the usable cores.
+
+    The book runner, the notebook tests and batch workers set ``OMP_NUM_THREADS`` per process to their share
+    of the cores; an interpreter taking every core beside them oversubscribes the CPU, and its spinning
+    threads slow both (``bench/bench_detect_threads.py``).
+    """
+    for var in ("SOUNDLOC_TORCH_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "").strip()
+        if v:
+            try:
+                n = int(v)
+            except ValueError:
+                raise ValueError(f"{var}={v!r}: expected a whole number of threads") from None
+            if n < 1:
+                raise ValueError(f"{var}={v!r}: expected at least 1 thread")
+            return n
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 # CPU thread policy: on the CPU torch runs with one intra-op thread by default (SOUNDLOC_TORCH_THREADS overrides)
 @contextlib.contextmanager
 def torch_threads(device="cpu", n: int | None = None):
