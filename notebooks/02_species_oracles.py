@@ -49,7 +49,7 @@ from soundloc.range_geolocation import (RangeGeolocator, RangeLocConfig, cross_f
                                 spatial_folds, sweep)
 from soundloc.location_encoders import gallery_embeddings, load_geoclip_encoder, embed_locations, retrieve
 from soundloc.metrics import compare, summary_row_ci
-from soundloc.oracles import CORRUPTIONS, checklists, corrupt, fit_linear_map, predict_embedding
+from soundloc.oracles import CORRUPTIONS, checklists_at, corrupt, fit_linear_map, predict_embedding
 from soundloc.ranges import load_range_model, range_map
 from soundloc.reference import geoclip_coordinates
 
@@ -117,10 +117,11 @@ encoder = load_geoclip_encoder(ch.device)
 Y = embed_locations(encoder, tr)
 G = gallery_embeddings(ref, "geoclip_land", device=ch.device, encoder=encoder)
 true = evalset[["lat", "lon"]].to_numpy()
-rows = []
-for thr in (0.1, 0.03):
-    Xtr = checklists(model, tr, tr_weeks, thr, progress=True)
-    Xev = checklists(model, true, evalset.week.to_numpy(), thr, progress=True)
+rows, THRESHOLDS = [], (0.1, 0.03)
+Xtr_at = checklists_at(model, tr, tr_weeks, THRESHOLDS, progress=True)
+Xev_at = checklists_at(model, true, evalset.week.to_numpy(), THRESHOLDS, progress=True)
+for thr in THRESHOLDS:
+    Xtr, Xev = Xtr_at[thr], Xev_at[thr]
     keep = Xtr.any(0) | Xev.any(0)  # species present somewhere
     for mode in CORRUPTIONS:
         W, b = fit_linear_map(corrupt(Xtr[:, keep], mode, SEED + 1), Y, ridge=1.0)

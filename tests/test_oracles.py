@@ -1,8 +1,9 @@
 """Checklist oracles (soundloc.oracles): the ridge map from checklists to GeoCLIP space, and the corruptions."""
+import numpy as np
 import pytest
 import torch
 
-from soundloc.oracles import corrupt, fit_linear_map, predict_embedding
+from soundloc.oracles import checklists, checklists_at, corrupt, fit_linear_map, predict_embedding
 
 
 def _ridge64(X, Y, ridge):
@@ -45,3 +46,22 @@ def test_corruptions_remove_species_only():
     assert 0.35 < half.sum() / lists.sum() < 0.65
     with pytest.raises(ValueError, match="mode must be one of"):
         corrupt(lists, "drop", 0)
+
+
+class _GradientModel:
+    """Species s present with probability (lat + 90) / 180 * (s + 1) / S (a hand-checkable range model)."""
+
+    species = [f"s{i}" for i in range(5)]
+
+    def prob(self, lat, lon, week=None):
+        lat = np.asarray(lat, float)
+        return ((lat[:, None] + 90) / 180 * (np.arange(5) + 1) / 5).astype(np.float32)
+
+
+def test_checklists_at_several_thresholds_equal_one_pass_each():
+    pts = np.stack([np.linspace(-90, 90, 11), np.zeros(11)], 1)
+    at = checklists_at(_GradientModel(), pts, None, (0.1, 0.5), chunk=4)
+    for t in (0.1, 0.5):
+        assert torch.equal(at[t], checklists(_GradientModel(), pts, None, t, chunk=3))
+    # lat 0 -> p = 0.5 * (s + 1) / 5 = 0.1, 0.2, ..., 0.5: all present at 0.1, only the last at 0.5
+    assert at[0.1][5].tolist() == [True] * 5 and at[0.5][5].tolist() == [False] * 4 + [True]

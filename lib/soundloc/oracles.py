@@ -29,11 +29,20 @@ class OracleConfig:
 def checklists(model: RangeModel, points: np.ndarray, weeks, threshold: float, chunk: int = 4096,
                progress: bool = False) -> torch.Tensor:
     """(N, 2) lat/lon, (N,) weeks 1-48 | None -> (N, S) bool presence checklists."""
-    out = torch.empty((len(points), len(model.species)), dtype=torch.bool)
+    return checklists_at(model, points, weeks, (threshold,), chunk, progress)[threshold]
+
+
+def checklists_at(model: RangeModel, points: np.ndarray, weeks, thresholds, chunk: int = 4096,
+                  progress: bool = False) -> dict[float, torch.Tensor]:
+    """(N, 2) lat/lon, (N,) weeks 1-48 | None, thresholds -> {threshold: (N, S) bool checklists}, from one
+    range-model pass (the probabilities are the costly part)."""
+    out = {t: torch.empty((len(points), len(model.species)), dtype=torch.bool) for t in thresholds}
     wk = None if weeks is None else np.asarray(weeks)
     for i in tqdm(range(0, len(points), chunk), desc="checklists", disable=not progress, leave=False):
         w = None if wk is None else wk[i:i + chunk]
-        out[i:i + chunk] = torch.from_numpy(model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], w) >= threshold)
+        p = model.prob(points[i:i + chunk, 0], points[i:i + chunk, 1], w)
+        for t, x in out.items():
+            x[i:i + chunk] = torch.from_numpy(p >= t)
     return out
 
 
