@@ -46,7 +46,7 @@ from soundloc import book, maps, soundscape as ss, taxonomy
 from soundloc.aggregate import group_ids, species_lists
 from soundloc.cli import main as soundloc_cli
 from soundloc.data import load_inat, load_xcdc
-from soundloc.sphere import h3_cells, land_grid
+from soundloc.sphere import land_grid
 from soundloc.ranges import load_range_model
 
 ch = book.start("09", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_BOOT=N_BOOT, N_LISTS=N_LISTS, MAP_STEP=MAP_STEP,
@@ -75,18 +75,18 @@ assert soundloc_cli(["soundscape", "--lat", "46.5", "--lon", "6.6", "--date", "2
 #   record, not complete lists; they are where the "heard here" model is fitted and its two free
 #   parameters chosen.
 #
-# Cross-fitting: folds are H3 res-3 cells (about 12,000 km²), so a list is scored by a model that saw
-# no recording from its own area in any month; XCDC's places are not iNatSounds places either.
+# Cross-fitting: folds are H3 res-3 blocks (about 12,000 km²; the res-3 parents of the lists' res-4
+# cells, so that every recording of a list is in the list's fold), so a list is scored by a model that
+# saw no recording from its own block in any month. Recordings just across a block's edge, within the
+# kernel's reach, are still used; XCDC's places are not iNatSounds places.
 
 # %%
 birds = inat[inat.supercategory == "Aves"].reset_index(drop=True)
 lists = species_lists(birds, group_ids(birds, 4, "month"), 5)
 if N_LISTS and len(lists) > N_LISTS:
     lists = lists.sample(N_LISTS, random_state=SEED).reset_index(drop=True)
-cells = pd.factorize(np.r_[h3_cells(birds.lat.to_numpy(), birds.lon.to_numpy(), 3),
-                           h3_cells(lists.lat.to_numpy(), lists.lon.to_numpy(), 3)])[0]
-folds = ss.group_folds(cells, 5, SEED)
-rec_fold, list_fold = folds[:len(birds)], folds[len(birds):]
+# blocks are the res-3 parents of the lists' res-4 cells, so a list and all its own recordings share a fold
+rec_fold, list_fold = ss.list_block_folds(birds.lat, birds.lon, lists.lat, lists.lon, 4, 3, 5, SEED)
 rec_sp = ss.species_indices(model, birds.species)
 heard = ss.HeardHere(birds.lat, birds.lon, rec_sp, len(model.species), rec_fold)
 sets = {"XCDC": xcdc, "iNatSounds lists": lists}

@@ -32,6 +32,7 @@ import scipy.sparse as sps
 
 from .data.validate import read_rows, week_from_date
 from .maps import _title
+from .sphere import h3_cells, h3_parents
 
 EARTH_KM = 6371.0088
 
@@ -319,6 +320,22 @@ def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
     """(R,) group ids -> (R,) fold 0..k-1, one random fold per group (cross-fitting by list)."""
     g = np.asarray(groups)
     return np.random.default_rng(seed).integers(0, k, g.max() + 1)[g]
+
+
+def list_block_folds(rec_lat, rec_lon, list_lat, list_lon, list_res: int = 4, block_res: int = 3, k: int = 5,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) recordings' and (L,) lists' lat/lon degrees -> ((R,), (L,)) folds 0..k-1 of spatial blocks.
+
+    Lists are the species of one H3 res-``list_res`` cell (and period); a block is the res-``block_res`` *parent of
+    that cell*, not the res-``block_res`` cell of each point. H3 cells do not nest: a point's own coarser cell can
+    differ from its fine cell's parent, and a list's member recordings near a block edge would land in another fold
+    than the list and be counted in its out-of-fold score. With parents every member shares its list's fold.
+    """
+    rec = h3_cells(np.asarray(rec_lat, float), np.asarray(rec_lon, float), list_res)
+    lst = h3_cells(np.asarray(list_lat, float), np.asarray(list_lon, float), list_res)
+    blocks = pd.factorize(np.r_[h3_parents(rec, block_res), h3_parents(lst, block_res)])[0]
+    folds = group_folds(blocks, k, seed)
+    return folds[:len(rec)], folds[len(rec):]
 
 
 # ---------------------------------------------------------------- place -> ranked species
