@@ -321,3 +321,25 @@ def test_list_block_folds_keep_a_list_and_its_own_recordings_in_one_fold():
         members = np.isin(g, lists.group)
         assert (rec_fold[members] == np.array([of_list[x] for x in g[members]])).all()
         assert set(rec_fold) <= set(range(5)) and len(set(list_fold)) > 1
+
+
+def test_list_intervals_resample_near_duplicate_lists_together():
+    """Twenty copies of each of 30 lists' AP (one site's dawns) are 30 pieces of evidence, not 600."""
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(0.1, 0.6, 30), rng.uniform(0.1, 0.6, 30)
+    A, B, cl = np.repeat(a, 20), np.repeat(b, 20), np.repeat(np.arange(30), 20)
+    w = lambda r: r[2] - r[1]  # noqa: E731
+    ref, grouped, rows = (ss.paired_bootstrap(*x, 1000, 0, c) for x, c in (((a, b), None), ((A, B), cl), ((A, B), None)))
+    assert w(grouped) == pytest.approx(w(ref), rel=0.1) and w(rows) < 0.4 * w(ref)
+    s = ss.summarize(pd.DataFrame({"ap": A, "recall@10": 0.5}), "m", "d", 1000, 0, cl)
+    assert s["mAP 95% CI"] == ss.summarize(pd.DataFrame({"ap": a, "recall@10": 0.5}), "m", "d", 1000, 0)["mAP 95% CI"]
+    with pytest.raises(ValueError, match="labels for"):
+        ss.boot_means(A, 10, 0, cl[:5])
+
+
+def test_site_clusters_link_a_recordist_and_a_site():
+    from soundloc.species_sets import site_clusters
+    lat, lon = [10.0, 10.001, 40.0, -30.0, -30.0], [10.0, 10.001, 5.0, 140.0, 141.5]
+    cl = site_clusters(lat, lon, ["A", "B", "B", "C", "D"], 4)
+    assert cl[0] == cl[1] == cl[2] and cl[3] != cl[4] and cl[3] != cl[0]  # 0-1 one site, 1-2 one recordist
+    assert len(set(site_clusters(lat, lon, None, 4))) == 4
