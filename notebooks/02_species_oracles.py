@@ -241,6 +241,8 @@ added += [f"the {d} decoder" for d in sorted(set(choice.decoder) - {"argmax"})]
 verdict = cmp.set_index(["a", "b", "metric"]).verdict
 bw, grid_bw = sorted(choice.prior_bandwidth_km.unique()), sorted({g["prior_bandwidth_km"] for g in grid if g["prior_weight"] > 0})
 edge = [b for b in bw if b in (grid_bw[0], grid_bw[-1])]
+sim_diff = [f"{k} ({sim_best[k]} on SimSounds, {', '.join(map(str, sorted(choice[k].unique())))} on the folds)" for k in keys
+            if sim_best[k] not in set(choice[k])]
 week_cmp = compare(errs["+ week"], errs[PAPER_STYLE], seed=SEED)
 week_reg = compare(errs["+ week"], errs[PAPER_STYLE], "region", seed=SEED)
 sentences = [
@@ -267,7 +269,9 @@ sentences += [
     f"{row.loc['parameters chosen on SimSounds (outside the test set)', 'median_km']:,.0f} km; "
     + book.say_compare(compare(errs["parameters chosen on SimSounds (outside the test set)"], errs["cross-fitted choice"], seed=SEED),
                        "that variant", "the cross-fitted one")
-    + " SimSounds places its recordings at GeoCLIP photo coordinates, the prior's own source, so it favours a strong prior.",
+    + (f" It differs from the folds' choices in {'; '.join(sim_diff)}." if sim_diff else " It matches the folds' choices.")
+    + (" SimSounds places its recordings at GeoCLIP photo coordinates, the prior's own source, so it favours a stronger prior."
+       if sim_best["prior_weight"] > choice.prior_weight.max() else ""),
     f"In week 20 the Common Nightingale, which breeds from Europe to Central Asia, has a mean BirdNET occurrence of "
     f"{night_sib['mean']:.2f} over Siberian land (50-70° N, 60-140° E; {night_sib['share_over_half']:.0%} of "
     f"{night_sib['points']} points above 0.5, `02_range_maps.png`)"
