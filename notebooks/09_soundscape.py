@@ -46,8 +46,9 @@ from soundloc import book, maps, soundscape as ss, taxonomy
 from soundloc.aggregate import group_ids, species_lists
 from soundloc.cli import main as soundloc_cli
 from soundloc.data import load_inat, load_xcdc
-from soundloc.sphere import h3_cells, land_grid
+from soundloc.sphere import land_grid
 from soundloc.ranges import load_range_model
+from soundloc.species_sets import site_clusters
 
 ch = book.start("09", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, N_BOOT=N_BOOT, N_LISTS=N_LISTS, MAP_STEP=MAP_STEP,
                 N_EXPECTED=N_EXPECTED, PSM_EPOCHS=PSM_EPOCHS, types={"N_BOOT": int})
@@ -75,18 +76,24 @@ assert soundloc_cli(["soundscape", "--lat", "46.5", "--lon", "6.6", "--date", "2
 #   record, not complete lists; they are where the "heard here" model is fitted and its two free
 #   parameters chosen.
 #
-# Cross-fitting: folds are H3 res-3 cells (about 12,000 km²), so a list is scored by a model that saw
-# no recording from its own area in any month; XCDC's places are not iNatSounds places either.
+# Cross-fitting: folds are H3 res-3 blocks (about 12,000 km²; the res-3 parents of the lists' res-4
+# cells, so that every recording of a list is in the list's fold), so a list is scored by a model that
+# saw no recording from its own block in any month. Recordings just across a block's edge, within the
+# kernel's reach, are still used; XCDC's places are not iNatSounds places. Every interval below
+# resamples near-duplicate lists together: XCDC's lists linked by recordist or H3 res-4 cell (a few
+# recordists made most of them, many dawns at one site), iNatSounds lists by their res-4 cell (the
+# months of one cell).
 
 # %%
 birds = inat[inat.supercategory == "Aves"].reset_index(drop=True)
 lists = species_lists(birds, group_ids(birds, 4, "month"), 5)
 if N_LISTS and len(lists) > N_LISTS:
     lists = lists.sample(N_LISTS, random_state=SEED).reset_index(drop=True)
-cells = pd.factorize(np.r_[h3_cells(birds.lat.to_numpy(), birds.lon.to_numpy(), 3),
-                           h3_cells(lists.lat.to_numpy(), lists.lon.to_numpy(), 3)])[0]
-folds = ss.group_folds(cells, 5, SEED)
-rec_fold, list_fold = folds[:len(birds)], folds[len(birds):]
+# blocks are the res-3 parents of the lists' res-4 cells, so a list and all its own recordings share a fold
+rec_fold, list_fold = ss.list_block_folds(birds.lat, birds.lon, lists.lat, lists.lon, 4, 3, 5, SEED)
+# intervals resample near-duplicate lists together: XCDC's by recordist or site (H3 res 4), iNatSounds lists by cell
+boot_cl = {"XCDC": site_clusters(xcdc.lat, xcdc.lon, xcdc.recordist, 4),
+           "iNatSounds lists": site_clusters(lists.lat, lists.lon, None, 4)}
 rec_sp = ss.species_indices(model, birds.species)
 heard = ss.HeardHere(birds.lat, birds.lon, rec_sp, len(model.species), rec_fold)
 sets = {"XCDC": xcdc, "iNatSounds lists": lists}
@@ -162,12 +169,13 @@ for k, d in sets.items():
     per_list[k] = {m: ss.ranking_metrics(s, truth[k]) for m, s in scores[k].items()}
 per_list["iNatSounds lists"]["heard here, nested choice"], nested = ss.nested_choice(choice_lists, list_fold)
 per_list["iNatSounds lists"]["species factor, nested choice"], _ = ss.nested_choice(fchoice_lists, list_fold)
-rank_tab = pd.DataFrame([ss.summarize(per_list[k][m], m, f"{k} (real)", N_BOOT, SEED) for k in sets for m in per_list[k]])
+rank_tab = pd.DataFrame([ss.summarize(per_list[k][m], m, f"{k} (real)", N_BOOT, SEED, boot_cl[k]) for k in sets
+                         for m in per_list[k]])
 ch.table(rank_tab, "rankings", "Species rankings at the true place and week: recall@k and mAP (real data)", ".3f")
 
 # %%
 verdict = pd.DataFrame([dict(zip(("data", "method", "mAP method - week occurrence", "2.5 %", "97.5 %"), (k, m, *ss.paired_bootstrap(
-    per_list[k][m].ap.to_numpy(), per_list[k]["week occurrence"].ap.to_numpy(), N_BOOT, SEED))))
+    per_list[k][m].ap.to_numpy(), per_list[k]["week occurrence"].ap.to_numpy(), N_BOOT, SEED, boot_cl[k]))))
     for k in sets for m in ("heard here", "species factor")])
 verdict["beats occurrence"] = ss.beats_label(verdict["2.5 %"], verdict["97.5 %"])
 verdict["rule's choice"] = verdict.method == rule
@@ -276,7 +284,7 @@ ch.table(lik, "likelihood_choice", "Second rule (empirical Bayes): out-of-fold p
 
 # %% [markdown]
 # The likelihood rule's choices scored on both list sets, against week occurrence (paired bootstrap over
-# lists, as in the verdict table above). On XCDC this is reporting only.
+# clusters of lists, as in the verdict table above). On XCDC this is reporting only.
 
 # %%
 lrows = []
@@ -286,7 +294,7 @@ for k, d in sets.items():
     for m, s_ in ((f"heard here, alpha {lcfg.prior_strength:g}", heard.score(occ[k], lat, lon, fold, lcfg)),
                   (f"species factor, beta {lfcfg.power:g}", factor.score(occ[k], lfcfg, fold))):
         lrows.append({**ss.versus_occurrence(ss.ranking_metrics(s_, truth[k]).ap, per_list[k]["week occurrence"].ap,
-                                             m, k, N_BOOT, SEED), "rule's choice": m.startswith(lrule)})
+                                             m, k, N_BOOT, SEED, boot_cl[k]), "rule's choice": m.startswith(lrule)})
 lver = pd.DataFrame(lrows)
 lver["beats occurrence"] = ss.beats_label(lver["2.5 %"], lver["97.5 %"])
 ch.table(lver, "likelihood_verdict", "Likelihood rule's choices vs week occurrence: mAP and paired bootstrap of the difference "
@@ -333,7 +341,7 @@ drows = []
 for k, m, ap in (("iNatSounds lists", f"debiased heard here, alpha {dcfg.prior_strength:g}", dlists[di].ap),
                  ("iNatSounds lists", "debiased heard here, nested choice", dnest.ap),
                  ("XCDC", f"debiased heard here, alpha {dcfg.prior_strength:g}", dx_lists[di].ap)):
-    drows.append(ss.versus_occurrence(ap, per_list[k]["week occurrence"].ap, m, k, N_BOOT, SEED))
+    drows.append(ss.versus_occurrence(ap, per_list[k]["week occurrence"].ap, m, k, N_BOOT, SEED, boot_cl[k]))
 dver = pd.DataFrame(drows)
 dver["beats occurrence"] = ss.beats_label(dver["2.5 %"], dver["97.5 %"])
 ch.table(dver, "debiased_verdict", "Debiased local composition vs week occurrence: mAP and paired bootstrap of the "

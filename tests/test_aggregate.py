@@ -112,3 +112,36 @@ def test_subset_by_cells_keeps_whole_cells():
     c_all, c_sub = h3_cells(df.lat, df.lon, 5), h3_cells(sub.lat, sub.lon, 5)
     kept = set(c_sub)
     assert np.isin(c_all, list(kept)).sum() == len(sub)  # every recording of a kept cell is in
+
+
+def test_linked_groups_hold_every_group_of_every_grouping_whole():
+    """A straddling res-6 cell joins two res-5 groups; otherwise clusters are exactly the coarsest groups."""
+    g5 = np.array([0, 0, 1, 1, 2, 2, 3])
+    g6 = np.array([0, 1, 1, 2, 3, 3, 4])  # group 1 straddles res-5 groups 0 and 1
+    cl = agg.linked_groups({"none": np.arange(7), "res5": g5, "res6": g6})
+    assert len(set(cl[[0, 1, 2, 3]])) == 1 and cl[4] == cl[5] and len({cl[0], cl[4], cl[6]}) == 3
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"lat": rng.uniform(40, 50, 400), "lon": rng.uniform(0, 10, 400),
+                       "date": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 700, 400), "D")})
+    groupings = agg.all_groupings(df)
+    cl = agg.linked_groups(groupings)
+    for g in groupings.values():  # no group is split between clusters
+        assert (pd.Series(cl).groupby(g).nunique() == 1).all()
+    with pytest.raises(ValueError, match="different lengths"):
+        agg.linked_groups({"a": np.arange(3), "b": np.arange(4)})
+
+
+def test_grouped_table_intervals_resample_groups_not_members():
+    """One group of 40 recordings shares one prediction: over groups its rows are one piece of evidence, so the
+    interval is wider than the one that counts each member as new."""
+    rng = np.random.default_rng(1)
+    true = np.c_[rng.uniform(-50, 50, 200), rng.uniform(-150, 150, 200)]
+    preds = {"none": true + rng.normal(0, 3, (200, 2)), "big": true.copy()}
+    groupings = {"none": np.arange(200), "big": np.r_[np.zeros(40, int), np.arange(1, 161)]}
+    preds["big"][:40] = true[0] + 20  # every member of the big group gets one far-off point
+    by_group = agg.grouped_table(preds, true, groupings, ci=True).set_index("method")
+    by_row = agg.grouped_table(preds, true, groupings, ci=True, clusters=np.arange(200)).set_index("method")
+    width = lambda t: np.subtract(*[float(x) for x in t.loc["big", "region_% 95% CI"].strip("[]").split(", ")][::-1])  # noqa: E731
+    assert width(by_group) > 1.2 * width(by_row)
+    sub = agg.grouped_table(preds, true, groupings, subset=np.arange(200) >= 20, ci=True)  # clusters follow the subset
+    assert int(sub.set_index("method").loc["big", "n"]) == 180

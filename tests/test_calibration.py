@@ -54,3 +54,21 @@ def test_recalibration_fixes_a_shape_the_temperature_cannot():
     for f, (cal, rec) in ab.items():  # reliability input agrees with the table's regions
         t = tab[tab.fold == f]
         assert [(rec < p).mean() for p in t.level] == pytest.approx(t.coverage_recalibrated.tolist())
+
+
+def test_coverage_interval_is_as_wide_as_the_independent_evidence():
+    """400 lists that are 40 sites x 10 near-copies: the coverage interval over sites is that of 40 lists, and a
+    coverage 3 points off nominal on 400 independent lists is inside its interval (not a miss)."""
+    from soundloc.calibration import coverage_ci, gap_change_ci
+    rng = np.random.default_rng(0)
+    a40 = rng.uniform(0, 1, 40)
+    by_site = coverage_ci(np.repeat(a40, 10), [0.5], np.repeat(np.arange(40), 10)).iloc[0]
+    alone = coverage_ci(a40, [0.5]).iloc[0]
+    assert by_site.coverage == alone.coverage and by_site.hi - by_site.lo == pytest.approx(alone.hi - alone.lo, rel=0.15)
+    a = np.r_[np.full(188, 0.1), np.full(212, 0.9)]  # 47 % inside the 0.5-region
+    t = coverage_ci(a, [0.5]).iloc[0]
+    assert t.coverage == pytest.approx(0.47) and t.lo < 0.5 < t.hi
+    g = gap_change_ci(a, a, [0.5])  # the same calibration twice: no change, a degenerate interval at 0
+    assert g["diff"] == 0 and g["lo"] == g["hi"] == 0
+    with pytest.raises(ValueError, match="labels for"):
+        coverage_ci(a, [0.5], np.arange(3))

@@ -152,3 +152,45 @@ def test_bootstrap_ci_of_a_proportion_matches_the_normal_approximation():
     lo, hi = bootstrap_ci(x, B=4000, seed=1)
     se = np.sqrt(0.3 * 0.7 / 100)
     assert lo == pytest.approx(0.3 - 1.96 * se, abs=0.015) and hi == pytest.approx(0.3 + 1.96 * se, abs=0.015)
+
+
+def test_cluster_bootstrap_equals_the_expanded_resample():
+    """Each cluster resample's metrics are those of the sample with every row repeated as often as its cluster."""
+    from soundloc.metrics import METRIC_KEYS, _weighted_stats, cluster_counts
+    rng = np.random.default_rng(2)
+    d, cl = rng.exponential(500, 41), rng.integers(0, 9, 41)
+    idx, counts = cluster_counts(cl, B=60, seed=3)
+    st = _weighted_stats([d], idx, counts)[0]
+    for b in range(60):
+        g = geo_metrics(np.repeat(d, counts[b][idx]))
+        assert all(st[k][b] == pytest.approx(g[k]) for k in METRIC_KEYS)
+
+
+def test_grouped_rows_get_the_interval_of_their_groups_not_of_their_members():
+    """Ten identical copies of each of 300 errors (10 members sharing a group's prediction) are 300 pieces of
+    evidence: resampled by cluster, the interval is that of the 300; resampled by row it is about sqrt(10) too narrow."""
+    from soundloc.metrics import bootstrap_metrics
+    base = np.random.default_rng(4).exponential(800, 300)
+    dup, groups = np.repeat(base, 10), np.repeat(np.arange(300), 10)
+    ref = bootstrap_metrics(base)
+    by_group = bootstrap_metrics(dup, clusters=groups)
+    by_row = bootstrap_metrics(dup)
+    for m in ("median_error", "region"):
+        w_ref, w_g, w_r = (t.loc[m, "hi"] - t.loc[m, "lo"] for t in (ref, by_group, by_row))
+        assert w_g == pytest.approx(w_ref, rel=0.05) and w_r < 0.5 * w_ref
+    row = summary_row_ci("m", dup, clusters=groups)
+    assert row["median_km 95% CI"] == summary_row_ci("m", base)["median_km 95% CI"]
+    with pytest.raises(ValueError, match="labels for"):
+        bootstrap_metrics(dup, clusters=groups[:10])
+
+
+def test_paired_compare_over_clusters_calls_a_duplicated_small_gain_a_tie():
+    """A gain that is significant when 10 copies of each recording count as new evidence is a tie over the groups."""
+    rng = np.random.default_rng(6)
+    base = rng.lognormal(7, 1.0, 200)
+    better = base * (1 - 0.06 * rng.random(200)) + rng.normal(0, 80, 200)
+    a, b, g = np.repeat(better, 10), np.repeat(base, 10), np.repeat(np.arange(200), 10)
+    assert compare(better, base)["verdict"] == "tie"
+    assert compare(a, b)["verdict"] != "tie"  # copies counted as evidence
+    r = compare(a, b, clusters=g)
+    assert r["verdict"] == "tie" and r["diff"] == pytest.approx(np.median(a) - np.median(b))

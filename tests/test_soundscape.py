@@ -299,3 +299,47 @@ def test_gain_by_evidence_hand_checked():
     assert t.loc["1 to 10", "mean AP gain"] == pytest.approx(0.0) and t.loc["1 to 10", "lists improved %"] == 50
     assert t.loc["100 to inf", "median count"] == 260 and t.loc["100 to inf", "mean AP gain"] == pytest.approx(0.2)
     assert t.loc["10 to 100", "lists improved %"] == 0
+
+
+def test_list_block_folds_keep_a_list_and_its_own_recordings_in_one_fold():
+    """H3 cells do not nest: recordings of one res-4 list whose own res-3 cells differ (so res-3 cells of the points
+    would split the list from some of its recordings, which then count in its out-of-fold score) share one fold."""
+    from soundloc.aggregate import group_ids, species_lists
+    from soundloc.sphere import h3_cells, h3_parents
+
+    rng = np.random.default_rng(0)
+    birds = pd.DataFrame({"lat": rng.uniform(45, 48, 4000), "lon": rng.uniform(5, 9, 4000), "week": 20,
+                          "date": "2021-05-20", "species": rng.choice([f"s{i}" for i in range(30)], 4000)})
+    g = group_ids(birds, 4, "month")
+    lists = species_lists(birds, g, 2)
+    own3 = pd.Series(h3_cells(birds.lat, birds.lon, 3)).groupby(g).nunique()
+    assert (own3 > 1).sum() > 5  # the case exists: a res-4 cell's points lie in two res-3 cells
+    assert (h3_parents(h3_cells(birds.lat, birds.lon, 4), 3) != h3_cells(birds.lat, birds.lon, 3)).any()
+    for seed in range(3):
+        rec_fold, list_fold = ss.list_block_folds(birds.lat, birds.lon, lists.lat, lists.lon, 4, 3, 5, seed)
+        of_list = dict(zip(lists.group, list_fold))
+        members = np.isin(g, lists.group)
+        assert (rec_fold[members] == np.array([of_list[x] for x in g[members]])).all()
+        assert set(rec_fold) <= set(range(5)) and len(set(list_fold)) > 1
+
+
+def test_list_intervals_resample_near_duplicate_lists_together():
+    """Twenty copies of each of 30 lists' AP (one site's dawns) are 30 pieces of evidence, not 600."""
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(0.1, 0.6, 30), rng.uniform(0.1, 0.6, 30)
+    A, B, cl = np.repeat(a, 20), np.repeat(b, 20), np.repeat(np.arange(30), 20)
+    w = lambda r: r[2] - r[1]  # noqa: E731
+    ref, grouped, rows = (ss.paired_bootstrap(*x, 1000, 0, c) for x, c in (((a, b), None), ((A, B), cl), ((A, B), None)))
+    assert w(grouped) == pytest.approx(w(ref), rel=0.1) and w(rows) < 0.4 * w(ref)
+    s = ss.summarize(pd.DataFrame({"ap": A, "recall@10": 0.5}), "m", "d", 1000, 0, cl)
+    assert s["mAP 95% CI"] == ss.summarize(pd.DataFrame({"ap": a, "recall@10": 0.5}), "m", "d", 1000, 0)["mAP 95% CI"]
+    with pytest.raises(ValueError, match="labels for"):
+        ss.boot_means(A, 10, 0, cl[:5])
+
+
+def test_site_clusters_link_a_recordist_and_a_site():
+    from soundloc.species_sets import site_clusters
+    lat, lon = [10.0, 10.001, 40.0, -30.0, -30.0], [10.0, 10.001, 5.0, 140.0, 141.5]
+    cl = site_clusters(lat, lon, ["A", "B", "B", "C", "D"], 4)
+    assert cl[0] == cl[1] == cl[2] and cl[3] != cl[4] and cl[3] != cl[0]  # 0-1 one site, 1-2 one recordist
+    assert len(set(site_clusters(lat, lon, None, 4))) == 4

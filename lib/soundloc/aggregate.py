@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from .maps import folium_posterior, land_background
@@ -281,22 +282,49 @@ def grouping_stats(groupings: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def linked_groups(groupings: dict[str, np.ndarray]) -> np.ndarray:
+    """{name: (R,) group ids} -> (R,) cluster ids: recordings linked by sharing a group in any grouping.
+
+    The connected components of "same group somewhere": every group of every grouping lies inside one
+    cluster (an H3 res-6 cell that straddles two res-5 cells joins them), so a bootstrap over these
+    clusters resamples every group whole, and two groupings are compared on the same resampled clusters.
+    """
+    arrs = [np.asarray(g, np.int64) for g in groupings.values()]
+    if not arrs:
+        raise ValueError("linked_groups: no groupings")
+    R = len(arrs[0])
+    if any(len(g) != R for g in arrs):
+        raise ValueError(f"linked_groups: groupings of different lengths {sorted({len(g) for g in arrs})}")
+    # bipartite graph: recording r -- node R + offset + group id of r in each grouping
+    offs = np.cumsum([0] + [int(g.max()) + 1 if len(g) else 0 for g in arrs])
+    rows = np.tile(np.arange(R), len(arrs))
+    cols = R + np.concatenate([g + o for g, o in zip(arrs, offs[:-1])])
+    n = R + int(offs[-1])
+    _, lab = connected_components(coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)), directed=False)
+    return pd.factorize(lab[:R])[0]
+
+
 def grouped_table(preds: dict[str, np.ndarray], true: np.ndarray, groupings: dict[str, np.ndarray],
-                  subset: np.ndarray | None = None, ci: bool = False, seed: int = 0) -> pd.DataFrame:
+                  subset: np.ndarray | None = None, ci: bool = False, seed: int = 0,
+                  clusters: np.ndarray | None = None) -> pd.DataFrame:
     """{grouping: (R, 2) predictions}, (R, 2) true lat/lon -> one recording-level summary row per grouping.
 
     ``subset`` (R,) bool restricts the rows scored (groups are still formed from all recordings);
-    ``ci`` adds 95 % bootstrap intervals over recordings (``metrics.summary_row_ci``).
+    ``ci`` adds 95 % bootstrap intervals (``metrics.summary_row_ci``) over ``clusters`` ((R,) ids; default
+    :func:`linked_groups` of ``groupings``): the members of a group share its prediction, so they are
+    resampled together, never as independent recordings.
     """
-    row = partial(summary_row_ci, seed=seed) if ci else summary_row
-
+    if ci and clusters is None:
+        clusters = linked_groups(groupings)
     stats = grouping_stats(groupings).set_index("grouping")
     rows = []
     for name, p in preds.items():
         d = haversine(p[:, 0], p[:, 1], true[:, 0], true[:, 1])
+        cl = clusters
         if subset is not None:
-            d = d[subset]
-        rows.append({**row(name, d), "groups": int(stats.loc[name, "groups"]),
+            d, cl = d[subset], (None if cl is None else np.asarray(cl)[subset])
+        row = summary_row_ci(name, d, seed=seed, clusters=cl) if ci else summary_row(name, d)
+        rows.append({**row, "groups": int(stats.loc[name, "groups"]),
                      "recordings in groups >= 2 (%)": float(stats.loc[name, "recordings in groups >= 2 (%)"])})
     return pd.DataFrame(rows)
 

@@ -63,7 +63,7 @@ def summary_table(results: dict[str, np.ndarray], ci: bool = False, seed: int = 
     return pd.DataFrame([summary_row(k, v) for k, v in results.items()])
 
 
-# ---- intervals: percentile bootstrap over recordings ------------------------------------------
+# ---- intervals: percentile bootstrap over recordings (or clusters of them) ------------------------------------------
 BOOTSTRAP_B = 1000  # resamples: the 2.5/97.5 percentiles of 1,000 draws move by < 1 % of the CI width
 
 
@@ -81,18 +81,74 @@ def _stats(D: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def cluster_counts(clusters, B: int = BOOTSTRAP_B, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) cluster labels -> ((n,) cluster index 0..G-1 of each row, (B, G) int32 times each cluster is drawn).
+
+    One seeded cluster bootstrap: G clusters drawn with replacement per resample; a row counts as often as its
+    cluster is drawn. Rows that are not independent (members of one aggregation group share its prediction)
+    must be resampled together, or the interval is as narrow as if every row were new evidence.
+    """
+    cl = pd.factorize(np.asarray(clusters).ravel())[0]
+    if cl.size < 1:
+        raise ValueError("bootstrap needs at least one recording")
+    G = int(cl.max()) + 1
+    draws = np.random.default_rng(seed).integers(0, G, size=(B, G))
+    counts = np.zeros((B, G), np.int32)
+    np.add.at(counts, (np.repeat(np.arange(B), G), draws.ravel()), 1)
+    return cl, counts
+
+
+def _weighted_stats(ds: list[np.ndarray], cl: np.ndarray, counts: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """K (n,) error arrays on the same rows, (n,) cluster index, (B, G) draw counts -> K {metric: (B,)}.
+
+    Each resample's statistics are those of the expanded sample (row i repeated counts[b, cl[i]] times); its
+    median is numpy's (the mean of the two middle values when the total is even). Resamples are processed in
+    blocks of about 20 M numbers.
+    """
+    n, B = cl.size, counts.shape[0]
+    out = [{k: np.empty(B) for k in METRIC_KEYS} for _ in ds]
+    step = max(1, int(2e7 // max(n, 1)))
+    for s in range(0, B, step):
+        W = counts[s:s + step][:, cl].astype(np.float64)  # (b, n) weights
+        tot = W.sum(1)
+        mid = np.stack([(tot - 1) // 2, tot // 2], 1)  # 0-based positions of the middle value(s) in the expansion
+        for d, o in zip(ds, out):
+            order = np.argsort(d, kind="stable")
+            cum = np.cumsum(W[:, order], axis=1)
+            pos = np.stack([(cum <= mid[:, [j]]).sum(1) for j in (0, 1)], 1)  # sorted index holding each position
+            o["median_error"][s:s + step] = d[order][pos].mean(1)
+            o["mean_error"][s:s + step] = W @ d / tot
+            for k, t in THRESHOLDS_KM.items():
+                o[k][s:s + step] = W @ (d <= t).astype(np.float64) / tot
+    return out
+
+
+def _check_clusters(clusters, n: int) -> np.ndarray:
+    """(n,) cluster labels, checked against the number of rows."""
+    c = np.asarray(clusters).ravel()
+    if c.size != n:
+        raise ValueError(f"clusters: {c.size} labels for {n} recordings")
+    return c
+
+
 def bootstrap_metrics(dist_km, B: int = BOOTSTRAP_B, seed: int = 0, level: float = 0.95,
-                      index: np.ndarray | None = None) -> pd.DataFrame:
+                      index: np.ndarray | None = None, clusters=None) -> pd.DataFrame:
     """(n,) errors km -> DataFrame indexed by metric with estimate, lo, hi (percentile bootstrap CI).
 
-    Recordings are resampled with replacement by one (B, n) index matrix (``bootstrap_index``);
-    accuracies are fractions, as in ``geo_metrics``.
+    Recordings are resampled with replacement by one (B, n) index matrix (``bootstrap_index``); with
+    ``clusters`` ((n,) labels) whole clusters are resampled instead (``cluster_counts``). Accuracies are
+    fractions, as in ``geo_metrics``.
     """
     d = np.asarray(dist_km, float)
     point = geo_metrics(d)
-    idx = bootstrap_index(d.size, B, seed) if index is None else index
     a = (1 - level) / 2
-    rows = {k: (point[k], *np.quantile(v, [a, 1 - a])) for k, v in _stats(d[idx]).items()}
+    if clusters is not None:
+        if index is not None:
+            raise ValueError("bootstrap_metrics: give index or clusters, not both")
+        stats = _weighted_stats([d], *cluster_counts(_check_clusters(clusters, d.size), B, seed))[0]
+    else:
+        stats = _stats(d[bootstrap_index(d.size, B, seed) if index is None else index])
+    rows = {k: (point[k], *np.quantile(v, [a, 1 - a])) for k, v in stats.items()}
     return pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "lo", "hi"])
 
 
@@ -106,9 +162,10 @@ def bootstrap_ci(values, stat: str = "mean", B: int = BOOTSTRAP_B, seed: int = 0
 
 
 def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
-            level: float = 0.95) -> dict:
+            level: float = 0.95, clusters=None) -> dict:
     """Paired bootstrap of a - b on one metric over the same recordings -> diff, lo, hi, verdict.
 
+    ``clusters`` ((n,) labels): whole clusters are resampled (``cluster_counts``), for rows that are not independent.
     ``verdict`` is "better"/"worse" for a when the CI of the difference excludes 0 (lower is better for
     km, higher for accuracies), else "tie": a difference inside the interval is not a gain.
     """
@@ -117,8 +174,12 @@ def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, 
         raise ValueError(f"paired comparison needs the same recordings: {a.shape} vs {b.shape}")
     if metric not in METRIC_KEYS:
         raise ValueError(f"unknown metric {metric!r}; one of {METRIC_KEYS}")
-    idx = bootstrap_index(a.size, B, seed)
-    diff = _stats(a[idx])[metric] - _stats(b[idx])[metric]
+    if clusters is not None:
+        sa, sb = _weighted_stats([a, b], *cluster_counts(_check_clusters(clusters, a.size), B, seed))
+        diff = sa[metric] - sb[metric]
+    else:
+        idx = bootstrap_index(a.size, B, seed)
+        diff = _stats(a[idx])[metric] - _stats(b[idx])[metric]
     q = (1 - level) / 2
     lo, hi = np.quantile(diff, [q, 1 - q])
     est = geo_metrics(a)[metric] - geo_metrics(b)[metric]
@@ -136,10 +197,11 @@ def ci_text(lo: float, hi: float, digits: int) -> str:
     return f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"
 
 
-def summary_row_ci(name: str, dist_km, B: int = BOOTSTRAP_B, seed: int = 0, **extra) -> dict:
-    """``summary_row`` with a 95 % bootstrap CI (over recordings) after the median and each accuracy."""
+def summary_row_ci(name: str, dist_km, B: int = BOOTSTRAP_B, seed: int = 0, clusters=None, **extra) -> dict:
+    """``summary_row`` with a 95 % bootstrap CI after the median and each accuracy (over recordings, or over
+    ``clusters`` ((n,) labels) when rows are not independent)."""
     row = summary_row(name, dist_km, **extra)
-    bm = bootstrap_metrics(dist_km, B=B, seed=seed)
+    bm = bootstrap_metrics(dist_km, B=B, seed=seed, clusters=clusters)
     ci = {"median_km": ci_text(bm.lo["median_error"], bm.hi["median_error"], 0)}
     ci.update({f"{k}_%": ci_text(100 * bm.lo[k], 100 * bm.hi[k], 1) for k in THRESHOLDS_KM})
     out = {}

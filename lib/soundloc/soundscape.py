@@ -32,6 +32,8 @@ import scipy.sparse as sps
 
 from .data.validate import read_rows, week_from_date
 from .maps import _title
+from .metrics import cluster_counts
+from .sphere import h3_cells, h3_parents
 
 EARTH_KM = 6371.0088
 
@@ -66,33 +68,50 @@ def ranking_metrics(scores: np.ndarray, truth: list, ks=(10, 25, 50)) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def summarize(per_row: pd.DataFrame, method: str, data: str, n_boot: int = 0, seed: int = 0) -> dict:
-    """Per-row ranking metrics -> one table row: mean recall@k (%) and mAP [+ bootstrap 95 % interval of mAP]."""
-    d = per_row.dropna()
+def boot_means(x: np.ndarray, n_boot: int, seed: int = 0, clusters=None) -> np.ndarray:
+    """(N,) per-list values -> (n_boot,) bootstrap means: lists resampled one by one, or whole ``clusters`` ((N,)
+    labels: lists of one recordist, site or cell are near-duplicates and must be drawn together)."""
+    x = np.asarray(x, float)
+    if clusters is None:
+        return x[np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))].mean(1)
+    cl = np.asarray(clusters).ravel()
+    if cl.size != x.size:
+        raise ValueError(f"clusters: {cl.size} labels for {x.size} lists")
+    idx, counts = cluster_counts(cl, n_boot, seed)
+    W = counts[:, idx].astype(np.float64)
+    return W @ x / W.sum(1)
+
+
+def summarize(per_row: pd.DataFrame, method: str, data: str, n_boot: int = 0, seed: int = 0, clusters=None) -> dict:
+    """Per-row ranking metrics -> one table row: mean recall@k (%) and mAP [+ bootstrap 95 % interval of mAP, over
+    rows or over ``clusters`` ((N,) labels, see :func:`boot_means`)]."""
+    keep = per_row.notna().all(axis=1).to_numpy()
+    d = per_row[keep]
     out = {"method": method, "data": data, "lists": len(d)}
     out.update({c.replace("recall@", "R@") + " %": 100 * d[c].mean() for c in d if c.startswith("recall@")})
     out["mAP"] = d["ap"].mean()
     if n_boot:
-        idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
-        lo, hi = np.percentile(d["ap"].to_numpy()[idx].mean(1), [2.5, 97.5])
+        cl = None if clusters is None else np.asarray(clusters)[keep]
+        lo, hi = np.percentile(boot_means(d["ap"].to_numpy(), n_boot, seed, cl), [2.5, 97.5])
         out["mAP 95% CI"] = f"{lo:.3f}-{hi:.3f}"
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """(N,) per-list scores of two methods -> (mean difference a - b, 2.5 %, 97.5 % bootstrap bounds)."""
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0,
+                     clusters=None) -> tuple[float, float, float]:
+    """(N,) per-list scores of two methods -> (mean difference a - b, 2.5 %, 97.5 % bootstrap bounds), lists
+    resampled one by one or by ``clusters`` ((N,) labels)."""
     diff = np.asarray(a, float) - np.asarray(b, float)
-    idx = np.random.default_rng(seed).integers(0, len(diff), (n_boot, len(diff)))
-    lo, hi = np.percentile(diff[idx].mean(1), [2.5, 97.5])
+    lo, hi = np.percentile(boot_means(diff, n_boot, seed, clusters), [2.5, 97.5])
     return float(diff.mean()), float(lo), float(hi)
 
 
-def versus_occurrence(ap, occurrence_ap, method: str, data: str, n_boot: int, seed: int) -> dict:
+def versus_occurrence(ap, occurrence_ap, method: str, data: str, n_boot: int, seed: int, clusters=None) -> dict:
     """(N,) per-list AP of a method and of week occurrence on the same lists -> one row: :func:`summarize`'s columns,
-    occurrence's mAP, the mean AP difference and its paired bootstrap 95 % interval."""
+    occurrence's mAP, the mean AP difference and its paired bootstrap 95 % interval (over ``clusters`` if given)."""
     ap, ref = np.asarray(ap, float), np.asarray(occurrence_ap, float)
-    d, lo, hi = paired_bootstrap(ap, ref, n_boot, seed)
-    return {**summarize(pd.DataFrame({"ap": ap}), method, data, n_boot, seed), "week occurrence mAP": ref.mean(),
+    d, lo, hi = paired_bootstrap(ap, ref, n_boot, seed, clusters)
+    return {**summarize(pd.DataFrame({"ap": ap}), method, data, n_boot, seed, clusters), "week occurrence mAP": ref.mean(),
             "mAP method - week occurrence": d, "2.5 %": lo, "97.5 %": hi}
 
 
@@ -319,6 +338,22 @@ def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
     """(R,) group ids -> (R,) fold 0..k-1, one random fold per group (cross-fitting by list)."""
     g = np.asarray(groups)
     return np.random.default_rng(seed).integers(0, k, g.max() + 1)[g]
+
+
+def list_block_folds(rec_lat, rec_lon, list_lat, list_lon, list_res: int = 4, block_res: int = 3, k: int = 5,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) recordings' and (L,) lists' lat/lon degrees -> ((R,), (L,)) folds 0..k-1 of spatial blocks.
+
+    Lists are the species of one H3 res-``list_res`` cell (and period); a block is the res-``block_res`` *parent of
+    that cell*, not the res-``block_res`` cell of each point. H3 cells do not nest: a point's own coarser cell can
+    differ from its fine cell's parent, and a list's member recordings near a block edge would land in another fold
+    than the list and be counted in its out-of-fold score. With parents every member shares its list's fold.
+    """
+    rec = h3_cells(np.asarray(rec_lat, float), np.asarray(rec_lon, float), list_res)
+    lst = h3_cells(np.asarray(list_lat, float), np.asarray(list_lon, float), list_res)
+    blocks = pd.factorize(np.r_[h3_parents(rec, block_res), h3_parents(lst, block_res)])[0]
+    folds = group_folds(blocks, k, seed)
+    return folds[:len(rec)], folds[len(rec):]
 
 
 # ---------------------------------------------------------------- place -> ranked species

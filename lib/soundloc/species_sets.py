@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .aggregate import group_ids, species_lists
+from .aggregate import group_ids, linked_groups, species_lists
+from .sphere import h3_cells
 
 
 def random_subsets(lists: list[list[str]], k: int | None, draws: int, seed: int = 0) -> tuple[list[list[str]], np.ndarray]:
@@ -28,3 +29,12 @@ def inat_lists(inat: pd.DataFrame, res: int = 4, period: str = "month", min_spec
     """
     df = inat if supercategory is None else inat[inat.supercategory == supercategory]
     return species_lists(df, group_ids(df, res, period), min_species)
+
+
+def site_clusters(lat, lon, recordist=None, res: int = 4) -> np.ndarray:
+    """(R,) lat/lon degrees [, (R,) recordist names] -> (R,) cluster ids for a bootstrap: recordings linked by the same
+    H3 res-``res`` cell or the same recordist (many dawns at one site, or one person's lists, are near-duplicates)."""
+    keys = {"site": pd.factorize(h3_cells(np.asarray(lat, float), np.asarray(lon, float), res))[0]}
+    if recordist is not None:
+        keys["recordist"] = pd.factorize(pd.Series(list(recordist)).fillna("?"))[0]
+    return linked_groups(keys)

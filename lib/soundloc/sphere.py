@@ -161,6 +161,13 @@ def h3_cells(lat, lon, res: int) -> np.ndarray:
     return np.array([h3.latlng_to_cell(float(a), float(o), res) for a, o in zip(lat, lon)], dtype=object)
 
 
+def h3_parents(cells, res: int) -> np.ndarray:
+    """(N,) H3 cell ids -> (N,) their parent cells at the coarser resolution ``res`` (str)."""
+    import h3
+
+    return np.array([h3.cell_to_parent(c, res) for c in cells], dtype=object)
+
+
 def h3_centers(cells) -> np.ndarray:
     """(N,) H3 cell ids -> (N, 2) centre lat/lon degrees."""
     import h3
