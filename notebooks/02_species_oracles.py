@@ -246,6 +246,8 @@ sim_diff = [f"{k} ({sim_best[k]} on SimSounds, {', '.join(map(str, sorted(choice
             if sim_best[k] not in set(choice[k])]
 week_cmp = compare(errs["+ week"], errs[PAPER_STYLE], seed=SEED)
 week_reg = compare(errs["+ week"], errs[PAPER_STYLE], "region", seed=SEED)
+
+# %%
 sentences = [
     f"The full-checklist oracle (threshold 0.1) places {full['region_%']:.1f} % of recordings within 200 km "
     f"(95 % CI {full['region_% 95% CI']}), against the paper's {full['paper region_%']:.1f} % with SINR: BirdNET's "
