@@ -69,6 +69,23 @@ def test_forward_is_pure_torch_and_matches_prob(tor):
     np.testing.assert_allclose(ys, y[:, idx], atol=1e-5)
 
 
+def test_trunk_is_reused_at_the_same_points_and_week(monkeypatch):
+    model, fresh = BM.load_birdnet_meta_torch(), BM.load_birdnet_meta_torch()
+    model.chunk = fresh.chunk = 100
+    pts = random_land(250, seed=4)  # three chunks of rows
+    calls = []
+    features = model.features
+    monkeypatch.setattr(model, "features", lambda x: calls.append(len(x)) or features(x), raising=False)
+    a = model.prob(pts[:, 0], pts[:, 1], 20, [7, 300, 5000])
+    assert calls == [100, 100, 50]
+    b = model.prob(pts[:, 0], pts[:, 1], 20, [300, 6000])  # other species, same points and week: no trunk pass
+    assert calls == [100, 100, 50]
+    model.prob(pts[:, 0], pts[:, 1], 21, [300])  # another week: a new pass
+    assert len(calls) == 6
+    assert np.array_equal(b, fresh.prob(pts[:, 0], pts[:, 1], 20, [300, 6000]))  # the same numbers as a first call
+    assert np.array_equal(a[:, 1], b[:, 0])
+
+
 def test_match_reports_unknown_names(tfl, tor):
     for m in (tfl, tor):
         idx, unknown = m.match(["Turdus merula", "  turdus   MERULA ", "Notus species", "Cardinalis cardinalis"])

@@ -10,8 +10,10 @@ so any value outside 1-48 drops the season (birdnetlib passes -1).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -113,6 +115,7 @@ class BirdNETMetaTFLite(RangeModel):
 
 
 # ---------------------------------------------------------------- BirdNET, torch port
+TRUNK_MEMO_BYTES = 512e6  # last-hidden-layer features kept per (points, week): ~88 MB for the land1 gallery's 21,546 points
 @dataclass(frozen=True)
 class BirdNETMetaConfig:
     """Shape of the BirdNET meta network: 3 inputs x n_phases sinusoids -> MLP -> n_species."""
@@ -200,16 +203,40 @@ class BirdNETMetaTorch(nn.Module, RangeModel):
             # ~1.6x faster than torch's MKL sgemm on AMD CPUs. Bias folded in as an extra row.
             wt = (self._head_t() if sel is None
                   else np.concatenate([w.detach().T.numpy(), b.detach()[None].numpy()], axis=0))
-            ha = np.ones((min(chunk, len(x)), wt.shape[0]), np.float32)
-            for i in range(0, len(x), chunk):
-                n = len(x[i:i + chunk])
-                ha[:n, :-1] = self.features(x[i:i + chunk]).numpy()
-                np.matmul(ha[:n], wt, out=out[i:i + n])
-                out_t[i:i + n].sigmoid_()
+            for i, ha in zip(range(0, len(x), chunk), self._trunk(x, chunk)):
+                np.matmul(ha, wt, out=out[i:i + len(ha)])
+                out_t[i:i + len(ha)].sigmoid_()
         else:
             for i in range(0, len(x), chunk):
                 h = self.features(x[i:i + chunk].to(dev, non_blocking=True))
                 out_t[i:i + chunk].copy_(torch.addmm(b, h, w.T).sigmoid_())
+        return out
+
+    def _trunk(self, x: torch.Tensor, chunk: int) -> list[np.ndarray]:
+        """(n, 3) CPU inputs -> per chunk of rows, (rows, in + 1) float32 [last hidden layer, 1], memoised.
+
+        The trunk is most of a call's work when only a few species are asked for, and callers ask again at the same
+        points and week for other species (one recording's list after another): they reuse it, and since a species'
+        probability is then computed from the same numbers whatever was asked before, answers do not depend on the
+        order of the questions. Kept for the last few (points, week) up to ``TRUNK_MEMO_BYTES``.
+        """
+        params = tuple((p.data_ptr(), p._version) for p in self.hidden.parameters())
+        key = (hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest(), chunk, params)
+        memo = self.__dict__.setdefault("_trunk_memo", OrderedDict())
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
+        out = []
+        for i in range(0, len(x), chunk):
+            h = self.features(x[i:i + chunk])
+            ha = np.ones((len(h), h.shape[1] + 1), np.float32)
+            ha[:, :-1] = h.numpy()
+            out.append(ha)
+        size = sum(a.nbytes for a in out)
+        if size <= TRUNK_MEMO_BYTES:
+            memo[key] = out
+            while sum(a.nbytes for v in memo.values() for a in v) > TRUNK_MEMO_BYTES:
+                memo.popitem(last=False)
         return out
 
     def _head_t(self) -> np.ndarray:
