@@ -69,9 +69,10 @@ def test_forward_is_pure_torch_and_matches_prob(tor):
     np.testing.assert_allclose(ys, y[:, idx], atol=1e-5)
 
 
-def test_trunk_is_reused_at_the_same_points_and_week(monkeypatch):
-    model, fresh = BM.load_birdnet_meta_torch(), BM.load_birdnet_meta_torch()
-    model.chunk = fresh.chunk = 100
+def test_trunk_is_reused_at_the_same_points_and_week(tor, monkeypatch):
+    model = BM.load_birdnet_meta_torch()
+    model.chunk = 100
+    monkeypatch.setattr(tor, "chunk", 100)
     pts = random_land(250, seed=4)  # three chunks of rows
     calls = []
     features = model.features
@@ -82,7 +83,7 @@ def test_trunk_is_reused_at_the_same_points_and_week(monkeypatch):
     assert calls == [100, 100, 50]
     model.prob(pts[:, 0], pts[:, 1], 21, [300])  # another week: a new pass
     assert len(calls) == 6
-    assert np.array_equal(b, fresh.prob(pts[:, 0], pts[:, 1], 20, [300, 6000]))  # the same numbers as a first call
+    assert np.array_equal(b, tor.prob(pts[:, 0], pts[:, 1], 20, [300, 6000]))  # the same numbers as a first call
     assert np.array_equal(a[:, 1], b[:, 0])
 
 
