@@ -270,6 +270,14 @@ def test_csv_bad_row_exact_message(tmp_path, row, message):
     assert str(ei.value) == f"{p}: {message}"
 
 
+def test_empty_prediction_csv_names_the_file(tmp_path):
+    p = tmp_path / "pred.csv"
+    p.write_text("")
+    with pytest.raises(DataError) as ei:
+        read_locations(p)
+    assert str(ei.value) == f"{p}: empty file (no header row)"
+
+
 def test_csv_missing_columns_and_skip_report(tmp_path):
     p = tmp_path / "pred.csv"
     p.write_text("audio_id,lat,lon\na,10,20\n")

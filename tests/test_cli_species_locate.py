@@ -32,6 +32,7 @@ def test_species_locate_writes_benchmark_csv_and_reports(tmp_path, capsys):
     ("audio_id,species,date\na,Turdus merula,10/05/2023\n", "row 2: date '10/05/2023' is not YYYY-MM-DD"),
     ("audio_id,date\na,2023-05-10\n", "missing column(s) ['species']"),
     ("audio_id,species\na,Turdus merula\na,Turdus merula\n", "row 3: duplicate audio_id 'a' (first on row 2)"),
+    ("", "in.csv: empty file (no header row)"),
 ])
 def test_species_locate_bad_input_is_one_line_exit_2(tmp_path, capsys, text, msg):
     rc, _ = _run(tmp_path, text, "--week-from-date")
