@@ -92,6 +92,38 @@ def test_read_items_names_bad_rows(tmp_path):
     assert [i.id for i in B.read_items(tmp_path / "d")] == ["sub/x.mp3", "y.WAV"]
 
 
+def test_a_batch_that_cannot_be_what_was_meant_is_one_line_exit_2(tmp_path, capsys):
+    """An empty folder, an output folder that is not there, two files of one name, a bad --device: named, exit 2."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in "ab":
+        (tmp_path / d / "x.wav").write_text("")
+    for argv, msg in (
+            (["locate", str(tmp_path / "empty"), "-o", str(tmp_path / "r.csv")],
+             f"{tmp_path / 'empty'}: no audio files (.wav, .flac, .ogg, .mp3, .m4a, .opus) in this folder or below"),
+            (["locate", str(tmp_path / "a"), "-o", str(tmp_path / "no" / "r.csv")],
+             f"{tmp_path / 'no' / 'r.csv'}: its folder {tmp_path / 'no'} does not exist"),
+            (["locate", str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav"), "-o", str(tmp_path / "r.csv")],
+             "batch item ids must be unique: 'x.wav' is the id of 2 items (give a CSV with an id column)"),
+            (["species-locate", str(tmp_path / "a" / "x.wav"), "-o", str(tmp_path / "r.csv"), "--device", "gpu"],
+             "argument --device: 'gpu': ")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_an_audio_error_is_counted_by_its_reason(tmp_path):
+    from soundloc.audio import AudioError
+
+    def job(item):
+        raise AudioError(item.path, "truncated", "its header promises 3.00 s, only 1.00 s are there")
+
+    rep = B.run_batch(_items(2), job, tmp_path / "t.csv", progress=False)
+    assert rep.errors == {"AudioError (truncated)": 2} and "2 errors (AudioError (truncated) x2)" in rep.text()
+
+
 def test_cli_batch_on_a_real_recording_and_a_broken_file(mirror, tmp_path, capsys, one_thread):
     broken = tmp_path / "broken.wav"
     broken.write_text("not audio")

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.validate import raise_first, read_rows
+from .data.validate import DataError, raise_first, read_rows
 from .io import atomic_path
 from .locator import LocateOptions
 
@@ -53,7 +53,7 @@ class BatchReport:
 
 
 def read_items(src: str | os.PathLike) -> list[Item]:
-    """A folder (audio files below it, sorted) or a CSV with columns path[,date][,id] -> Items.
+    """A folder (audio files below it, sorted; none is a DataError) or a CSV with columns path[,date][,id] -> Items.
 
     DataError naming the file and row (:func:`~soundloc.data.validate.read_rows`) for a missing path column,
     an empty path, a bad date or a duplicate id (the path when id is empty). Relative paths in a CSV are read
@@ -62,6 +62,8 @@ def read_items(src: str | os.PathLike) -> list[Item]:
     src = Path(src)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise DataError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder or below")
         return [Item(str(p.relative_to(src)), str(p)) for p in files]
     return _items(src, ())
 
@@ -118,7 +120,9 @@ def _call(job: Callable, item: Item):
     try:
         return ("ok", {"id": item.id, **job(item)})
     except Exception as e:  # noqa: BLE001 - a bad file is counted and reported, the batch goes on
-        return ("error", type(e).__name__, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        reason = getattr(e, "reason", None)  # an AudioError's kind: unreadable, truncated, too-short...
+        kind = type(e).__name__ + (f" ({reason})" if isinstance(reason, str) else "")
+        return ("error", kind, str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _prepare(job: Callable, items: Sequence[Item]) -> None:
@@ -157,9 +161,12 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"{out}: the output must end in .csv or .parquet")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: its folder {out.parent} does not exist")
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
-        raise ValueError("batch item ids must be unique")
+        dup, n = Counter(ids).most_common(1)[0]
+        raise ValueError(f"batch item ids must be unique: {dup!r} is the id of {n} items (give a CSV with an id column)")
     jpath = journal_path(out)
     done = {k: v for k, v in _read_journal(jpath).items() if k in set(ids)}
     todo = [it for it in items if it.id not in done]

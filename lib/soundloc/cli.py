@@ -504,7 +504,7 @@ def _add_species_locate(sub, fmt) -> None:
     sl.add_argument("--decoder", choices=["argmax", "geomedian", "mass_within"], help="override the preset's decoder")
     sl.add_argument("--no-prior", action="store_true", help="flat prior instead of GeoCLIP's photo density")
     sl.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a RangeLocConfig field, e.g. absence_weight=0.5")
-    sl.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sl.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     sl.add_argument("--quiet", action="store_true", help="no progress bar")
     sl.add_argument("--details", action="store_true", help="also write area_km2_90, expected_error_km, decoder, "
                     "top_species and warnings per row (soundloc eval reads the first three columns only)")
