@@ -107,7 +107,12 @@ def _bad(tmp_path, seattle):
     txt.write_text("hello")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(48000 * 3), 48000)
+    gold, pred = tmp_path / "gold.csv", tmp_path / "pred.csv"
+    gold.write_text("audio_id,latitude,longitude\na,1,2\nb,3,4\n")
+    pred.write_text("audio_id,latitude,longitude\na,1,2\nc,3,4\n")
     return [
+        (["eval", str(pred), "--gold", str(gold)], f"{pred} against {gold}: audio ids do not match the gold set: "
+         "1 gold ids without a prediction (e.g. ['b']), 1 predicted ids not in the gold set (e.g. ['c'])"),
         (["locate", str(tmp_path / "nope.mp3")], "nope.mp3: no such file"),
         (["locate", str(txt)], "notes.wav: not a readable audio file"),
         (["locate", str(silent)], "silent.wav: silent"),

@@ -77,7 +77,10 @@ def _cmd_eval(args) -> int:
 
     pred = read_locations(_existing(args.pred))
     gold = load_gold(args.dataset) if args.dataset else read_locations(_existing(args.gold))
-    m = evaluate(pred, gold)
+    try:
+        m = evaluate(pred, gold)
+    except DataError as e:  # ids that do not match: name the file and the gold set
+        raise DataError(f"{args.pred} against {args.dataset or args.gold}: {e}") from None
     if args.json:
         print(json.dumps(m))
     else:
