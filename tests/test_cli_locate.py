@@ -142,6 +142,16 @@ def test_help_has_examples(capsys):
         assert e.value.code == 0 and f"soundloc {cmd} " in capsys.readouterr().out.split("examples:")[1]
 
 
+@pytest.mark.parametrize("cmd", ["locate", "check", "eval", "species-locate", "soundscape"])
+def test_help_fits_an_80_column_terminal(cmd, capsys, monkeypatch):
+    """Every line of each subcommand's help but an example command fits in 80 columns (the description wraps)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    long = [ln for ln in capsys.readouterr().out.splitlines() if len(ln) > 80 and not ln.startswith("  soundloc ")]
+    assert not long, long
+
+
 @pytest.fixture(scope="module")
 def tiny_agclip(tmp_path_factory):
     """A random-weight AG-CLIP checkpoint (MobileNetV3-Small on 32 px inputs, GeoCLIP location space)."""

@@ -16,7 +16,7 @@ from .locator import FP_RATE
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
-    "species-locate": ("input CSV: audio_id,species[,date] with species as scientific names separated by ';'\n"
+    "species-locate": ("input CSV: audio_id,species[,date], species as scientific names separated by ';'\n"
                        "examples:\n  soundloc species-locate lists.csv -o preds.csv --week-from-date\n"
                        "  soundloc species-locate lists.csv -o preds.csv --gallery land0.5 --decoder geomedian"),
     "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
@@ -34,13 +34,23 @@ EXAMPLES = {
                    "  soundloc soundscape --lat 46.5 --lon 6.6 --json\n"
                    "  soundloc soundscape --sites sites.csv -o ranked.csv --top-k 25\n"
                    "  soundloc soundscape --species 'Common Nightingale' --map nightingale.html\n"
-                   "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability;\n"
-                   "bad rows are reported by row number (the header is row 1, as a spreadsheet shows), the good ones written, exit code 2"),
+                   "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability\n"
+                   "bad rows are named by row number (the header is row 1, as a spreadsheet shows);\n"
+                   "the good ones are written, exit code 2"),
 }
 
 
 class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help with the description wrapped to the terminal and the epilog (examples, one per line) kept as written."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -406,7 +416,7 @@ def _audio_file(p: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
     sub = ap.add_subparsers(dest="command", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = _Help
     _add_locate(sub, fmt)
     _add_check(sub, fmt)
     _add_eval(sub, fmt)
@@ -473,9 +483,12 @@ def _add_check(sub, fmt) -> None:
     ck.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
-    ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
-    ck.add_argument("--min-score", type=float, default=0.5, help="detection score for a species to count as evidence")
-    ck.add_argument("--hpd-level", type=float, default=0.95, help="credible region of the audio posterior")
+    ck.add_argument("--range-threshold", type=float, default=0.03,
+                    help="range probability below which a species is out of range (default 0.03)")
+    ck.add_argument("--min-score", type=float, default=0.5,
+                    help="detection score for a species to count as evidence (default 0.5)")
+    ck.add_argument("--hpd-level", type=float, default=0.95,
+                    help="credible level of the audio posterior's region the claim is tested against (default 0.95)")
     ck.add_argument("--gallery", default="land1", help="candidate points (default land1)")
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
