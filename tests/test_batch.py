@@ -1,5 +1,6 @@
 """Batches (soundloc.batch, `soundloc locate DIR|CSV -o`): resume after a kill, errors counted, bad rows named."""
 import json
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -19,6 +20,11 @@ def _job(item):
     return {"path": item.path, "value": len(item.path) ** 2}
 
 
+def _journal_rows(out):
+    """The rows of a batch's journal (after its first line, which names the job)."""
+    return [json.loads(x) for x in B.journal_path(out).read_text().splitlines()[1:]]
+
+
 def _items(n=8, bad=()):
     return [B.Item(f"r{i}", f"/x/{'bad' if i in bad else 'ok'}{i}.wav") for i in range(n)]
 
@@ -36,7 +42,7 @@ def test_a_killed_batch_rerun_gives_the_same_table(tmp_path):
 
     with pytest.raises(_Killed):
         B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
-    assert len(B.journal_path(tmp_path / "part.csv").read_text().splitlines()) == 4  # finished rows kept
+    assert len(_journal_rows(tmp_path / "part.csv")) == 4  # finished rows kept
     calls.clear()
     rep = B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
     assert calls == ["r4", "r5", "r6", "r7"] and (rep.n_resumed, rep.n_done) == (4, 4)  # the rerun skips finished rows
@@ -48,7 +54,7 @@ def test_a_torn_journal_line_is_redone(tmp_path):
     B.run_batch(_items(3), _job, out, progress=False)
     j = B.journal_path(out)
     lines = j.read_text().splitlines()
-    j.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # killed in the middle of the third write
+    j.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # killed in the middle of the third row's write
     rep = B.run_batch(_items(3), _job, out, progress=False)
     assert (rep.n_resumed, rep.n_done) == (2, 1) and len(pd.read_csv(out)) == 3
 
@@ -63,6 +69,24 @@ def test_errors_are_counted_reported_and_retried(tmp_path):
     rep = B.run_batch(_items(6), _job, out, progress=False)  # fixed files: only the failed ones run
     assert (rep.n_resumed, rep.n_done, sum(rep.errors.values())) == (4, 2, 0)
     assert pd.read_parquet(out).id.tolist() == [f"r{i}" for i in range(6)]
+
+
+def test_a_rerun_with_other_options_is_refused_and_a_changed_item_redone(tmp_path):
+    """The journal names the job: other options are refused, not mixed in; a row whose item changed is redone."""
+    out = tmp_path / "o.csv"
+    B.run_batch(_items(3), partial(_scaled, k=1), out, progress=False)
+    with pytest.raises(ValueError, match=r"o.csv.journal.jsonl: this output was started with other options \(1 -> 2\)"):
+        B.run_batch(_items(3), partial(_scaled, k=2), out, progress=False)
+    items = _items(3)
+    items[1] = B.Item("r1", "/x/ok1.wav", "2020-05-01")  # the same id, now with a date
+    rep = B.run_batch(items, partial(_scaled, k=1), out, progress=False)
+    assert (rep.n_resumed, rep.n_done) == (2, 1)
+    assert pd.read_csv(out, keep_default_na=False).date.tolist() == ["", "2020-05-01", ""]
+    assert "_item" not in pd.read_csv(out).columns
+
+
+def _scaled(item, k=1):
+    return {"path": item.path, "date": item.date or "", "value": k * len(item.path)}
 
 
 def test_local_process_pool_matches_inline(tmp_path):
@@ -209,4 +233,4 @@ def test_a_job_with_prepare_gets_chunks_and_the_same_table(tmp_path):
     # inline, each row is journaled as soon as it is done: a kill inside a chunk keeps the chunk's finished rows
     with pytest.raises(_Killed):
         B.run_batch(_items(8), _ChunkJob(die_at="r5"), tmp_path / "e.csv", progress=False)
-    assert len(B.journal_path(tmp_path / "e.csv").read_text().splitlines()) == 5
+    assert len(_journal_rows(tmp_path / "e.csv")) == 5
