@@ -42,8 +42,9 @@ def test_locate_text_map_and_aggregate(seattle, tmp_path, capsys, one_thread):
     m = tmp_path / "m.html"
     assert main(["locate", seattle, seattle, "--date", "2020-03-15", "--gallery", "land2", "--top-k", "3",
                  "--aggregate", "--map", str(m)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.count("best location") == 3 and "Junco hyemalis (Dark-eyed Junco)" in out and " 3. " in out
+    assert "BirdNET" in err and "species ranges" in err  # several files: progress bars on stderr
     html = m.read_text()
     assert "leaflet" in html.lower() and "prediction" in html
 

@@ -148,6 +148,7 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
     """species-locate --details: benchmark columns + area_km2_90, expected_error_km, decoder, top_species, warnings."""
     import numpy as np
     import pandas as pd
+    from tqdm.auto import tqdm
 
     from .evidence import kl_nats
     from .io import atomic_path
@@ -156,7 +157,8 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
 
     step, rows = grid_step(loc.points), []
     wk = [None] * len(species) if weeks is None else weeks
-    for s in range(0, len(species), 512):  # (512, N) posteriors at a time
+    for s in tqdm(range(0, len(species), 512), desc="species-range geolocation (512 rows)", disable=args.quiet,
+                  leave=False):  # (512, N) posteriors at a time
         res = loc.locate(species[s:s + 512], weeks=wk[s:s + 512], return_posterior=True, progress=False)
         for j, (post, r) in enumerate(zip(res.posterior, res.pred.itertuples())):
             p = post.astype(np.float64) / post.sum()
@@ -198,7 +200,8 @@ def _cmd_locate(args) -> int:
         _existing(args.model)
     opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
                          model=args.model, fusion_weight=args.fusion_weight, fp_rate=args.fp_rate, decoder=args.decoder,
-                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})))
+                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})),
+                         progress=not batch and not args.quiet and len(args.audio) > 1)
     if batch:
         return _locate_batch(args, opts)
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
@@ -439,7 +442,7 @@ def _add_locate(sub, fmt) -> None:
                     help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
     lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
     lo.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
-    lo.add_argument("--quiet", action="store_true", help="batch: no progress bar")
+    lo.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for several files)")
     lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
     lo.add_argument("--method", default="ranges", choices=sorted(methods),
                     help="; ".join(f"{k}: {v}" for k, v in methods.items()))
