@@ -124,6 +124,12 @@ def _bad(tmp_path, seattle):
         (["check", seattle, "--lat", "95", "--lon", "0"], "is not a latitude in [-90, 90]"),
         (["check", seattle, "--lat", "abc", "--lon", "0"], "argument --lat: invalid float value: 'abc'"),
         (["check", seattle, "--lat", "10"], "required: --lon"),
+        (["check", seattle, "--lat", "10", "--lon", "1", "--hpd-level", "1.5"], "hpd_level 1.5 must lie in (0, 1)"),
+        (["locate", seattle, "--min-conf", "2"], "--min-conf 2.0: must lie in [0, 1] (a BirdNET score)"),
+        (["locate", seattle, "--radius-km", "-5"], "--radius-km -5.0: must be > 0"),
+        (["soundscape", "--lat", "47", "--lon", "-122", "--map", str(tmp_path / "m.html")], "--map goes with --species"),
+        (["soundscape", "--lat", "47", "--lon", "-122", "-o", str(tmp_path / "o.csv")], "-o goes with --sites"),
+        (["soundscape", "--species", "Turdus merula", "--map-step", "0"], "--map-step 0.0: must be > 0 degrees"),
         (["check", str(tmp_path / "nope.wav"), "--lat", "1", "--lon", "1"], "nope.wav: no such file"),
     ]
 

@@ -193,6 +193,10 @@ def _cmd_locate(args) -> int:
         raise UsageError(f"--level {args.level}: must lie in (0, 1), e.g. 0.9")
     if not 0 <= args.fp_rate < 1:
         raise UsageError(f"--fp-rate {args.fp_rate}: must lie in [0, 1)")
+    if not 0 <= args.min_conf <= 1:
+        raise UsageError(f"--min-conf {args.min_conf}: must lie in [0, 1] (a BirdNET score)")
+    if not args.radius_km > 0:
+        raise UsageError(f"--radius-km {args.radius_km}: must be > 0")
     if args.method in ("agclip", "fused") and not args.model:
         raise UsageError(f"--method {args.method} needs --model CHECKPOINT (an AG-CLIP model.pt; chapter 03 trains "
                          "one on SimSounds under data/cache/models/agclip-*/, which has never heard real audio)")
@@ -323,6 +327,12 @@ def _cmd_soundscape(args) -> int:
             raise UsageError(f"--lat {args.lat} --lon {args.lon}: outside [-90, 90] x [-180, 180]")
     if args.sites is not None and not args.output:
         raise UsageError("--sites needs -o ranked.csv")
+    if args.output and args.sites is None:
+        raise UsageError("-o goes with --sites SITES.csv (one place prints its ranking; add --json for a file)")
+    if args.map and args.species is None:
+        raise UsageError("--map goes with --species NAME (the map of one species by month)")
+    if not args.map_step > 0:
+        raise UsageError(f"--map-step {args.map_step}: must be > 0 degrees")
     sites_path = _existing(args.sites) if args.sites is not None else None
     model = load_range_model("birdnet", "torch", device=args.device)
     if args.species is not None:

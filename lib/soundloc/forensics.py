@@ -52,8 +52,10 @@ class CheckConfig:
     min_out: int = 2  # this many confident out-of-range species suffice for "inconsistent"
 
     def __post_init__(self):
-        if not (0 < self.range_threshold < 1 and 0 < self.min_score < 1 and 0 < self.hpd_level < 1 and self.min_out >= 1):
-            raise ValueError("range_threshold, min_score and hpd_level must lie in (0, 1), min_out >= 1")
+        bad = [f"{k} {getattr(self, k)!r} must lie in (0, 1)" for k in ("range_threshold", "min_score", "hpd_level")
+               if not 0 < getattr(self, k) < 1] + ([f"min_out {self.min_out!r} must be >= 1"] if self.min_out < 1 else [])
+        if bad:
+            raise ValueError("; ".join(bad))
 
 
 @dataclass
