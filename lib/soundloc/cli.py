@@ -182,6 +182,11 @@ def _cmd_locate(args) -> int:
     from .regions import write_geojson
 
     batch = args.output is not None
+    unused = [o for o, v in (("--map", args.map), ("--regions", args.regions), ("--aggregate", args.aggregate),
+                             ("--json", args.json)) if v] if batch else []
+    if unused:
+        raise UsageError(f"{' '.join(unused)}: not made by a batch (-o); its rows hold each recording's point, "
+                         "area and warnings")
     if not batch:
         for p in args.audio:
             if Path(p).is_dir() or p.lower().endswith(".csv"):
@@ -299,7 +304,13 @@ def _cmd_check(args) -> int:
     if args.claims:
         if not args.output:
             raise UsageError("--claims needs -o flags.csv (or .parquet)")
+        given = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon), ("--json", args.json))
+                 if v not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not used with --claims (each claim's path, lat, lon come from the CSV)")
         return _check_batch(args, cfg, opts)
+    if args.output:
+        raise UsageError("-o goes with --claims CLAIMS.csv (one claim prints its report; add --json for a file)")
     missing = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon)) if v is None]
     if missing:
         raise UsageError(f"the following arguments are required: {', '.join(missing)} "
