@@ -194,8 +194,7 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"{out}: the output must end in .csv or .parquet")
-    if not out.parent.is_dir():
-        raise ValueError(f"{out}: its folder {out.parent} does not exist")
+    out.parent.mkdir(parents=True, exist_ok=True)  # as soundloc.io.atomic_path does for the other commands' outputs
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
         dup, n = Counter(ids).most_common(1)[0]
