@@ -239,3 +239,18 @@ def test_a_job_with_prepare_gets_chunks_and_the_same_table(tmp_path):
     with pytest.raises(_Killed):
         B.run_batch(_items(8), _ChunkJob(die_at="r5"), tmp_path / "e.csv", progress=False)
     assert len(_journal_rows(tmp_path / "e.csv")) == 5
+
+
+def test_a_locate_row_does_not_depend_on_the_rows_before(mirror, one_thread):
+    """A batch row is the same alone, after other rows or resumed after a kill: range maps memoised for other
+    species (summed in float32 with them) must not leak into it."""
+    from soundloc.locator import LocateJob, LocateOptions, locate_species, range_geolocator
+
+    job = LocateJob(LocateOptions(gallery="land2"))
+    item = B.Item("s", str(mirror / "audio" / "XC563936_soundscape.mp3"), "2020-03-15")
+    alone = job(item)
+    loc = range_geolocator("land2")
+    many = list(loc.model.species[::20])  # another row's species, 327 of them, memoised for week 11
+    locate_species([many], [[1.0] * len(many)], [11], LocateOptions(gallery="land2"))
+    assert job(item) == alone
+    assert len(loc._pcache[11][0]) < 20  # the row's maps were computed for its own species, not with the 327

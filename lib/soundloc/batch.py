@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .data.validate import DataError, raise_first, read_rows
 from .io import atomic_path
-from .locator import LocateOptions
+from .locator import LocateOptions, range_geolocator
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # files a folder batch picks up
 
@@ -94,7 +94,9 @@ def check_row(item: Item, config=None, opts=None) -> dict:
     credible mass above the claim (soundloc.forensics.check)."""
     from .forensics import CheckConfig, check  # torch (its classifier path): imported by claims batches only
 
-    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
+    opts = opts or LocateOptions()
+    range_geolocator(opts.gallery, opts.preset, opts.device).clear_maps()  # a row whatever rows came before
+    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts)
     return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,
             "flag": r.verdict != "consistent", "out_of_range": ";".join(r.species.scientific_name[r.species.out_of_range]),
             "hpd_mass": r.hpd_mass}

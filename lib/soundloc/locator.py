@@ -516,6 +516,8 @@ class LocateJob:
     chunk: int = 16  # recordings whose BirdNET windows are scored in one pass (soundloc.batch gives them together)
 
     def __call__(self, item) -> dict:
+        if self.method in ("ranges", "fused"):  # a row is the same whichever rows its process located before
+            range_geolocator(self.opts.gallery, self.opts.preset, self.opts.device).clear_maps()
         return locate_row(item, self.opts, self.method, self.level)
 
     def prepare(self, items) -> None:
