@@ -169,11 +169,11 @@ def test_load_many_counts_every_reason(tmp_path):
     waves, report = load_many(paths)
     assert [w is not None for w in waves] == [p in good for p in paths]
     assert all(len(w) == 22050 for w in waves if w is not None)
-    assert report.total == 11 and report.n_ok == 3
+    assert report.total == 13 and report.n_ok == 3
     assert dict(report.skipped) == {"unreadable": 3, "empty": 1, "non-finite": 1, "too-short": 1, "silent": 1,
-                                    "missing": 1}
-    assert str(report) == ("3/11 recordings ok, 8 skipped (empty: 1, missing: 1, non-finite: 1, silent: 1, "
-                           "too-short: 1, unreadable: 3)")
+                                    "missing": 1, "truncated": 2}
+    assert str(report) == ("3/13 recordings ok, 10 skipped (empty: 1, missing: 1, non-finite: 1, silent: 1, "
+                           "too-short: 1, truncated: 2, unreadable: 3)")
     for reason, examples in report.examples.items():
         assert all(str(tmp_path) in e and f": {reason} (" in e for e in examples), examples
 
