@@ -201,3 +201,16 @@ def test_agclip_method_needs_a_model(seattle, tmp_path, capsys):
     assert "--method agclip needs --model CHECKPOINT" in capsys.readouterr().err
     assert main(["locate", seattle, "--method", "fused", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_exit_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a batch: a line saying how to resume (its rows are journaled), exit 130, no traceback."""
+    from soundloc import batch
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_batch", interrupted)
+    (tmp_path / "x.wav").write_text("")
+    assert main(["locate", str(tmp_path), "-o", str(tmp_path / "r.csv")]) == 130
+    assert capsys.readouterr().err.strip() == "soundloc locate: interrupted; rerun the same command to resume"

@@ -582,3 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
         print(f"soundloc {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; a batch's finished rows are in its journal
+        resume = "; rerun the same command to resume" if getattr(args, "output", None) and args.command in (
+            "locate", "check") else ""
+        print(f"\nsoundloc {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
