@@ -115,6 +115,7 @@ def _bad(tmp_path, seattle):
         (["eval", str(pred), "--gold", str(gold)], f"{pred} against {gold}: audio ids do not match the gold set: "
          "1 gold ids without a prediction (e.g. ['b']), 1 predicted ids not in the gold set (e.g. ['c'])"),
         (["locate", str(tmp_path / "nope.mp3")], "nope.mp3: no such file"),
+        (["eval", str(tmp_path), "--gold", str(gold)], f"{tmp_path}: a folder, not a file"),
         (["locate", str(txt)], "notes.wav: not a readable audio file"),
         (["locate", str(silent)], "silent.wav: silent"),
         (["locate", seattle, "--date", "2020-13-01"], "'2020-13-01' is not a date YYYY-MM-DD"),

@@ -53,3 +53,10 @@ def test_species_locate_details_adds_the_batch_columns(tmp_path, capsys):
     # one species (American Robin) spreads wider than two Australian endemics together
     assert 0 < p.area_km2_90[0] < p.area_km2_90[2] and (p.expected_error_km > 0).all() and set(p.decoder) == {"argmax"}
     assert main(["eval", str(out), "--gold", str(out)]) == 0  # the benchmark scorer still reads it
+
+
+def test_an_output_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "out.csv").mkdir()  # the output path is a folder
+    rc, out = _run(tmp_path, "audio_id,species\na,Turdus merula\n")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == f"soundloc species-locate: error: {out}: Is a directory", err

@@ -418,6 +418,8 @@ def _params(items: list[str], cfg) -> dict:
 
 def _existing(p: str) -> Path:
     path = Path(p)
+    if path.is_dir():
+        raise UsageError(f"{p}: a folder, not a file")
     if not path.is_file():
         raise UsageError(f"{p}: no such file")
     return path
@@ -581,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, DataError, FileNotFoundError, ValueError, KeyError) as e:
         msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
         print(f"soundloc {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an output that is a folder, a read-only place, a full disk: the path and the reason
+        where = e.filename2 or e.filename
+        print(f"soundloc {args.command}: error: " + (f"{where}: {e.strerror}" if where and e.strerror else str(e)),
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; a batch's finished rows are in its journal
         resume = "; rerun the same command to resume" if getattr(args, "output", None) and args.command in (
