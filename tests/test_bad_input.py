@@ -10,6 +10,7 @@ partial download, checkpoints that are not ours).
 | case                                   | where                                                         |
 |----------------------------------------|---------------------------------------------------------------|
 | unreadable audio, empty file           | here (exact messages); test_audio.py (reason keys)            |
+| truncated WAV / MP3 (header says more) | here (exact messages)                                         |
 | stereo, 8 kHz, 96 kHz (converted)      | here (stereo 96 kHz int16, no imaging at 8 kHz); test_audio.py|
 | NaN samples, a 0.2 s recording         | here (exact messages); test_audio.py                          |
 | batch of bad recordings                | here (load_many, every reason); test_spectrogram.py (cache)   |
@@ -93,6 +94,11 @@ def _bad_audio(tmp_path: Path, case: str) -> Path:
         sf.write(p, np.zeros((44100, 2), np.float32), 44100)
     elif case == "folder":
         p.mkdir()
+    elif case in ("cut-wav", "cut-mp3"):  # a copy stopped at a third: the header still promises 3 s
+        fmt = case[-3:].upper()
+        p = p.with_suffix("." + case[-3:])
+        sf.write(p, _tone(3.0, 48000), 48000, format=fmt)
+        p.write_bytes(p.read_bytes()[:p.stat().st_size // 3])
     elif case != "missing":
         raise ValueError(case)
     return p
@@ -108,6 +114,9 @@ AUDIO_MESSAGES = [
     ("silent", re.escape("silent (all 44100 samples are zero (digital silence))")),
     ("missing", re.escape("missing (no such file)")),
     ("folder", re.escape("unreadable (is a folder)")),
+    ("cut-wav", re.escape("truncated (its header promises 3.00 s, only 1.00 s are there; re-export it "
+                          "(e.g. sox in out.wav) to use that part)")),
+    ("cut-mp3", r"truncated \(its header promises 3\.00 s, only 0\.\d\d s are there; .*\)"),
 ]
 
 
@@ -160,11 +169,11 @@ def test_load_many_counts_every_reason(tmp_path):
     waves, report = load_many(paths)
     assert [w is not None for w in waves] == [p in good for p in paths]
     assert all(len(w) == 22050 for w in waves if w is not None)
-    assert report.total == 11 and report.n_ok == 3
+    assert report.total == 13 and report.n_ok == 3
     assert dict(report.skipped) == {"unreadable": 3, "empty": 1, "non-finite": 1, "too-short": 1, "silent": 1,
-                                    "missing": 1}
-    assert str(report) == ("3/11 recordings ok, 8 skipped (empty: 1, missing: 1, non-finite: 1, silent: 1, "
-                           "too-short: 1, unreadable: 3)")
+                                    "missing": 1, "truncated": 2}
+    assert str(report) == ("3/13 recordings ok, 10 skipped (empty: 1, missing: 1, non-finite: 1, silent: 1, "
+                           "too-short: 1, truncated: 2, unreadable: 3)")
     for reason, examples in report.examples.items():
         assert all(str(tmp_path) in e and f": {reason} (" in e for e in examples), examples
 
@@ -259,6 +268,14 @@ def test_csv_bad_row_exact_message(tmp_path, row, message):
     with pytest.raises(DataError) as ei:
         read_locations(p)
     assert str(ei.value) == f"{p}: {message}"
+
+
+def test_empty_prediction_csv_names_the_file(tmp_path):
+    p = tmp_path / "pred.csv"
+    p.write_text("")
+    with pytest.raises(DataError) as ei:
+        read_locations(p)
+    assert str(ei.value) == f"{p}: empty file (no header row)"
 
 
 def test_csv_missing_columns_and_skip_report(tmp_path):

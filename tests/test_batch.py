@@ -1,5 +1,6 @@
 """Batches (soundloc.batch, `soundloc locate DIR|CSV -o`): resume after a kill, errors counted, bad rows named."""
 import json
+from functools import partial
 
 import pandas as pd
 import pytest
@@ -20,6 +21,11 @@ def _job(item):
     return {"path": item.path, "value": len(item.path) ** 2}
 
 
+def _journal_rows(out):
+    """The rows of a batch's journal (after its first line, which names the job)."""
+    return [json.loads(x) for x in B.journal_path(out).read_text().splitlines()[1:]]
+
+
 def _items(n=8, bad=()):
     return [B.Item(f"r{i}", f"/x/{'bad' if i in bad else 'ok'}{i}.wav") for i in range(n)]
 
@@ -37,11 +43,18 @@ def test_a_killed_batch_rerun_gives_the_same_table(tmp_path):
 
     with pytest.raises(_Killed):
         B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
-    assert len(B.journal_path(tmp_path / "part.csv").read_text().splitlines()) == 4  # finished rows kept
+    assert len(_journal_rows(tmp_path / "part.csv")) == 4  # finished rows kept
     calls.clear()
     rep = B.run_batch(items, dies_at_5, tmp_path / "part.csv", progress=False)
     assert calls == ["r4", "r5", "r6", "r7"] and (rep.n_resumed, rep.n_done) == (4, 4)  # the rerun skips finished rows
     assert (tmp_path / "part.csv").read_bytes() == (tmp_path / "full.csv").read_bytes()
+
+
+def test_an_output_in_a_new_folder_is_written(tmp_path):
+    """As the other commands' outputs (soundloc.io.atomic_path): the folder is made, not a journal's Errno 2."""
+    out = tmp_path / "new" / "sub" / "r.csv"
+    B.run_batch(_items(2), _job, out, progress=False)
+    assert pd.read_csv(out).id.tolist() == ["r0", "r1"]
 
 
 def test_a_torn_journal_line_is_redone(tmp_path):
@@ -49,7 +62,7 @@ def test_a_torn_journal_line_is_redone(tmp_path):
     B.run_batch(_items(3), _job, out, progress=False)
     j = B.journal_path(out)
     lines = j.read_text().splitlines()
-    j.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # killed in the middle of the third write
+    j.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # killed in the middle of the third row's write
     rep = B.run_batch(_items(3), _job, out, progress=False)
     assert (rep.n_resumed, rep.n_done) == (2, 1) and len(pd.read_csv(out)) == 3
 
@@ -64,6 +77,24 @@ def test_errors_are_counted_reported_and_retried(tmp_path):
     rep = B.run_batch(_items(6), _job, out, progress=False)  # fixed files: only the failed ones run
     assert (rep.n_resumed, rep.n_done, sum(rep.errors.values())) == (4, 2, 0)
     assert pd.read_parquet(out).id.tolist() == [f"r{i}" for i in range(6)]
+
+
+def test_a_rerun_with_other_options_is_refused_and_a_changed_item_redone(tmp_path):
+    """The journal names the job: other options are refused, not mixed in; a row whose item changed is redone."""
+    out = tmp_path / "o.csv"
+    B.run_batch(_items(3), partial(_scaled, k=1), out, progress=False)
+    with pytest.raises(ValueError, match=r"o.csv.journal.jsonl: this output was started with other options \(1 -> 2\)"):
+        B.run_batch(_items(3), partial(_scaled, k=2), out, progress=False)
+    items = _items(3)
+    items[1] = B.Item("r1", "/x/ok1.wav", "2020-05-01")  # the same id, now with a date
+    rep = B.run_batch(items, partial(_scaled, k=1), out, progress=False)
+    assert (rep.n_resumed, rep.n_done) == (2, 1)
+    assert pd.read_csv(out, keep_default_na=False).date.tolist() == ["", "2020-05-01", ""]
+    assert "_item" not in pd.read_csv(out).columns
+
+
+def _scaled(item, k=1):
+    return {"path": item.path, "date": item.date or "", "value": k * len(item.path)}
 
 
 def test_local_process_pool_matches_inline(tmp_path):
@@ -106,6 +137,36 @@ def test_read_items_names_bad_rows(tmp_path):
     for name in ("sub/x.mp3", "y.WAV", "notes.txt"):
         (tmp_path / "d" / name).write_text("")
     assert [i.id for i in B.read_items(tmp_path / "d")] == ["sub/x.mp3", "y.WAV"]
+
+
+def test_a_batch_that_cannot_be_what_was_meant_is_one_line_exit_2(tmp_path, capsys):
+    """An empty folder, two files of one name, a bad --device: named, exit 2."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in "ab":
+        (tmp_path / d / "x.wav").write_text("")
+    for argv, msg in (
+            (["locate", str(tmp_path / "empty"), "-o", str(tmp_path / "r.csv")],
+             f"{tmp_path / 'empty'}: no audio files (.wav, .flac, .ogg, .mp3, .m4a, .opus) in this folder or below"),
+            (["locate", str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.wav"), "-o", str(tmp_path / "r.csv")],
+             "batch item ids must be unique: 'x.wav' is the id of 2 items (give a CSV with an id column)"),
+            (["species-locate", str(tmp_path / "a" / "x.wav"), "-o", str(tmp_path / "r.csv"), "--device", "gpu"],
+             "argument --device: 'gpu': ")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_an_audio_error_is_counted_by_its_reason(tmp_path):
+    from soundloc.audio import AudioError
+
+    def job(item):
+        raise AudioError(item.path, "truncated", "its header promises 3.00 s, only 1.00 s are there")
+
+    rep = B.run_batch(_items(2), job, tmp_path / "t.csv", progress=False)
+    assert rep.errors == {"AudioError (truncated)": 2} and "2 errors (AudioError (truncated) x2)" in rep.text()
 
 
 def test_cli_batch_on_a_real_recording_and_a_broken_file(mirror, tmp_path, capsys, one_thread):
@@ -193,4 +254,19 @@ def test_a_job_with_prepare_gets_chunks_and_the_same_table(tmp_path):
     # inline, each row is journaled as soon as it is done: a kill inside a chunk keeps the chunk's finished rows
     with pytest.raises(_Killed):
         B.run_batch(_items(8), _ChunkJob(die_at="r5"), tmp_path / "e.csv", progress=False)
-    assert len(B.journal_path(tmp_path / "e.csv").read_text().splitlines()) == 5
+    assert len(_journal_rows(tmp_path / "e.csv")) == 5
+
+
+def test_a_locate_row_does_not_depend_on_the_rows_before(mirror, one_thread):
+    """A batch row is the same alone, after other rows or resumed after a kill: range maps memoised for other
+    species (summed in float32 with them) must not leak into it."""
+    from soundloc.locator import LocateJob, LocateOptions, locate_species, range_geolocator
+
+    job = LocateJob(LocateOptions(gallery="land2"))
+    item = B.Item("s", str(mirror / "audio" / "XC563936_soundscape.mp3"), "2020-03-15")
+    alone = job(item)
+    loc = range_geolocator("land2")
+    many = list(loc.model.species[::20])  # another row's species, 327 of them, memoised for week 11
+    locate_species([many], [[1.0] * len(many)], [11], LocateOptions(gallery="land2"))
+    assert job(item) == alone
+    assert len(loc._pcache[11][0]) < 20  # the row's maps were computed for its own species, not with the 327

@@ -42,8 +42,9 @@ def test_locate_text_map_and_aggregate(seattle, tmp_path, capsys, one_thread):
     m = tmp_path / "m.html"
     assert main(["locate", seattle, seattle, "--date", "2020-03-15", "--gallery", "land2", "--top-k", "3",
                  "--aggregate", "--map", str(m)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.count("best location") == 3 and "Junco hyemalis (Dark-eyed Junco)" in out and " 3. " in out
+    assert "BirdNET" in err and "species ranges" in err  # several files: progress bars on stderr
     html = m.read_text()
     assert "leaflet" in html.lower() and "prediction" in html
 
@@ -107,8 +108,14 @@ def _bad(tmp_path, seattle):
     txt.write_text("hello")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(48000 * 3), 48000)
+    gold, pred = tmp_path / "gold.csv", tmp_path / "pred.csv"
+    gold.write_text("audio_id,latitude,longitude\na,1,2\nb,3,4\n")
+    pred.write_text("audio_id,latitude,longitude\na,1,2\nc,3,4\n")
     return [
+        (["eval", str(pred), "--gold", str(gold)], f"{pred} against {gold}: audio ids do not match the gold set: "
+         "1 gold ids without a prediction (e.g. ['b']), 1 predicted ids not in the gold set (e.g. ['c'])"),
         (["locate", str(tmp_path / "nope.mp3")], "nope.mp3: no such file"),
+        (["eval", str(tmp_path), "--gold", str(gold)], f"{tmp_path}: a folder, not a file"),
         (["locate", str(txt)], "notes.wav: not a readable audio file"),
         (["locate", str(silent)], "silent.wav: silent"),
         (["locate", seattle, "--date", "2020-13-01"], "'2020-13-01' is not a date YYYY-MM-DD"),
@@ -118,6 +125,16 @@ def _bad(tmp_path, seattle):
         (["check", seattle, "--lat", "95", "--lon", "0"], "is not a latitude in [-90, 90]"),
         (["check", seattle, "--lat", "abc", "--lon", "0"], "argument --lat: invalid float value: 'abc'"),
         (["check", seattle, "--lat", "10"], "required: --lon"),
+        (["check", seattle, "--lat", "10", "--lon", "1", "--hpd-level", "1.5"], "hpd_level 1.5 must lie in (0, 1)"),
+        (["locate", seattle, "-o", str(tmp_path / "r.csv"), "--map", "m.html", "--json"],
+         "--map --json: not made by a batch (-o)"),
+        (["check", seattle, "--lat", "10", "--lon", "1", "-o", str(tmp_path / "f.csv")], "-o goes with --claims"),
+        (["check", seattle, "--claims", str(gold), "-o", str(tmp_path / "f.csv")], "AUDIO: not used with --claims"),
+        (["locate", seattle, "--min-conf", "2"], "--min-conf 2.0: must lie in [0, 1] (a BirdNET score)"),
+        (["locate", seattle, "--radius-km", "-5"], "--radius-km -5.0: must be > 0"),
+        (["soundscape", "--lat", "47", "--lon", "-122", "--map", str(tmp_path / "m.html")], "--map goes with --species"),
+        (["soundscape", "--lat", "47", "--lon", "-122", "-o", str(tmp_path / "o.csv")], "-o goes with --sites"),
+        (["soundscape", "--species", "Turdus merula", "--map-step", "0"], "--map-step 0.0: must be > 0 degrees"),
         (["check", str(tmp_path / "nope.wav"), "--lat", "1", "--lon", "1"], "nope.wav: no such file"),
     ]
 
@@ -135,6 +152,16 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0 and f"soundloc {cmd} " in capsys.readouterr().out.split("examples:")[1]
+
+
+@pytest.mark.parametrize("cmd", ["locate", "check", "eval", "species-locate", "soundscape"])
+def test_help_fits_an_80_column_terminal(cmd, capsys, monkeypatch):
+    """Every line of each subcommand's help but an example command fits in 80 columns (the description wraps)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([cmd, "--help"])
+    long = [ln for ln in capsys.readouterr().out.splitlines() if len(ln) > 80 and not ln.startswith("  soundloc ")]
+    assert not long, long
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +202,16 @@ def test_agclip_method_needs_a_model(seattle, tmp_path, capsys):
     assert "--method agclip needs --model CHECKPOINT" in capsys.readouterr().err
     assert main(["locate", seattle, "--method", "fused", "--model", str(tmp_path / "nope.pt")]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_exit_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a batch: a line saying how to resume (its rows are journaled), exit 130, no traceback."""
+    from soundloc import batch
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run_batch", interrupted)
+    (tmp_path / "x.wav").write_text("")
+    assert main(["locate", str(tmp_path), "-o", str(tmp_path / "r.csv")]) == 130
+    assert capsys.readouterr().err.strip() == "soundloc locate: interrupted; rerun the same command to resume"

@@ -32,6 +32,7 @@ def test_species_locate_writes_benchmark_csv_and_reports(tmp_path, capsys):
     ("audio_id,species,date\na,Turdus merula,10/05/2023\n", "row 2: date '10/05/2023' is not YYYY-MM-DD"),
     ("audio_id,date\na,2023-05-10\n", "missing column(s) ['species']"),
     ("audio_id,species\na,Turdus merula\na,Turdus merula\n", "row 3: duplicate audio_id 'a' (first on row 2)"),
+    ("", "in.csv: empty file (no header row)"),
 ])
 def test_species_locate_bad_input_is_one_line_exit_2(tmp_path, capsys, text, msg):
     rc, _ = _run(tmp_path, text, "--week-from-date")
@@ -52,3 +53,10 @@ def test_species_locate_details_adds_the_batch_columns(tmp_path, capsys):
     # one species (American Robin) spreads wider than two Australian endemics together
     assert 0 < p.area_km2_90[0] < p.area_km2_90[2] and (p.expected_error_km > 0).all() and set(p.decoder) == {"argmax"}
     assert main(["eval", str(out), "--gold", str(out)]) == 0  # the benchmark scorer still reads it
+
+
+def test_an_output_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "out.csv").mkdir()  # the output path is a folder
+    rc, out = _run(tmp_path, "audio_id,species\na,Turdus merula\n")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == f"soundloc species-locate: error: {out}: Is a directory", err

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from soundloc.forensics import CheckConfig, check, check_species
+from soundloc.forensics import CheckConfig, check, check_scores, check_species
 from soundloc.locator import LocateOptions
 
 SEATTLE = (47.6766, -122.294)
@@ -43,6 +43,17 @@ def test_check_species_any_detector_and_thresholds(one_thread):
     assert one.verdict in ("suspicious", "inconsistent") and len(one.out_of_range) == 1
     weak = check_species(sp.assign(max_score=0.2), 50.0, 10.0, week=20, opts=OPTS)  # below min_score: no species line
     assert weak.species.empty and any("no species detected" in e for e in weak.evidence)
+
+
+def test_no_detected_species_do_not_flag_a_remote_claim(one_thread):
+    """With nothing heard the audio posterior is the photo-density prior: a claim where few photos are taken (central
+    Siberia, Antarctica) is not 'outside' the audio's region, as locate gives no location for such audio."""
+    none = pd.DataFrame({"scientific_name": pd.Series([], dtype=object), "max_score": pd.Series([], dtype=float)})
+    for claim in ((65.0, 100.0), (-75.0, 0.0)):
+        r = check_species(none, *claim, week=20, opts=OPTS)
+        assert r.verdict == "consistent" and r.hpd_mass > 0.95, (claim, r.hpd_mass, r.evidence)
+        assert any("says nothing for or against the claim" in e for e in r.evidence)
+        assert check_scores(np.zeros((1, 0)), [], [claim[0]], [claim[1]], [20], opts=OPTS).verdict[0] == "consistent"
 
 
 @pytest.mark.parametrize("lat,lon", [(95, 0), (0, 200), (np.nan, 0)])

@@ -51,3 +51,17 @@ def test_fallback_may_be_empty_and_datetime(tmp_path):
                              may_be_empty=("species",), fallback={"id": "path"})
     assert good.to_dict("records") == [{"path": "x.wav", "id": "x.wav", "when": "2020-05-15 06:00", "species": ""}]
     assert errors == [f"{p}: row 3: when '2020-05-150' is not YYYY-MM-DD; duplicate id 'x.wav' (first on row 2)"]
+
+
+@pytest.mark.parametrize("data,msg", [
+    (b"", "empty file (no header row)"),
+    (b"id,lat,lon\n", "no rows under the header"),
+    (b"\xff\xfe\x00garbage", "not a text CSV (byte 0 is not UTF-8)"),
+    (b'id,lat,lon\na,1,2\n"b,1,2\n', "not a readable CSV (Error tokenizing data. C error: EOF inside string starting at row 2)"),
+], ids=["empty", "header-only", "binary", "open-quote"])
+def test_a_file_that_is_no_table_is_one_error_naming_it(tmp_path, data, msg):
+    p = tmp_path / "rows.csv"
+    p.write_bytes(data)
+    with pytest.raises(DataError) as ei:
+        read_rows(p, ("id", "lat", "lon"), (), KINDS)
+    assert str(ei.value) == f"{p}: {msg}"

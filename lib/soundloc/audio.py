@@ -8,6 +8,7 @@ Resampling uses soxr at "HQ" quality (the same resampler as ``librosa.load``'s d
 from __future__ import annotations
 
 import os
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 DEFAULT_SR = 22050
 
 # Short reason keys used by AudioError.reason and SkipReport counts.
-REASONS = ("missing", "unreadable", "empty", "non-finite", "silent", "too-short")
+REASONS = ("missing", "unreadable", "truncated", "empty", "non-finite", "silent", "too-short")
+_VBR_TAGS = (b"Xing", b"Info", b"VBRI")  # MP3 first-frame headers that carry the exact frame count
 
 
 class AudioError(ValueError):
@@ -85,10 +87,39 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     if path.is_dir():
         raise AudioError(path, "unreadable", "is a folder")
     try:
+        info = sf.info(str(path))
         x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as e:
         raise AudioError(path, "unreadable", f"not a readable audio file: {e}") from e
+    declared = _declared_frames(path, info, x.shape[0])
+    if declared is not None and x.shape[0] < 0.999 * declared:
+        raise AudioError(path, "truncated", f"its header promises {declared / file_sr:.2f} s, only "
+                         f"{x.shape[0] / file_sr:.2f} s are there; re-export it (e.g. sox in out.wav) to use that part")
     return x, int(file_sr)
+
+
+def _declared_frames(path: Path, info, n_read: int) -> int | None:
+    """Frames a file's header promises (a WAV's data chunk size, an MP3's Xing/Info/VBRI count, other formats'
+    count as libsndfile reads it) -> int, or None where the header does not say (streamed WAV, MP3 without tag)."""
+    if info.format in ("WAV", "WAVEX"):
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        pos, size = 12, path.stat().st_size
+        while pos + 8 <= len(head):
+            cid, n = struct.unpack_from("<4sI", head, pos)
+            if cid == b"data":  # libsndfile's frame count is what is there: scale it by promised / present bytes
+                have = size - pos - 8
+                return None if n in (0, 0xFFFFFFFF) or have <= 0 or n <= have else int(n_read * n / have)
+            pos += 8 + n + (n & 1)
+        return None
+    if info.format == "MPEG":
+        with open(path, "rb") as f:
+            head = f.read(10)
+            skip = (sum(b << (7 * (3 - i)) for i, b in enumerate(head[6:10])) + 10) if head[:3] == b"ID3" else 0
+            f.seek(skip)
+            frame = f.read(256)  # the tag sits in the first frame, after its side information
+        return info.frames if any(t in frame for t in _VBR_TAGS) else None
+    return info.frames
 
 
 def load_audio(path: str | os.PathLike, sr: int = DEFAULT_SR, min_seconds: float = 0.5) -> np.ndarray:

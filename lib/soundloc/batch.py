@@ -1,7 +1,9 @@
 """Batches at archive scale: a folder or a CSV of recordings -> one row each, resumable, errors counted.
 
 Every finished row is appended to a journal (``OUT.journal.jsonl``, flushed and fsynced), so a killed run
-loses nothing finished and a rerun skips it; the table (CSV or Parquet, rows in input order) is rewritten
+loses nothing finished and a rerun skips it. The journal's first line names the job and its options: a rerun
+with other options is refused rather than mixed with the old rows, and a row whose item changed (another path
+or date under the same id) is redone. The table (CSV or Parquet, rows in input order) is rewritten
 atomically from the journal at the end. A file that fails is counted by error kind, listed in
 ``OUT.errors.csv`` with its message, and retried by the next run; the batch goes on.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -19,10 +22,10 @@ from typing import Callable, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.validate import raise_first, read_rows
+from .data.validate import DataError, raise_first, read_rows
 from .devices import usable_cores
 from .io import atomic_path
-from .locator import LocateOptions
+from .locator import LocateOptions, range_geolocator
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # files a folder batch picks up
 
@@ -54,7 +57,7 @@ class BatchReport:
 
 
 def read_items(src: str | os.PathLike) -> list[Item]:
-    """A folder (audio files below it, sorted) or a CSV with columns path[,date][,id] -> Items.
+    """A folder (audio files below it, sorted; none is a DataError) or a CSV with columns path[,date][,id] -> Items.
 
     DataError naming the file and row (:func:`~soundloc.data.validate.read_rows`) for a missing path column,
     an empty path, a bad date or a duplicate id (the path when id is empty). Relative paths in a CSV are read
@@ -63,6 +66,8 @@ def read_items(src: str | os.PathLike) -> list[Item]:
     src = Path(src)
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise DataError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder or below")
         return [Item(str(p.relative_to(src)), str(p)) for p in files]
     return _items(src, ())
 
@@ -90,7 +95,9 @@ def check_row(item: Item, config=None, opts=None) -> dict:
     credible mass above the claim (soundloc.forensics.check)."""
     from .forensics import CheckConfig, check  # torch (its classifier path): imported by claims batches only
 
-    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts or LocateOptions())
+    opts = opts or LocateOptions()
+    range_geolocator(opts.gallery, opts.preset, opts.device).clear_maps()  # a row whatever rows came before
+    r = check(item.path, item.lat, item.lon, item.date, config or CheckConfig(), opts)
     return {"path": item.path, "lat": item.lat, "lon": item.lon, "date": item.date or "", "verdict": r.verdict,
             "flag": r.verdict != "consistent", "out_of_range": ";".join(r.species.scientific_name[r.species.out_of_range]),
             "hpd_mass": r.hpd_mass}
@@ -101,14 +108,44 @@ def journal_path(out: str | os.PathLike) -> Path:
     return Path(f"{out}.journal.jsonl")
 
 
-def _read_journal(path: Path) -> dict:
-    """Journal -> {id: row}; a torn last line (a run killed mid-write) is ignored."""
+def job_signature(job: Callable) -> str:
+    """A job -> text naming its function and options, the same in every run (no object addresses)."""
+    if isinstance(job, partial):
+        return f"{job_signature(job.func)}{job.args!r}{sorted(job.keywords.items())!r}"
+    if hasattr(job, "__qualname__"):
+        return f"{job.__module__}.{job.__qualname__}"
+    text = repr(job)  # a dataclass names its fields; the default repr (an address) names the class instead
+    return f"{type(job).__module__}.{type(job).__qualname__}" if " at 0x" in text else text
+
+
+def _item_key(item: Item) -> list:
+    """What a journal row was computed from, beyond its id: path, date, claimed lat/lon."""
+    return [item.path, item.date or "", item.lat, item.lon]
+
+
+def _difference(old: str, new: str) -> str:
+    """Two job signatures -> "field=old -> field=new, ..." where they differ token by token (else both in full)."""
+    a, b = (re.split(r"(?<=[(,\[]) ?| ?(?=[)\]])", x) for x in (old, new))
+    if len(a) != len(b):
+        return f"{old} -> {new}"
+    return ", ".join(f"{x.rstrip(',')} -> {y.rstrip(',')}" for x, y in zip(a, b) if x != y)
+
+
+def _read_journal(path: Path, signature: str) -> dict:
+    """Journal -> {id: row with its "_item" key}; a torn last line (a run killed mid-write) is ignored.
+    ValueError naming the journal when another job (other options) wrote it."""
     done = {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
+                continue
+            if "_job" in row:
+                if row["_job"] != signature:
+                    raise ValueError(f"{path}: this output was started with other options "
+                                     f"({_difference(row['_job'], signature)}); rerun with those, or delete the journal "
+                                     "or choose another output to start over")
                 continue
             done[row["id"]] = row
     return done
@@ -119,7 +156,9 @@ def _call(job: Callable, item: Item):
     try:
         return ("ok", {"id": item.id, **job(item)})
     except Exception as e:  # noqa: BLE001 - a bad file is counted and reported, the batch goes on
-        return ("error", type(e).__name__, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        reason = getattr(e, "reason", None)  # an AudioError's kind: unreadable, truncated, too-short...
+        kind = type(e).__name__ + (f" ({reason})" if isinstance(reason, str) else "")
+        return ("error", kind, str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _prepare(job: Callable, items: Sequence[Item]) -> None:
@@ -165,16 +204,22 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"{out}: the output must end in .csv or .parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)  # as soundloc.io.atomic_path does for the other commands' outputs
     ids = [it.id for it in items]
     if len(set(ids)) != len(ids):
-        raise ValueError("batch item ids must be unique")
+        dup, n = Counter(ids).most_common(1)[0]
+        raise ValueError(f"batch item ids must be unique: {dup!r} is the id of {n} items (give a CSV with an id column)")
     jpath = journal_path(out)
-    done = {k: v for k, v in _read_journal(jpath).items() if k in set(ids)}
+    sig = job_signature(job)
+    keys = {it.id: _item_key(it) for it in items}
+    done = {k: v for k, v in _read_journal(jpath, sig).items() if k in keys and v.get("_item", keys[k]) == keys[k]}
     todo = [it for it in items if it.id not in done]
     rep = BatchReport(len(items), len(done), 0)
     errors = []
     bar = tqdm(total=len(todo), desc="recordings", disable=not progress, leave=False)
     with open(jpath, "a") as journal:
+        if journal.tell() == 0:
+            journal.write(json.dumps({"_job": sig}) + "\n")
         client = pool = None
         size = max(1, int(getattr(job, "chunk", 1))) if hasattr(job, "prepare") else 1
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
@@ -193,7 +238,7 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
         try:
             for it, res in pairs:
                 if res[0] == "ok":
-                    journal.write(json.dumps(res[1], default=str) + "\n")
+                    journal.write(json.dumps({**res[1], "_item": keys[it.id]}, default=str) + "\n")
                     journal.flush()
                     os.fsync(journal.fileno())  # a finished row survives a kill
                     done[it.id] = res[1]
@@ -208,7 +253,7 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
                 pool.shutdown(cancel_futures=True)
             if client is not None:
                 client.close()
-    _write_table(pd.DataFrame([done[i] for i in ids if i in done]), out)
+    _write_table(pd.DataFrame([{k: v for k, v in done[i].items() if k != "_item"} for i in ids if i in done]), out)
     epath = Path(f"{out}.errors.csv")
     if errors:
         _write_table(pd.DataFrame(errors), epath)

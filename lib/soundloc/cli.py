@@ -16,7 +16,7 @@ from .locator import FP_RATE
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
-    "species-locate": ("input CSV: audio_id,species[,date] with species as scientific names separated by ';'\n"
+    "species-locate": ("input CSV: audio_id,species[,date], species as scientific names separated by ';'\n"
                        "examples:\n  soundloc species-locate lists.csv -o preds.csv --week-from-date\n"
                        "  soundloc species-locate lists.csv -o preds.csv --gallery land0.5 --decoder geomedian"),
     "locate": ("examples:\n  soundloc locate recording.mp3 --date 2020-03-15\n"
@@ -34,13 +34,23 @@ EXAMPLES = {
                    "  soundloc soundscape --lat 46.5 --lon 6.6 --json\n"
                    "  soundloc soundscape --sites sites.csv -o ranked.csv --top-k 25\n"
                    "  soundloc soundscape --species 'Common Nightingale' --map nightingale.html\n"
-                   "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability;\n"
-                   "bad rows are reported by row number (the header is row 1, as a spreadsheet shows), the good ones written, exit code 2"),
+                   "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability\n"
+                   "bad rows are named by row number (the header is row 1, as a spreadsheet shows);\n"
+                   "the good ones are written, exit code 2"),
 }
 
 
 class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help with the description wrapped to the terminal and the epilog (examples, one per line) kept as written."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,7 +87,10 @@ def _cmd_eval(args) -> int:
 
     pred = read_locations(_existing(args.pred))
     gold = load_gold(args.dataset) if args.dataset else read_locations(_existing(args.gold))
-    m = evaluate(pred, gold)
+    try:
+        m = evaluate(pred, gold)
+    except DataError as e:  # ids that do not match: name the file and the gold set
+        raise DataError(f"{args.pred} against {args.dataset or args.gold}: {e}") from None
     if args.json:
         print(json.dumps(m))
     else:
@@ -135,6 +148,7 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
     """species-locate --details: benchmark columns + area_km2_90, expected_error_km, decoder, top_species, warnings."""
     import numpy as np
     import pandas as pd
+    from tqdm.auto import tqdm
 
     from .evidence import kl_nats
     from .io import atomic_path
@@ -143,7 +157,8 @@ def _species_locate_details(args, df, loc, species, weeks) -> int:
 
     step, rows = grid_step(loc.points), []
     wk = [None] * len(species) if weeks is None else weeks
-    for s in range(0, len(species), 512):  # (512, N) posteriors at a time
+    for s in tqdm(range(0, len(species), 512), desc="species-range geolocation (512 rows)", disable=args.quiet,
+                  leave=False):  # (512, N) posteriors at a time
         res = loc.locate(species[s:s + 512], weeks=wk[s:s + 512], return_posterior=True, progress=False)
         for j, (post, r) in enumerate(zip(res.posterior, res.pred.itertuples())):
             p = post.astype(np.float64) / post.sum()
@@ -167,6 +182,11 @@ def _cmd_locate(args) -> int:
     from .regions import write_geojson
 
     batch = args.output is not None
+    unused = [o for o, v in (("--map", args.map), ("--regions", args.regions), ("--aggregate", args.aggregate),
+                             ("--json", args.json)) if v] if batch else []
+    if unused:
+        raise UsageError(f"{' '.join(unused)}: not made by a batch (-o); its rows hold each recording's point, "
+                         "area and warnings")
     if not batch:
         for p in args.audio:
             if Path(p).is_dir() or p.lower().endswith(".csv"):
@@ -178,6 +198,10 @@ def _cmd_locate(args) -> int:
         raise UsageError(f"--level {args.level}: must lie in (0, 1), e.g. 0.9")
     if not 0 <= args.fp_rate < 1:
         raise UsageError(f"--fp-rate {args.fp_rate}: must lie in [0, 1)")
+    if not 0 <= args.min_conf <= 1:
+        raise UsageError(f"--min-conf {args.min_conf}: must lie in [0, 1] (a BirdNET score)")
+    if not args.radius_km > 0:
+        raise UsageError(f"--radius-km {args.radius_km}: must be > 0")
     if args.method in ("agclip", "fused") and not args.model:
         raise UsageError(f"--method {args.method} needs --model CHECKPOINT (an AG-CLIP model.pt; chapter 03 trains "
                          "one on SimSounds under data/cache/models/agclip-*/, which has never heard real audio)")
@@ -185,7 +209,8 @@ def _cmd_locate(args) -> int:
         _existing(args.model)
     opts = LocateOptions(gallery=args.gallery, min_conf=args.min_conf, overlap=args.overlap, device=args.device,
                          model=args.model, fusion_weight=args.fusion_weight, fp_rate=args.fp_rate, decoder=args.decoder,
-                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})))
+                         radius_km=args.radius_km, levels=tuple(sorted({0.5, args.level})),
+                         progress=not batch and not args.quiet and len(args.audio) > 1)
     if batch:
         return _locate_batch(args, opts)
     locs = locate(args.audio, date=args.date, method=args.method, top_k=args.top_k, opts=opts)
@@ -279,7 +304,13 @@ def _cmd_check(args) -> int:
     if args.claims:
         if not args.output:
             raise UsageError("--claims needs -o flags.csv (or .parquet)")
+        given = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon), ("--json", args.json))
+                 if v not in (None, False)]
+        if given:
+            raise UsageError(f"{', '.join(given)}: not used with --claims (each claim's path, lat, lon come from the CSV)")
         return _check_batch(args, cfg, opts)
+    if args.output:
+        raise UsageError("-o goes with --claims CLAIMS.csv (one claim prints its report; add --json for a file)")
     missing = [n for n, v in (("AUDIO", args.audio), ("--lat", args.lat), ("--lon", args.lon)) if v is None]
     if missing:
         raise UsageError(f"the following arguments are required: {', '.join(missing)} "
@@ -307,6 +338,12 @@ def _cmd_soundscape(args) -> int:
             raise UsageError(f"--lat {args.lat} --lon {args.lon}: outside [-90, 90] x [-180, 180]")
     if args.sites is not None and not args.output:
         raise UsageError("--sites needs -o ranked.csv")
+    if args.output and args.sites is None:
+        raise UsageError("-o goes with --sites SITES.csv (one place prints its ranking; add --json for a file)")
+    if args.map and args.species is None:
+        raise UsageError("--map goes with --species NAME (the map of one species by month)")
+    if not args.map_step > 0:
+        raise UsageError(f"--map-step {args.map_step}: must be > 0 degrees")
     sites_path = _existing(args.sites) if args.sites is not None else None
     model = load_range_model("birdnet", "torch", device=args.device)
     if args.species is not None:
@@ -381,6 +418,8 @@ def _params(items: list[str], cfg) -> dict:
 
 def _existing(p: str) -> Path:
     path = Path(p)
+    if path.is_dir():
+        raise UsageError(f"{p}: a folder, not a file")
     if not path.is_file():
         raise UsageError(f"{p}: no such file")
     return path
@@ -403,7 +442,7 @@ def _audio_file(p: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
     sub = ap.add_subparsers(dest="command", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = _Help
     _add_locate(sub, fmt)
     _add_check(sub, fmt)
     _add_eval(sub, fmt)
@@ -426,7 +465,7 @@ def _add_locate(sub, fmt) -> None:
                     help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
     lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
     lo.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
-    lo.add_argument("--quiet", action="store_true", help="batch: no progress bar")
+    lo.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for several files)")
     lo.add_argument("--date", type=_date, help="recording date YYYY-MM-DD (week-specific ranges); default: year-round")
     lo.add_argument("--method", default="ranges", choices=sorted(methods),
                     help="; ".join(f"{k}: {v}" for k, v in methods.items()))
@@ -470,9 +509,12 @@ def _add_check(sub, fmt) -> None:
     ck.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
     ck.add_argument("--date", type=_date, help="claimed date YYYY-MM-DD; default: year-round ranges")
-    ck.add_argument("--range-threshold", type=float, default=0.03, help="range probability below which a species is out of range")
-    ck.add_argument("--min-score", type=float, default=0.5, help="detection score for a species to count as evidence")
-    ck.add_argument("--hpd-level", type=float, default=0.95, help="credible region of the audio posterior")
+    ck.add_argument("--range-threshold", type=float, default=0.03,
+                    help="range probability below which a species is out of range (default 0.03)")
+    ck.add_argument("--min-score", type=float, default=0.5,
+                    help="detection score for a species to count as evidence (default 0.5)")
+    ck.add_argument("--hpd-level", type=float, default=0.95,
+                    help="credible level of the audio posterior's region the claim is tested against (default 0.95)")
     ck.add_argument("--gallery", default="land1", help="candidate points (default land1)")
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
@@ -504,7 +546,7 @@ def _add_species_locate(sub, fmt) -> None:
     sl.add_argument("--decoder", choices=["argmax", "geomedian", "mass_within"], help="override the preset's decoder")
     sl.add_argument("--no-prior", action="store_true", help="flat prior instead of GeoCLIP's photo density")
     sl.add_argument("--param", action="append", metavar="KEY=VALUE", help="override a RangeLocConfig field, e.g. absence_weight=0.5")
-    sl.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sl.add_argument("--device", default="cpu", type=_device, help="cpu, cuda or auto")
     sl.add_argument("--quiet", action="store_true", help="no progress bar")
     sl.add_argument("--details", action="store_true", help="also write area_km2_90, expected_error_km, decoder, "
                     "top_species and warnings per row (soundloc eval reads the first three columns only)")
@@ -542,3 +584,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = (e.args[0] if isinstance(e, KeyError) and e.args else str(e)) or type(e).__name__
         print(f"soundloc {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except OSError as e:  # an output that is a folder, a read-only place, a full disk: the path and the reason
+        where = e.filename2 or e.filename
+        print(f"soundloc {args.command}: error: " + (f"{where}: {e.strerror}" if where and e.strerror else str(e)),
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; a batch's finished rows are in its journal
+        resume = "; rerun the same command to resume" if getattr(args, "output", None) and args.command in (
+            "locate", "check") else ""
+        print(f"\nsoundloc {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130

@@ -52,8 +52,10 @@ class CheckConfig:
     min_out: int = 2  # this many confident out-of-range species suffice for "inconsistent"
 
     def __post_init__(self):
-        if not (0 < self.range_threshold < 1 and 0 < self.min_score < 1 and 0 < self.hpd_level < 1 and self.min_out >= 1):
-            raise ValueError("range_threshold, min_score and hpd_level must lie in (0, 1), min_out >= 1")
+        bad = [f"{k} {getattr(self, k)!r} must lie in (0, 1)" for k in ("range_threshold", "min_score", "hpd_level")
+               if not 0 < getattr(self, k) < 1] + ([f"min_out {self.min_out!r} must be >= 1"] if self.min_out < 1 else [])
+        if bad:
+            raise ValueError("; ".join(bad))
 
 
 @dataclass
@@ -151,7 +153,7 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     dist = float(haversine(o.lat, o.lon, lat, lon))
     # (c) verdict
     n_out = int(rows.out_of_range.sum())
-    outside = hpd > config.hpd_level
+    outside = hpd > config.hpd_level and o.evidence  # no covered species: the posterior is the prior, no test
     ev = []
     if len(rows) == 0:
         ev.append(f"no species detected with score >= {config.min_score:g}: the species line has no evidence")
@@ -163,9 +165,13 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     n_in = len(rows) - n_out
     if n_in:
         ev.append(f"{n_in} of {len(rows)} confident species are in range here")
-    ev.append(f"the claim lies {'outside' if outside else 'inside'} the {100 * config.hpd_level:g} % credible region "
-              f"of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
-              f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
+    if o.evidence:
+        ev.append(f"the claim lies {'outside' if outside else 'inside'} the {100 * config.hpd_level:g} % credible region "
+                  f"of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
+                  f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
+    else:
+        ev.append("no species detected that the range model covers: the audio posterior is the location prior "
+                  "(photo density) alone, which says nothing for or against the claim")
     verdict = str(verdicts(np.array([n_out]), np.array([outside]), config.min_out)[0])
     return CheckReport(path, (lat, lon), week, rows, hpd, pct, (o.lat, o.lon), dist, verdict, ev, config,
                        pts, post, loc.areas)
@@ -374,7 +380,8 @@ def check_scores(scores: np.ndarray, names, lat, lon, weeks, config: CheckConfig
         df["other_flags"] = (flag & ~planted).sum(1)
     df["hpd_mass"], df["percentile"] = hpd, pct
     df["km_to_best"] = haversine(best[:, 0], best[:, 1], lat, lon)
-    df["verdict"] = verdicts(df.n_flagged.to_numpy(), hpd > config.hpd_level, config.min_out)
+    df["verdict"] = verdicts(df.n_flagged.to_numpy(), (hpd > config.hpd_level) & np.array([o.evidence for o in outs], bool),
+                             config.min_out)  # no covered species: the posterior is the prior, not a test of the claim
     return df
 
 

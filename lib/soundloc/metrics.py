@@ -36,8 +36,9 @@ def errors_km(pred: pd.DataFrame, true: pd.DataFrame) -> pd.Series:
     p, t = pred.set_index(pred["audio_id"].astype(str)), true.set_index(true["audio_id"].astype(str))
     missing, extra = t.index.difference(p.index), p.index.difference(t.index)
     if len(missing) or len(extra):
-        raise DataError(f"audio ids do not match the gold set: {len(missing)} missing "
-                        f"(e.g. {list(missing[:3])}), {len(extra)} unknown (e.g. {list(extra[:3])})")
+        parts = [f"{len(ids)} {what} (e.g. {list(ids[:3])})" for ids, what in
+                 ((missing, "gold ids without a prediction"), (extra, "predicted ids not in the gold set")) if len(ids)]
+        raise DataError(f"audio ids do not match the gold set: {', '.join(parts)}")
     p = p.loc[t.index]
     return pd.Series(haversine(p["lat"].to_numpy(float), p["lon"].to_numpy(float),
                                t["lat"].to_numpy(float), t["lon"].to_numpy(float)), index=t.index, name="error_km")

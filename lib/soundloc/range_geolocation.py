@@ -393,6 +393,11 @@ class RangeGeolocator:
             lt -= c.absence_weight * np.log1p(-np.minimum(c.detectability * p, c.absence_cap))
         return torch.as_tensor(lt, dtype=torch.float32, device=self.device)
 
+    def clear_maps(self) -> None:
+        """Forget the memoised range maps: the next ones are computed for exactly the species then asked for, so an
+        answer does not depend on what was asked before (float32 sums differ with the set computed together)."""
+        self._pcache.clear()
+
     def species_maps(self, used: np.ndarray, week, budget_bytes: float = 4e9) -> np.ndarray:
         """(K,) sorted species indices, week -> (K, N) float32 probabilities, memoised per week."""
         have = self._pcache.get(week)

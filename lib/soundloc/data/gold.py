@@ -7,7 +7,7 @@ import pandas as pd
 
 from .download import fetch
 from ..io import atomic_path
-from .validate import check_rows, require_columns
+from .validate import check_rows, read_csv, require_columns
 
 GOLD = {"inat": "inatsounds/inat_test_gold.csv", "xcdc": "xcdc/xcdc_gold.csv"}
 BENCH_COLUMNS = ("audio_id", "latitude", "longitude")
@@ -16,7 +16,7 @@ BENCH_COLUMNS = ("audio_id", "latitude", "longitude")
 def read_locations(path: str | Path, on_invalid: str = "raise") -> pd.DataFrame:
     """Read a benchmark-format CSV -> DataFrame(audio_id str, lat, lon); validated, ids unique."""
     src = str(path)
-    df = pd.read_csv(path, dtype={"audio_id": str})
+    df = read_csv(path, dtype={"audio_id": str})
     require_columns(df, BENCH_COLUMNS, src)
     df = df.rename(columns={"latitude": "lat", "longitude": "lon"})[["audio_id", "lat", "lon"]]
     df, report = check_rows(df, src, id_col="audio_id", on_invalid=on_invalid)

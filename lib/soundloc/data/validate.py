@@ -36,6 +36,19 @@ class SkipReport:
         return f"{self.source}: skipped {self.skipped} of {self.total} rows: {parts}"
 
 
+def read_csv(path, **kw) -> pd.DataFrame:
+    """``pd.read_csv`` whose failures (an empty file, bytes that are not text, a row pandas cannot split) are one
+    DataError naming the file."""
+    try:
+        return pd.read_csv(path, **kw)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header row)") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text CSV (byte {e.start} is not UTF-8)") from None
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: not a readable CSV ({str(e).strip().splitlines()[-1]})") from None
+
+
 def require_columns(df: pd.DataFrame, cols, source: str) -> None:
     """Raise DataError if any of ``cols`` is missing from ``df``."""
     missing = [c for c in cols if c not in df.columns]
@@ -109,14 +122,17 @@ def read_rows(path, required=(), optional=(), kinds=None, unique: str | None = N
     ``may_be_empty``; ``optional`` ones may be absent or empty. ``kinds`` {column: "lat" | "lon" | "date" |
     "datetime"} checks a non-empty value: a number in [-90, 90] / [-180, 180], a date YYYY-MM-DD, a value
     starting with one. ``fallback`` {column: other} fills an empty (or absent) column from another;
-    ``unique`` names the column whose repeats are bad (the first one is kept). Good rows keep their text,
+    ``unique`` names the column whose repeats are bad (the first one is kept). An empty file, one that is not a CSV
+    or a header without rows is a DataError naming the file. Good rows keep their text,
     stripped, in file order with a fresh index; a value in an error is quoted after stripping.
     """
     src, kinds, fallback = str(path), kinds or {}, fallback or {}
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in required if c not in df]
     if missing:
         raise DataError(f"{src}: row 1: missing column(s) {missing}; found {list(df.columns)}")
+    if df.empty:
+        raise DataError(f"{src}: no rows under the header")
     df = df[[c for c in (*required, *optional) if c in df]].apply(lambda c: c.str.strip())
     for col, other in fallback.items():
         df[col] = df[col].where(df[col] != "", df[other]) if col in df else df[other]
