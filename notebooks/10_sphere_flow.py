@@ -158,8 +158,8 @@ true_idx = agclip.nearest_point(pts, ll["test"][sel])
 ld_flow = head.log_density(pts, rec["test"][sel], steps=STEPS, per_km2=True)
 ag_head = agclip.main_entry(ag).model.head
 post = agclip.gallery_posterior(ag_head, agclip.split_features(ag_head, emb["test"])[sel], pts, ag.prior_weight,
-                                ll["train"], run_cfg.prior_bandwidth_km).numpy()
-ld_ag = np.log(np.maximum(post, 1e-300)) - np.log(areas)  # AG-CLIP's posterior is a mass per cell
+                                ll["train"], run_cfg.prior_bandwidth_km, log_area=np.log(areas)).numpy()
+ld_ag = np.log(np.maximum(post, 1e-300)) - np.log(areas)  # AG-CLIP's posterior is a mass per cell (density x area)
 land_mass = np.exp(ld_flow + np.log(areas)).sum(1)
 print(f"flow mass on the land cells: median {np.median(land_mass):.3f} (min {land_mass.min():.3f})")
 
