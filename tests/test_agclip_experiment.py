@@ -95,6 +95,30 @@ def test_encoder_and_pooling_rows_run_once_per_ablation_seed_and_keep_the_main_s
     assert not np.array_equal(res.encoders_by_seed[0]["sinr"], res.encoders_by_seed[1]["sinr"])
 
 
+def test_checklist_and_gallery_rows_keep_per_recording_errors_for_paired_tests():
+    """The checks compare rows pairwise (paired bootstrap, seed_compare), so the checklist on/off rows of every seed
+    and every gallery x decoder x prior row keep their (N,) test errors, the same numbers their summary rows give."""
+    import dataclasses
+
+    ctx, _ = _context()
+    ctx.cfg = dataclasses.replace(ctx.cfg, galleries=("train", "val"), ablation_seeds=(0, 1))
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ctx.heads[("agclip", seed)] = AGCLIPHead(ctx.cfg.head).eval()
+        ctx.heads[("agclip-nochecklist", seed)] = AGCLIPHead(ctx.cfg.head).eval()
+    X.checklist_rows(ctx, ctx.cfg.head)
+    res = ctx.res
+    assert sorted(res.checklist_by_seed) == [0, 1] and all(set(d) == {True, False} for d in res.checklist_by_seed.values())
+    for r in res.checklist.itertuples():
+        d = res.checklist_by_seed[r.seed][r.checklist]
+        assert len(d) == 20 and r.median_km == pytest.approx(np.median(d))
+    ctx.beta = 1.0
+    X.gallery_rows(ctx, ctx.heads[("agclip", 0)], X.recording_feats(ctx, ctx.heads[("agclip", 0)], "test"))
+    assert len(res.gallery_errors) == len(res.galleries) == 2 * 2 * 2  # galleries x decoders x (no prior, prior)
+    for r in res.galleries.itertuples():
+        assert r.median_km == pytest.approx(np.median(res.gallery_errors[(r.gallery, r.decoder, r.prior)]))
+
+
 def test_seeds_of_ablations_default_to_the_main_seed_and_reject_repeats():
     cfg = X.AGCLIPRunConfig(train=TrainConfig(seed=5))
     assert cfg.seeds_of_ablations == (5,)
