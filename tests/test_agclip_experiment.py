@@ -65,6 +65,12 @@ def test_main_rows_choose_the_prior_weight_on_validation():
     chosen = res.prior_sweep.set_index("prior weight").loc[res.prior_weight, "median_km"]
     assert res.prior_weight > 0 and chosen == pytest.approx(best) and ctx.beta == res.prior_weight
     assert len(res.main) == 4 and all(len(e) == 20 for e in res.main.values())
+    # the decoder is reported on validation too (both decoders, without and with the chosen prior), never on test
+    ds = res.decoder_sweep
+    assert list(ds["decoder"]) == ["argmax", "mass_within"] * 2 and (ds["n"] == 20).all()
+    assert list(ds["prior weight"]) == [0.0, 0.0, res.prior_weight, res.prior_weight]
+    same = ds[(ds.decoder == ctx.cfg.decoder) & (ds["prior weight"] == res.prior_weight)]["median_km"].iloc[0]
+    assert same == pytest.approx(best)  # the prior sweep decodes validation with the run's decoder
     without, with_prior = (res.main[f"AG-CLIP{p} (argmax retrieval)"] for p in ("", " + location prior"))
     assert np.median(with_prior) < np.median(without)
 

@@ -30,6 +30,8 @@ def test_03_agclip(tmp_path):
     pmass, pargmax = (t.loc[f"AG-CLIP + location prior ({d})"] for d in ("posterior mass within 200 km", "argmax retrieval"))
     assert pmass["region_%" + SIM_SUFFIX] > hier["region_%" + SIM_SUFFIX]
     assert pargmax["median_km" + SIM_SUFFIX] < argmax["median_km" + SIM_SUFFIX]
+    dv = pd.read_csv(tmp_path / "03_decoder_val.csv")  # the decoder on validation too
+    assert len(dv) == 4 and (dv["n"] == 500).all() and set(dv.decoder) == {"argmax", "mass_within"}
     pv = pd.read_csv(tmp_path / "03_prior_val.csv")
     assert list(pv["prior weight"]) == [0.0, 0.5, 1.0, 2.0] and (pv["n"] == 500).all()
     # checklist loss on and off for each ablation seed (one here)

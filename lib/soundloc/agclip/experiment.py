@@ -120,6 +120,7 @@ class AGCLIPResult:
     calibration: pd.DataFrame | None = None
     prior_sweep: pd.DataFrame | None = None                            # location-prior weights tried on validation
     prior_weight: float | None = None                                  # the one chosen there
+    decoder_sweep: pd.DataFrame | None = None                          # decoders on validation, without / with prior
     examples: list[dict] = field(default_factory=list)                 # posterior maps to draw
     models: dict = field(default_factory=dict)                         # name -> ZooEntry
     notes: list[str] = field(default_factory=list)
@@ -311,6 +312,12 @@ def main_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor, q_val:
     ctx.beta = float(res.prior_sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable")
                      .iloc[0]["prior weight"])
     res.prior_weight = ctx.beta
+    # the decoder is a free parameter too: both on validation, so the chapter can say which one validation favours
+    res.decoder_sweep = pd.DataFrame([
+        {"decoder": dec, "prior weight": ctx.beta if wp else 0.0, **summary_row(
+            "AG-CLIP, validation", km_errors(locate_split(ctx, main, "val", decoder=dec, q=q_val, with_prior=wp),
+                                             ll["val"]))}
+        for wp in (False, True) for dec in DECODERS]).drop(columns=["method"])
     for dec in DECODERS:
         res.main[f"AG-CLIP + location prior ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
             locate_split(ctx, main, "test", decoder=dec, q=q_test), ll["test"])
