@@ -46,6 +46,10 @@ def test_03_agclip(tmp_path):
     # Table 2 and Table A1 beside the paper; every gallery with both decoders
     t2 = pd.read_csv(tmp_path / "03_table2.csv").set_index("method")
     assert {"Location: SINR", "Pooling: Transformer", "Pooling: Cluster"} <= set(t2.index)
+    # no paper column beside rows decoded unlike the paper (mass decoder + prior); the paper's Table 2 stands alone
+    assert not [c for c in t2.columns if c.startswith(PAPER_PREFIX)]
+    t2p = pd.read_csv(tmp_path / "03_table2_paper.csv").set_index("method")
+    assert t2p.loc["Location: GeoCLIP + checklist", PAPER_PREFIX + "region_%"] == 17.2 and len(t2p) == 12
     assert t2.loc["Pooling: Average", "region_%" + SIM_SUFFIX] == pytest.approx(pmass["region_%" + SIM_SUFFIX])  # ablations use the prior
     assert "median_km seed sd" + SIM_SUFFIX in t2.columns and t2["median_km seed sd" + SIM_SUFFIX].isna().all()  # 1 seed
     fs = pd.read_csv(tmp_path / "03_fusion_seeds.csv").set_index("method")
