@@ -147,6 +147,33 @@ def test_calibration_area_and_coverage_by_hand():
         agclip.credible_sets(post, area[:3], [0])
 
 
+def test_gallery_posterior_weighs_grid_cells_by_area():
+    """gallery_posterior on a lat/lon grid with log_area: masses = density x cell area, as log_posterior gives
+    (chapter 10's credible regions); without it every point gets an equal share (sampled galleries)."""
+    from soundloc.sphere import cell_areas, uniform_grid
+
+    class FlatHead:  # a learnable-encoder head whose gallery embeddings are all the same: flat audio logits
+        loc_enc, temperature = object(), 0.05
+
+        @staticmethod
+        def gallery_embeddings(points):
+            return torch.ones(len(points), 2)
+
+    pts = uniform_grid(2.0)
+    area = cell_areas(pts, 2.0)
+    la = np.log(area)
+    q = torch.tensor([[1.0, 0.0]])
+    mass = agclip.gallery_posterior(FlatHead(), q, pts, log_area=la)[0].double().numpy()
+    assert mass == pytest.approx(area / area.sum(), rel=1e-4)  # flat density: mass follows area
+    ref = agclip.log_posterior(q, FlatHead.gallery_embeddings(pts), 1 / FlatHead.temperature,
+                               log_area=torch.as_tensor(la, dtype=torch.float32)).exp()[0].double().numpy()
+    assert mass == pytest.approx(ref, rel=1e-4)
+    equal = agclip.gallery_posterior(FlatHead(), q, pts)[0].double().numpy()
+    assert equal == pytest.approx(np.full(len(pts), 1 / len(pts)), rel=1e-4)  # sampled gallery: equal shares
+    with pytest.raises(ValueError, match="log areas"):
+        agclip.gallery_posterior(FlatHead(), q, pts, log_area=la[:-1])
+
+
 def test_grid_gallery_posterior_is_a_density_over_area():
     """Flat audio logits on a uniform 2 deg grid: masses follow the cells' areas and integrate to 1 over area."""
     from soundloc.sphere import EARTH_RADIUS_KM, cell_areas, uniform_grid

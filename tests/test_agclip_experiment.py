@@ -65,6 +65,12 @@ def test_main_rows_choose_the_prior_weight_on_validation():
     chosen = res.prior_sweep.set_index("prior weight").loc[res.prior_weight, "median_km"]
     assert res.prior_weight > 0 and chosen == pytest.approx(best) and ctx.beta == res.prior_weight
     assert len(res.main) == 4 and all(len(e) == 20 for e in res.main.values())
+    # the decoder is reported on validation too (both decoders, without and with the chosen prior), never on test
+    ds = res.decoder_sweep
+    assert list(ds["decoder"]) == ["argmax", "mass_within"] * 2 and (ds["n"] == 20).all()
+    assert list(ds["prior weight"]) == [0.0, 0.0, res.prior_weight, res.prior_weight]
+    same = ds[(ds.decoder == ctx.cfg.decoder) & (ds["prior weight"] == res.prior_weight)]["median_km"].iloc[0]
+    assert same == pytest.approx(best)  # the prior sweep decodes validation with the run's decoder
     without, with_prior = (res.main[f"AG-CLIP{p} (argmax retrieval)"] for p in ("", " + location prior"))
     assert np.median(with_prior) < np.median(without)
 
@@ -93,6 +99,30 @@ def test_encoder_and_pooling_rows_run_once_per_ablation_seed_and_keep_the_main_s
     for seed in (0, 1):
         np.testing.assert_array_equal(res.encoders_by_seed[seed]["fourier"], res.pooling_by_seed[seed]["average"])
     assert not np.array_equal(res.encoders_by_seed[0]["sinr"], res.encoders_by_seed[1]["sinr"])
+
+
+def test_checklist_and_gallery_rows_keep_per_recording_errors_for_paired_tests():
+    """The checks compare rows pairwise (paired bootstrap, seed_compare), so the checklist on/off rows of every seed
+    and every gallery x decoder x prior row keep their (N,) test errors, the same numbers their summary rows give."""
+    import dataclasses
+
+    ctx, _ = _context()
+    ctx.cfg = dataclasses.replace(ctx.cfg, galleries=("train", "val"), ablation_seeds=(0, 1))
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        ctx.heads[("agclip", seed)] = AGCLIPHead(ctx.cfg.head).eval()
+        ctx.heads[("agclip-nochecklist", seed)] = AGCLIPHead(ctx.cfg.head).eval()
+    X.checklist_rows(ctx, ctx.cfg.head)
+    res = ctx.res
+    assert sorted(res.checklist_by_seed) == [0, 1] and all(set(d) == {True, False} for d in res.checklist_by_seed.values())
+    for r in res.checklist.itertuples():
+        d = res.checklist_by_seed[r.seed][r.checklist]
+        assert len(d) == 20 and r.median_km == pytest.approx(np.median(d))
+    ctx.beta = 1.0
+    X.gallery_rows(ctx, ctx.heads[("agclip", 0)], X.recording_feats(ctx, ctx.heads[("agclip", 0)], "test"))
+    assert len(res.gallery_errors) == len(res.galleries) == 2 * 2 * 2  # galleries x decoders x (no prior, prior)
+    for r in res.galleries.itertuples():
+        assert r.median_km == pytest.approx(np.median(res.gallery_errors[(r.gallery, r.decoder, r.prior)]))
 
 
 def test_seeds_of_ablations_default_to_the_main_seed_and_reject_repeats():

@@ -194,3 +194,17 @@ def test_paired_compare_over_clusters_calls_a_duplicated_small_gain_a_tie():
     assert compare(a, b)["verdict"] != "tie"  # copies counted as evidence
     r = compare(a, b, clusters=g)
     assert r["verdict"] == "tie" and r["diff"] == pytest.approx(np.median(a) - np.median(b))
+
+
+def test_paired_better_needs_the_interval_not_the_point_estimate():
+    """A lower median by noise is a tie (False); a clear paired gain is True; accuracies: higher is better."""
+    from soundloc.metrics import paired_better
+
+    rng = np.random.default_rng(0)
+    b = rng.uniform(100, 5000, 300)
+    noisy = b + rng.normal(0, 800, 300)  # same errors up to noise
+    noisy = np.abs(noisy - (np.median(noisy) - np.median(b) + 1.0))  # point estimate just below b's median
+    assert np.median(noisy) < np.median(b) and not paired_better(noisy, b)
+    assert paired_better(0.5 * b, b) and not paired_better(b, 0.5 * b)
+    assert paired_better(np.where(b < 2000, 50.0, b), b, "region")  # more recordings within 200 km
+    assert not paired_better(b, np.where(b < 2000, 50.0, b), "region")

@@ -193,6 +193,16 @@ def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, 
     return {"metric": metric, "diff": float(est), "lo": float(lo), "hi": float(hi), "verdict": verdict}
 
 
+def paired_better(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
+                  clusters=None) -> bool:
+    """(n,) errors km of a and b on the same recordings -> True only when a is better on ``metric`` by the
+    paired bootstrap (:func:`compare`: the 95 % interval of a - b excludes 0 on a's side).
+
+    For a reading's "a beats b": a lower median (or higher accuracy) inside the interval is a tie, not a gain.
+    """
+    return compare(dist_a, dist_b, metric, B=B, seed=seed, clusters=clusters)["verdict"] == "better"
+
+
 def ci_text(lo: float, hi: float, digits: int) -> str:
     """A CI as table text, e.g. ``[912, 1,043]``."""
     return f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"

@@ -28,7 +28,8 @@ def test_01_baselines(tmp_path):
     assert t.loc["Regression (Haversine)", PAPER_PREFIX + "median_km"] == 1602
     assert pd.isna(t.loc["Classification res 1", PAPER_PREFIX + "median_km"])
     assert not [c for c in t.columns if c.startswith("paper") and c.endswith(SIM_SUFFIX)]
-    assert pd.read_csv(tmp_path / "01_checks.csv")["holds"].head(3).all()
+    assert t["median_km 95% CI" + SIM_SUFFIX].str.startswith("[").all()  # intervals over the test recordings
+    assert pd.read_csv(tmp_path / "01_checks.csv")["holds"].head(3).all()  # paired bootstrap verdicts
     for name in ("error_cdf", "error_map", "sim_spectrograms"):
         assert (tmp_path / f"01_{name}.png").stat().st_size > 10_000
     assert "leaflet" in (tmp_path / "01_error_map.html").read_text().lower()

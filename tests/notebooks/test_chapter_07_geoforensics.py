@@ -43,6 +43,9 @@ def test_07_geoforensics(tmp_path):
         assert row.recordings == len(grp) and row.inconsistent == (grp.verdict == "inconsistent").sum()
         assert row["flagged_%"] == pytest.approx(100 * (grp.verdict != "consistent").mean())
     assert ((cases.n_flagged > 0) == cases.flagged.fillna("").str.len().gt(0)).all()
+    # the simulated reading is generated from this run (no hard-coded rates), labelled simulated
+    reading = (tmp_path / "07_sim_reading.md").read_text()
+    assert "simulated (SimSounds)" in reading and f"planted species caught {int(sp.planted_caught.sum())} / 120" in reading
     for name in ("07_seattle_claims.png", "07_seattle_claims.html", "07_sim_validation.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert "false claim" in (tmp_path / "07_seattle_claims.html").read_text()

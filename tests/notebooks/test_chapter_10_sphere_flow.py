@@ -16,11 +16,13 @@ def test_10_sphere_flow(tmp_path):
     assert sum(m.startswith("AG-CLIP + location prior") for m in t.index) == 2
     # the flow learns: far better than a random place on Earth (median ~10,000 km)
     assert t.loc[flow_rows[0], "median_km" + S] < 5000
+    assert t["median_km 95% CI" + S].str.startswith("[").all()  # intervals over the test recordings
     v = pd.read_csv(tmp_path / "10_flow_val.csv")
     assert list(v["base"]) == ["uniform", "prior"] and (v["last epoch loss"] < v["first epoch loss"]).all()
     assert v.loc[v.median_km.idxmin(), "base"] in flow_rows[0]  # the base chosen on validation is the one reported
     c = pd.read_csv(tmp_path / "10_credible.csv")
     assert len(c) == 4 and c["coverage %" + S].between(0, 100).all()
+    assert c["coverage 95% CI" + S].str.startswith("[").all()  # 24 clips: the coverage is uncertain by ~20 points
     a90, a50 = (c[c["level %"] == lv].set_index("method")["median area (M km^2)" + S] for lv in (90, 50))
     assert (a90 > a50).all()  # a 90 % region is larger than a 50 % one
     r = pd.read_csv(tmp_path / "10_real_folds.csv")

@@ -106,18 +106,21 @@ class AGCLIPResult:
     main: dict[str, np.ndarray] = field(default_factory=dict)          # method -> (N,) km (Table 1 rows)
     encoders: dict[str, np.ndarray] = field(default_factory=dict)      # Table 2b (the main model's seed)
     checklist: pd.DataFrame | None = None                              # one row per seed x checklist on/off
+    checklist_by_seed: dict[int, dict] = field(default_factory=dict)   # seed -> {checklist on (bool): (N,) km}
     pooling: dict[str, np.ndarray] = field(default_factory=dict)       # Table 2c (the main model's seed)
     encoders_by_seed: dict[int, dict] = field(default_factory=dict)    # seed -> Table 2b's {encoder: (N,) km}
     pooling_by_seed: dict[int, dict] = field(default_factory=dict)     # seed -> Table 2c's {pooling: (N,) km}
     fusion_by_seed: dict[int, dict] = field(default_factory=dict)      # seed -> {FUSION_ROWS name: (N,) km}
     fusion_weights: dict[int, float] = field(default_factory=dict)     # seed -> fusion weight chosen on validation
     galleries: pd.DataFrame | None = None                              # Table A1 (gallery x decoder rows)
+    gallery_errors: dict[tuple, np.ndarray] = field(default_factory=dict)  # (gallery, decoder, prior) -> (N,) km
     fusion: dict[str, np.ndarray] = field(default_factory=dict)        # AG-CLIP / ranges / fused (main seed)
     fusion_sweep: pd.DataFrame | None = None                           # weights tried on validation (main seed)
     fusion_weight: float | None = None                                 # the one chosen there (main seed)
     calibration: pd.DataFrame | None = None
     prior_sweep: pd.DataFrame | None = None                            # location-prior weights tried on validation
     prior_weight: float | None = None                                  # the one chosen there
+    decoder_sweep: pd.DataFrame | None = None                          # decoders on validation, without / with prior
     examples: list[dict] = field(default_factory=list)                 # posterior maps to draw
     models: dict = field(default_factory=dict)                         # name -> ZooEntry
     notes: list[str] = field(default_factory=list)
@@ -309,6 +312,12 @@ def main_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor, q_val:
     ctx.beta = float(res.prior_sweep.sort_values(["median_km", "region_%"], ascending=[True, False], kind="stable")
                      .iloc[0]["prior weight"])
     res.prior_weight = ctx.beta
+    # the decoder is a free parameter too: both on validation, so the chapter can say which one validation favours
+    res.decoder_sweep = pd.DataFrame([
+        {"decoder": dec, "prior weight": ctx.beta if wp else 0.0, **summary_row(
+            "AG-CLIP, validation", km_errors(locate_split(ctx, main, "val", decoder=dec, q=q_val, with_prior=wp),
+                                             ll["val"]))}
+        for wp in (False, True) for dec in DECODERS]).drop(columns=["method"])
     for dec in DECODERS:
         res.main[f"AG-CLIP + location prior ({DECODER_NAMES[dec].format(r=cfg.radius_km)})"] = km_errors(
             locate_split(ctx, main, "test", decoder=dec, q=q_test), ll["test"])
@@ -338,8 +347,9 @@ def checklist_rows(ctx: AGCLIPContext, base: AGCLIPConfig) -> None:
         for on in (True, False):
             h = train_head(ctx, "agclip" if on else "agclip-nochecklist",
                            base if on else dataclasses.replace(base, checklist_weight=0.0), seed)
-            rows.append(summary_row("AG-CLIP + checklist" if on else "AG-CLIP, no checklist",
-                                    km_errors(locate_split(ctx, h, "test"), ctx.ll["test"]), seed=seed, checklist=on))
+            d = km_errors(locate_split(ctx, h, "test"), ctx.ll["test"])
+            ctx.res.checklist_by_seed.setdefault(seed, {})[on] = d
+            rows.append(summary_row("AG-CLIP + checklist" if on else "AG-CLIP, no checklist", d, seed=seed, checklist=on))
     ctx.res.checklist = pd.DataFrame(rows)
 
 
@@ -368,6 +378,7 @@ def gallery_rows(ctx: AGCLIPContext, main: AGCLIPHead, q_test: torch.Tensor) -> 
         for dec in DECODERS:
             for wp in (False, True):
                 d = km_errors(locate_split(ctx, main, "test", gname, dec, q=q_test, with_prior=wp), ctx.ll["test"])
+                ctx.res.gallery_errors[(gname, dec, f"{ctx.beta:g}" if wp else "none")] = d
                 rows.append(summary_row(GALLERY_ROWS[gname], d, gallery=gname, points=n, decoder=dec,
                                         prior=f"{ctx.beta:g}" if wp else "none"))
     ctx.res.galleries = pd.DataFrame(rows)

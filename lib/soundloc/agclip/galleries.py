@@ -92,15 +92,23 @@ PAPER_GALLERY = {"uniform1": "Uniform 1 deg (65K)", "uniform0.5": "Uniform 0.5 d
 
 
 def gallery_posterior(head, feats: torch.Tensor, points: np.ndarray, prior_weight: float = 0.0,
-                      prior_points: np.ndarray | None = None, bandwidth_km: float = 200.0) -> torch.Tensor:
-    """(R, E) features over a small gallery (N, 2) -> (R, N) posterior softmax(cos / T + beta log prior).
+                      prior_points: np.ndarray | None = None, bandwidth_km: float = 200.0,
+                      log_area: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """(R, E) features over a gallery (N, 2) -> (R, N) posterior masses softmax(cos / T + beta log prior + log area).
 
-    The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations). The
-    points carry equal weights: meant for sampled galleries (training or chorus locations), which stand for
-    equal shares of where recordings are made; a lat/lon grid needs its cell areas (:func:`log_posterior`).
+    The prior is a vMF density (``bandwidth_km``) of ``prior_points`` (e.g. the training locations).
+    ``log_area`` None: the points carry equal weights, as sampled galleries (training or chorus locations)
+    do, each an equal share of where recordings are made. A lat/lon grid must pass its (N,) log cell areas
+    (km^2, :func:`gallery_log_area`): cos / T is a log density per km^2, so a cell's mass is density x area
+    (as :func:`log_posterior` and chapter 03's decoders weigh it).
     """
     g = head.gallery_embeddings(points) if head.loc_enc is not None else embed_locations(load_location_encoder(), points)
     logits = (F.normalize(feats.float(), dim=1) @ F.normalize(g.float(), dim=1).T) / head.temperature
+    if log_area is not None:
+        la = torch.as_tensor(np.asarray(log_area, np.float64), dtype=torch.float32).reshape(-1)
+        if la.numel() != len(points):
+            raise ValueError(f"gallery_posterior: {la.numel()} log areas for {len(points)} gallery points")
+        logits += la
     if prior_weight > 0:
         if prior_points is None:
             raise ValueError("gallery_posterior: prior_weight > 0 needs prior_points")
