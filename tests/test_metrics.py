@@ -76,7 +76,7 @@ def test_cli_eval_gold_and_shifted(tmp_path, mirror, capsys):
 
 def test_ids_must_match(tmp_path, capsys):
     g = pd.DataFrame({"audio_id": ["a", "b", "c"], "lat": [0, 1, 2.0], "lon": [0, 0, 0.0]})
-    with pytest.raises(ValueError, match="1 missing"):
+    with pytest.raises(ValueError, match=r"1 gold ids without a prediction \(e.g. \[.c.\]\)"):
         errors_km(g.iloc[:2], g)
     with pytest.raises(ValueError, match="duplicate audio_id 'a'"):
         evaluate(pd.concat([g, g.iloc[:1]]), g)
