@@ -85,6 +85,10 @@ def test_trunk_is_reused_at_the_same_points_and_week(tor, monkeypatch):
     assert len(calls) == 6
     assert np.array_equal(b, tor.prob(pts[:, 0], pts[:, 1], 20, [300, 6000]))  # the same numbers as a first call
     assert np.array_equal(a[:, 1], b[:, 0])
+    monkeypatch.setattr(BM, "TRUNK_MEMO_BYTES", 1000)  # too large to keep: streamed, nothing memoised, same numbers
+    memo = model.__dict__["_trunk_memo"]
+    kept = len(memo)
+    assert np.array_equal(model.prob(pts[:, 0], pts[:, 1], 20, [300, 6000]), b) and len(memo) == kept
 
 
 def test_match_reports_unknown_names(tfl, tor):

@@ -212,14 +212,18 @@ class BirdNETMetaTorch(nn.Module, RangeModel):
                 out_t[i:i + chunk].copy_(torch.addmm(b, h, w.T).sigmoid_())
         return out
 
-    def _trunk(self, x: torch.Tensor, chunk: int) -> list[np.ndarray]:
+    def _trunk(self, x: torch.Tensor, chunk: int):
         """(n, 3) CPU inputs -> per chunk of rows, (rows, in + 1) float32 [last hidden layer, 1], memoised.
 
         The trunk is most of a call's work when only a few species are asked for, and callers ask again at the same
         points and week for other species (one recording's list after another): they reuse it, and since a species'
         probability is then computed from the same numbers whatever was asked before, answers do not depend on the
-        order of the questions. Kept for the last few (points, week) up to ``TRUNK_MEMO_BYTES``.
+        order of the questions. Kept for the last few (points, week) up to ``TRUNK_MEMO_BYTES``; a call too large
+        to keep streams its chunks through one buffer instead of holding them all.
         """
+        width = self.config.hidden[-1] + 1
+        if len(x) * width * 4 > TRUNK_MEMO_BYTES:
+            return self._trunk_stream(x, chunk, width)
         params = tuple((p.data_ptr(), p._version) for p in self.hidden.parameters())
         key = (hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest(), chunk, params)
         memo = self.__dict__.setdefault("_trunk_memo", OrderedDict())
@@ -232,12 +236,18 @@ class BirdNETMetaTorch(nn.Module, RangeModel):
             ha = np.ones((len(h), h.shape[1] + 1), np.float32)
             ha[:, :-1] = h.numpy()
             out.append(ha)
-        size = sum(a.nbytes for a in out)
-        if size <= TRUNK_MEMO_BYTES:
-            memo[key] = out
-            while sum(a.nbytes for v in memo.values() for a in v) > TRUNK_MEMO_BYTES:
-                memo.popitem(last=False)
+        memo[key] = out
+        while sum(a.nbytes for v in memo.values() for a in v) > TRUNK_MEMO_BYTES:
+            memo.popitem(last=False)
         return out
+
+    def _trunk_stream(self, x: torch.Tensor, chunk: int, width: int):
+        """As :meth:`_trunk`, not memoised: each chunk written into one reused (chunk, width) buffer."""
+        ha = np.ones((min(chunk, len(x)), width), np.float32)
+        for i in range(0, len(x), chunk):
+            h = self.features(x[i:i + chunk])
+            ha[:len(h), :-1] = h.numpy()
+            yield ha[:len(h)]
 
     def _head_t(self) -> np.ndarray:
         """(in + 1, S) float32 numpy [head.weight.T; head.bias], cached until the weights change."""
