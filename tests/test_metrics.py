@@ -80,6 +80,12 @@ def test_ids_must_match(tmp_path, capsys):
         errors_km(g.iloc[:2], g)
     with pytest.raises(ValueError, match="duplicate audio_id 'a'"):
         evaluate(pd.concat([g, g.iloc[:1]]), g)
+    for lat, lon in ((95.0, 0.0), (0.0, 190.0), (np.nan, 0.0)):
+        bad = g.assign(lat=[0.0, lat, 2.0], lon=[0.0, lon, 0.0])
+        with pytest.raises(ValueError, match=r"predictions: 1 rows without valid coordinates, e.g. audio_id 'b'"):
+            evaluate(bad, g)
+        with pytest.raises(ValueError, match="gold: 1 rows without valid coordinates"):
+            evaluate(g, bad)
     p = _write(pd.concat([g, g.iloc[:1]]), tmp_path / "dup.csv")
     assert main(["eval", str(p), "--gold", str(_write(g, tmp_path / "g.csv"))]) == 2
     err = capsys.readouterr().err.strip()

@@ -26,13 +26,21 @@ def geo_metrics(dist_km) -> dict[str, float]:
 def errors_km(pred: pd.DataFrame, true: pd.DataFrame) -> pd.Series:
     """Align two (audio_id, lat, lon) frames by id -> Series of errors (km) indexed by audio_id.
 
-    Ids must match exactly (as the benchmark asserts) and be unique in each frame.
+    Ids must match exactly (as the benchmark asserts) and be unique in each frame; coordinates must be finite
+    degrees within [-90, 90] x [-180, 180] (the benchmark's script rejects others too).
     """
     for name, df in (("predictions", pred), ("gold", true)):
         dup = df["audio_id"].duplicated()
         if dup.any():
             raise DataError(f"{name}: duplicate audio_id {df.loc[dup, 'audio_id'].iloc[0]!r} "
                             f"({int(dup.sum())} duplicates)")
+        lat, lon = (pd.to_numeric(df[c], errors="coerce").to_numpy(float) for c in ("lat", "lon"))
+        bad = ~(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{name}: {int(bad.sum())} rows without valid coordinates, e.g. audio_id "
+                            f"{df['audio_id'].iloc[i]!r} at ({df['lat'].iloc[i]}, {df['lon'].iloc[i]}): need finite "
+                            "degrees, lat in [-90, 90], lon in [-180, 180]")
     p, t = pred.set_index(pred["audio_id"].astype(str)), true.set_index(true["audio_id"].astype(str))
     missing, extra = t.index.difference(p.index), p.index.difference(t.index)
     if len(missing) or len(extra):
