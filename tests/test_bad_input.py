@@ -251,13 +251,13 @@ def test_json_skip_report_counts_every_reason(tmp_path):
 
 CSV_HEAD = "audio_id,latitude,longitude\na,10,20\n"
 CSV_CASES = [
-    ("empty latitude", "b,,20\n", "row 2 (audio_id='b', lat=nan, lon=20): NaN or non-numeric coordinate"),
-    ("NaN latitude", "b,NaN,20\n", "row 2 (audio_id='b', lat=nan, lon=20): NaN or non-numeric coordinate"),
-    ("text latitude", "b,north,20\n", "row 2 (audio_id='b', lat='north', lon=20): NaN or non-numeric coordinate"),
-    ("latitude 95", "b,95,20\n", "row 2 (audio_id='b', lat=95, lon=20): latitude outside [-90, 90]"),
-    ("longitude 200", "b,10,200\n", "row 2 (audio_id='b', lat=10, lon=200): longitude outside [-180, 180]"),
-    ("duplicate id", "a,11,21\n", "row 2 (audio_id='a', lat=11, lon=21): duplicate id"),
-    ("missing id", ",11,21\n", "row 2 (audio_id=nan, lat=11, lon=21): missing id"),
+    ("empty latitude", "b,,20\n", "row 3 (audio_id='b', lat=nan, lon=20): NaN or non-numeric coordinate"),
+    ("NaN latitude", "b,NaN,20\n", "row 3 (audio_id='b', lat=nan, lon=20): NaN or non-numeric coordinate"),
+    ("text latitude", "b,north,20\n", "row 3 (audio_id='b', lat='north', lon=20): NaN or non-numeric coordinate"),
+    ("latitude 95", "b,95,20\n", "row 3 (audio_id='b', lat=95, lon=20): latitude outside [-90, 90]"),
+    ("longitude 200", "b,10,200\n", "row 3 (audio_id='b', lat=10, lon=200): longitude outside [-180, 180]"),
+    ("duplicate id", "a,11,21\n", "row 3 (audio_id='a', lat=11, lon=21): duplicate id"),
+    ("missing id", ",11,21\n", "row 3 (audio_id=nan, lat=11, lon=21): missing id"),
 ]
 
 
@@ -291,8 +291,8 @@ def test_csv_missing_columns_and_skip_report(tmp_path):
     assert (rep.total, rep.skipped) == (7, 5)
     assert dict(rep.reasons) == {"NaN or non-numeric coordinate": 1, "latitude outside [-90, 90]": 2,
                                  "longitude outside [-180, 180]": 1, "duplicate id": 1}
-    assert str(rep).startswith(f"{p}: skipped 5 of 7 rows: 1 NaN or non-numeric coordinate (e.g. row 2 "
-                               "(audio_id='b', lat=nan, lon=20)), 2 latitude outside [-90, 90] (e.g. row 3 ")
+    assert str(rep).startswith(f"{p}: skipped 5 of 7 rows: 1 NaN or non-numeric coordinate (e.g. row 3 "
+                               "(audio_id='b', lat=nan, lon=20)), 2 latitude outside [-90, 90] (e.g. row 4 ")
 
 
 def test_unknown_species_reported_with_counts(tmp_path, capsys, mirror):

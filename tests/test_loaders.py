@@ -90,20 +90,24 @@ def test_xcdc_bad_inputs(tmp_path, mirror):
     b = raw.copy()
     b.loc[2, "all_scientific"] = "['Parus major', "
     b.to_csv(p, index=False)
-    with pytest.raises(DataError, match="row 3: all_scientific is not a Python list literal"):
+    with pytest.raises(DataError, match="row 4: all_scientific is not a Python list literal"):
         load_xcdc(p)
     b = raw.copy()
     b.loc[1, "audio_id"] = b.loc[0, "audio_id"]
     b.to_csv(p, index=False)
-    with pytest.raises(DataError, match="row 2 .*duplicate id"):
+    with pytest.raises(DataError, match="row 3 .*duplicate id"):
         load_xcdc(p)
     assert len(load_xcdc(p, on_invalid="skip")) == 4
+    b.loc[3, "all_scientific"] = "Parus major"  # after a skipped row: still named by its own row (header = row 1)
+    b.to_csv(p, index=False)
+    with pytest.raises(DataError, match="row 5: all_scientific is not a Python list literal"):
+        load_xcdc(p, on_invalid="skip")
 
 
 def test_gold_csv_validation(tmp_path):
     p = tmp_path / "g.csv"
     p.write_text("audio_id,latitude,longitude\na,10,20\nb,,20\n")
-    with pytest.raises(DataError, match="g.csv: row 2 .*NaN"):
+    with pytest.raises(DataError, match="g.csv: row 3 .*NaN"):
         read_locations(p)
     p.write_text("audio_id,lat,lon\na,10,20\n")
     with pytest.raises(DataError, match="missing column"):

@@ -90,6 +90,8 @@ def test_ids_must_match(tmp_path, capsys):
     assert main(["eval", str(p), "--gold", str(_write(g, tmp_path / "g.csv"))]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "dup.csv" in err and "duplicate id" in err
+    # rows named as every CSV reader names them (soundloc.data.validate.read_rows): the header is row 1
+    assert err.endswith(f"{p}: row 5 (audio_id='a', lat=0.0, lon=0.0): duplicate id"), err
     assert main(["eval", str(tmp_path / "missing.csv"), "--dataset", "xcdc"]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
 

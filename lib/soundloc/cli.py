@@ -1,6 +1,7 @@
 """The ``soundloc`` command line: ``locate``, ``check``, ``eval``, ``species-locate``, ``soundscape``.
 
-Bad input is one line on stderr naming the file and the problem, exit code 2.
+Bad input is one line on stderr naming the file and the problem, exit code 2. A bad CSV row is named "row N"
+as a spreadsheet numbers it: the header is row 1, the first data row row 2 (every reader in soundloc.data).
 """
 from __future__ import annotations
 

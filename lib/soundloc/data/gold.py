@@ -14,12 +14,13 @@ BENCH_COLUMNS = ("audio_id", "latitude", "longitude")
 
 
 def read_locations(path: str | Path, on_invalid: str = "raise") -> pd.DataFrame:
-    """Read a benchmark-format CSV -> DataFrame(audio_id str, lat, lon); validated, ids unique."""
+    """Read a benchmark-format CSV -> DataFrame(audio_id str, lat, lon); validated, ids unique (a bad row named
+    by its spreadsheet row: the header is row 1)."""
     src = str(path)
     df = read_csv(path, dtype={"audio_id": str})
     require_columns(df, BENCH_COLUMNS, src)
     df = df.rename(columns={"latitude": "lat", "longitude": "lon"})[["audio_id", "lat", "lon"]]
-    df, report = check_rows(df, src, id_col="audio_id", on_invalid=on_invalid)
+    df, report = check_rows(df, src, id_col="audio_id", on_invalid=on_invalid, first_row=2)
     df["lat"], df["lon"] = df["lat"].astype(float), df["lon"].astype(float)
     df.attrs["skip_report"] = report
     return df

@@ -79,8 +79,12 @@ def _show(v) -> str:
 
 
 def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", lon: str = "lon",
-               date_col: str | None = None, on_invalid: str = "raise") -> tuple[pd.DataFrame, SkipReport]:
-    """Validate ids, coordinates and dates; raise on the first bad row or skip and count."""
+               date_col: str | None = None, on_invalid: str = "raise", first_row: int = 1) -> tuple[pd.DataFrame, SkipReport]:
+    """Validate ids, coordinates and dates; raise on the first bad row or skip and count.
+
+    A bad row is named "row N" with ``first_row`` the number of ``df``'s first row: 2 for a CSV read by
+    pandas (the header is row 1, as a spreadsheet and :func:`read_rows` number it), 1 for JSON records.
+    """
     if on_invalid not in ("raise", "skip"):
         raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
     report = SkipReport(source, total=len(df))
@@ -91,7 +95,7 @@ def check_rows(df: pd.DataFrame, source: str, *, id_col: str, lat: str = "lat", 
             continue
         i = int(np.flatnonzero(mask)[0])
         row = df.iloc[i]
-        where = f"row {i + 1} ({id_col}={_show(row[id_col])}, {lat}={_show(row[lat])}, {lon}={_show(row[lon])}" + (
+        where = f"row {i + first_row} ({id_col}={_show(row[id_col])}, {lat}={_show(row[lat])}, {lon}={_show(row[lon])}" + (
             f", {date_col}={_show(row[date_col])})" if date_col and date_col in df else ")")
         if on_invalid == "raise":
             raise DataError(f"{source}: {where}: {reason}")

@@ -42,9 +42,9 @@ def load_xcdc(path: str | Path | None = None, on_invalid: str = "raise") -> pd.D
     src = str(path)
     raw = pd.read_csv(path, dtype={"audio_id": str})
     require_columns(raw, XCDC_COLUMNS, src)
-    df = raw.rename(columns={"latitude": "lat", "longitude": "lon"})
-    df, report = check_rows(df, src, id_col="audio_id", date_col="date", on_invalid=on_invalid)
-    df["species"] = [_species_list(s, src, i + 1) for i, s in enumerate(df["all_scientific"])]
+    df = raw.rename(columns={"latitude": "lat", "longitude": "lon"}).assign(_row=range(2, len(raw) + 2))  # header = row 1
+    df, report = check_rows(df, src, id_col="audio_id", date_col="date", on_invalid=on_invalid, first_row=2)
+    df["species"] = [_species_list(s, src, r) for s, r in zip(df["all_scientific"], df["_row"])]
     df["main_species"] = df["main_scientific"]
     df["n_species"] = df["species"].map(len)
     df["duration"] = df["length"].map(_seconds)
