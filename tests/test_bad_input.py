@@ -309,8 +309,8 @@ def test_unknown_species_reported_with_counts(tmp_path, capsys, mirror):
     unknown = [ln for ln in err if ln.startswith("unknown species")]
     assert unknown == ["unknown species (not in birdnet_meta_v2.4): Notus species x3",
                        "unknown species (not in birdnet_meta_v2.4): Fakeus birdus x1"]
-    assert err[-1] == ("3 queries: 2 located from species, 1 fell back to the prior; 2 species not covered by "
-                       f"the range model (4 mentions); wrote {out}")
+    assert err[-1] == ("3 queries: 2 located from species, 1 fell back to the prior, 0 already done; 2 species "
+                       f"not covered by the range model (4 mentions); wrote {out}")
     assert out.read_text().splitlines()[0] == "audio_id,latitude,longitude" and len(out.read_text().splitlines()) == 4
 
 

@@ -60,3 +60,31 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2(tmp_path, capsys):
     rc, out = _run(tmp_path, "audio_id,species\na,Turdus merula\n")
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err[-1] == f"soundloc species-locate: error: {out}: Is a directory", err
+
+
+LISTS = ("audio_id,species,date\n"
+         "a,Gymnorhina tibicen;Dacelo novaeguineae,2023-05-10\n"
+         "b,Notus species,2023-05-10\n"
+         "c,Turdus migratorius,2023-05-12\n"
+         "d,Erithacus rubecula;Fringilla coelebs,2023-06-01\n")
+
+
+@pytest.mark.parametrize("details", [False, True])
+def test_a_killed_species_locate_resumes_to_the_uninterrupted_table(tmp_path, capsys, details):
+    """As `locate DIR -o` (soundloc.batch): finished rows are journaled; a rerun does only the rest."""
+    extra = ["--week-from-date", "--gallery", "land2", "--quiet"] + (["--details"] if details else [])
+    full, part = tmp_path / "full", tmp_path / "part"
+    full.mkdir(), part.mkdir()
+    (full / "in.csv").write_text(LISTS)
+    assert main(["species-locate", str(full / "in.csv"), "-o", str(full / "out.csv"), *extra]) == 0
+    # a run killed after two rows leaves those two in the journal: run on them, then on the whole list
+    (part / "in.csv").write_text("".join(LISTS.splitlines(keepends=True)[:3]))
+    assert main(["species-locate", str(part / "in.csv"), "-o", str(part / "out.csv"), *extra]) == 0
+    (part / "in.csv").write_text(LISTS)
+    capsys.readouterr()
+    assert main(["species-locate", str(part / "in.csv"), "-o", str(part / "out.csv"), *extra]) == 0
+    assert ", 2 already done" in capsys.readouterr().err.splitlines()[-1]
+    assert (part / "out.csv").read_bytes() == (full / "out.csv").read_bytes()
+    # other options on the same output: refused, not mixed
+    assert main(["species-locate", str(part / "in.csv"), "-o", str(part / "out.csv"), *extra, "--decoder", "geomedian"]) == 2
+    assert "this output was started with other options" in capsys.readouterr().err

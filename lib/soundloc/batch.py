@@ -39,6 +39,7 @@ class Item:
     date: str | None = None  # YYYY-MM-DD or None (year-round)
     lat: float | None = None  # claimed latitude, degrees (claims batches only)
     lon: float | None = None  # claimed longitude, degrees
+    species: tuple = ()  # scientific names (species-list batches only; no file read)
 
 
 @dataclass
@@ -103,6 +104,72 @@ def check_row(item: Item, config=None, opts=None) -> dict:
             "hpd_mass": r.hpd_mass}
 
 
+@dataclass
+class SpeciesListJob:
+    """A batch job: Item with a species list (and a date for weekly ranges) -> latitude, longitude[, details].
+
+    ``prepare`` locates a chunk's lists together (one vectorised pass); the signature names the gallery, the
+    locator's config and ``details``, so a rerun with other options is refused. Unknown species, fallback ids
+    and the locator's notes of this run are collected for the summary.
+    """
+
+    loc: object = field(repr=False)  # soundloc.range_geolocation.RangeGeolocator
+    gallery: str = "land1"
+    details: bool = False  # add area_km2_90, expected_error_km, decoder, top_species, warnings
+    config: object = None  # loc.config (named in the journal's signature); filled from loc
+    chunk: int = 512  # rows located per pass: (512, N) posteriors with details
+    unknown: Counter = field(default_factory=Counter, repr=False)  # unknown name -> mentions (this run)
+    fallback: list = field(default_factory=list, repr=False)  # ids located from the prior alone (this run)
+    notes: Counter = field(default_factory=Counter, repr=False)  # note text after its leading count -> count
+    _rows: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.config = self.loc.config
+
+    def __call__(self, item: Item) -> dict:
+        if item.id not in self._rows:  # prepare failed for the chunk: this item alone, so its own error shows
+            self.prepare([item])
+        return self._rows.pop(item.id)
+
+    def prepare(self, items: Sequence[Item]) -> None:
+        """The chunk's Items -> their rows, kept until each is asked for."""
+        from .data.validate import week_from_date
+
+        weeks = [week_from_date(it.date) if it.date else None for it in items]
+        res = self.loc.locate([list(it.species) for it in items], weeks=weeks, return_posterior=self.details,
+                              progress=False)
+        self.unknown.update(res.unknown)
+        self.fallback += [it.id for it, f in zip(items, res.pred.fallback) if f]
+        for note in res.notes:  # "N queries had ...": summed over chunks
+            n, _, rest = note.partition(" ")
+            self.notes[rest] += int(n) if n.isdigit() else 1
+        for j, (it, r) in enumerate(zip(items, res.pred.itertuples())):
+            row = {"latitude": float(r.lat), "longitude": float(r.lon)}
+            if self.details:
+                row.update(self._details(res.posterior[j], r, it))
+            self._rows[it.id] = row
+
+    def _details(self, post, r, item: Item) -> dict:
+        """One row's (N,) posterior -> area of its 90 % credible region, expected error, warnings."""
+        import numpy as np
+
+        from .evidence import kl_nats
+        from .locator import WEAK_KL_NATS
+        from .regions import credible_regions, expected_distance_km, grid_step
+
+        loc = self.loc
+        p = post.astype(np.float64) / post.sum()
+        reg = credible_regions(loc.points, p, [0.9], point=(r.lat, r.lon), step=grid_step(loc.points))[0]
+        base = loc._base(None if r.week < 0 else int(r.week)).cpu().numpy().astype(np.float64)
+        prior = np.exp(base - base.max())
+        warn = ["no_known_species"] if r.fallback else (
+            ["weak_evidence"] if kl_nats(p, prior / prior.sum()) < WEAK_KL_NATS else [])
+        return {"area_km2_90": float(reg.area_km2),
+                "expected_error_km": float(expected_distance_km(loc.points, p, r.lat, r.lon)[0]),
+                "decoder": loc.config.decoder, "top_species": item.species[0] if item.species else "",
+                "warnings": ";".join(warn)}
+
+
 def journal_path(out: str | os.PathLike) -> Path:
     """``OUT`` -> its journal, ``OUT.journal.jsonl``."""
     return Path(f"{out}.journal.jsonl")
@@ -119,8 +186,8 @@ def job_signature(job: Callable) -> str:
 
 
 def _item_key(item: Item) -> list:
-    """What a journal row was computed from, beyond its id: path, date, claimed lat/lon."""
-    return [item.path, item.date or "", item.lat, item.lon]
+    """What a journal row was computed from, beyond its id: path, date, claimed lat/lon[, species list]."""
+    return [item.path, item.date or "", item.lat, item.lon] + ([list(item.species)] if item.species else [])
 
 
 def _difference(old: str, new: str) -> str:
@@ -193,13 +260,14 @@ def _share_cores(n: int) -> None:
 
 
 def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
-              progress: bool = True, scheduler: str | None = None) -> BatchReport:
+              progress: bool = True, scheduler: str | None = None, id_column: str = "id") -> BatchReport:
     """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
 
     ``workers`` 0 runs inline, N > 0 in a local process pool of N; ``scheduler`` (a dask.distributed address,
     e.g. tcp://host:8786) runs the jobs on that Dask cluster instead, results journaled as they complete.
     A job with a ``prepare(items)`` method and a ``chunk`` size gets its items in chunks: ``prepare`` once per
-    chunk, then the job per item (with workers, rows are journaled as their chunk completes).
+    chunk, then the job per item (with workers, rows are journaled as their chunk completes). The table's
+    first column, the item id, is named ``id_column``.
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -253,7 +321,8 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
                 pool.shutdown(cancel_futures=True)
             if client is not None:
                 client.close()
-    _write_table(pd.DataFrame([{k: v for k, v in done[i].items() if k != "_item"} for i in ids if i in done]), out)
+    table = pd.DataFrame([{k: v for k, v in done[i].items() if k != "_item"} for i in ids if i in done])
+    _write_table(table.rename(columns={"id": id_column}), out)
     epath = Path(f"{out}.errors.csv")
     if errors:
         _write_table(pd.DataFrame(errors), epath)

@@ -102,24 +102,21 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_species_locate(args) -> int:
-    import pandas as pd
-
     from . import taxonomy
-    from .data.gold import write_predictions
-    from .data.validate import DataError, raise_first, read_rows, week_from_date
+    from .batch import Item, SpeciesListJob, run_batch
+    from .data.validate import DataError, raise_first, read_rows
     from .range_geolocation import PRESETS, RangeGeolocator, gallery
     from .ranges import load_range_model
 
     src = _existing(args.input)
+    if Path(args.output).suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"{args.output}: the output must end in .csv or .parquet")
     df, errors = read_rows(src, ("audio_id", "species"), ("date",), {"date": "date"} if args.week_from_date else {},
                            unique="audio_id", may_be_empty=("audio_id", "species"))
     raise_first(errors)
     species = [[s.strip() for s in str(v).split(";") if s.strip()] for v in df["species"]]
-    weeks = None
-    if args.week_from_date:
-        if "date" not in df:
-            raise DataError(f"{src}: --week-from-date needs a 'date' column (YYYY-MM-DD)")
-        weeks = [week_from_date(d) for d in df["date"]]
+    if args.week_from_date and "date" not in df:
+        raise DataError(f"{src}: --week-from-date needs a 'date' column (YYYY-MM-DD)")
     model = load_range_model("birdnet", "torch", device=args.device)
     tax = taxonomy.reconcile(model, [s for lst in species for s in lst])
     if taxonomy.apply(model, tax):
@@ -131,50 +128,22 @@ def _cmd_species_locate(args) -> int:
     loc = RangeGeolocator(model, gallery(args.gallery), cfg, gallery_name=args.gallery, device=args.device)
     if overrides:
         loc = loc.with_config(**overrides)
-    if args.details:
-        return _species_locate_details(args, df, loc, species, weeks)
-    res = loc.locate(species, weeks=weeks, progress=not args.quiet)
-    for name, n in res.unknown.most_common():
+    dates = df["date"] if args.week_from_date else [None] * len(df)  # a date is checked by read_rows above
+    items = [Item(i, "", d or None, species=tuple(s)) for i, d, s in zip(df["audio_id"], dates, species)]
+    job = SpeciesListJob(loc, gallery=args.gallery, details=args.details)
+    rep = run_batch(items, job, args.output, progress=not args.quiet, id_column="audio_id")
+    for name, n in job.unknown.most_common():
         print(f"unknown species (not in {model.name}): {name} x{n}", file=sys.stderr)
-    for note in res.notes:
-        ids = ", ".join(df.audio_id[res.pred.fallback].head(5))
-        print(f"note: {note} (e.g. {ids})", file=sys.stderr)
-    out = pd.DataFrame({"audio_id": df["audio_id"], "lat": res.pred.lat, "lon": res.pred.lon})
-    write_predictions(out, args.output)
-    print(f"{res.summary()}; wrote {args.output}", file=sys.stderr)
-    return 0
-
-
-def _species_locate_details(args, df, loc, species, weeks) -> int:
-    """species-locate --details: benchmark columns + area_km2_90, expected_error_km, decoder, top_species, warnings."""
-    import numpy as np
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .evidence import kl_nats
-    from .io import atomic_path
-    from .locator import WEAK_KL_NATS
-    from .regions import credible_regions, expected_distance_km, grid_step
-
-    step, rows = grid_step(loc.points), []
-    wk = [None] * len(species) if weeks is None else weeks
-    for s in tqdm(range(0, len(species), 512), desc="species-range geolocation (512 rows)", disable=args.quiet,
-                  leave=False):  # (512, N) posteriors at a time
-        res = loc.locate(species[s:s + 512], weeks=wk[s:s + 512], return_posterior=True, progress=False)
-        for j, (post, r) in enumerate(zip(res.posterior, res.pred.itertuples())):
-            p = post.astype(np.float64) / post.sum()
-            reg = credible_regions(loc.points, p, [0.9], point=(r.lat, r.lon), step=step)[0]
-            base = loc._base(None if r.week < 0 else int(r.week)).cpu().numpy().astype(np.float64)
-            prior = np.exp(base - base.max())
-            warn = ["no_known_species"] if r.fallback else (
-                ["weak_evidence"] if kl_nats(p, prior / prior.sum()) < WEAK_KL_NATS else [])
-            rows.append({"audio_id": df.audio_id.iloc[s + j], "latitude": r.lat, "longitude": r.lon,
-                         "area_km2_90": reg.area_km2, "expected_error_km": expected_distance_km(loc.points, p, r.lat, r.lon)[0],
-                         "decoder": loc.config.decoder, "top_species": species[s + j][0] if species[s + j] else "",
-                         "warnings": ";".join(warn)})
-    with atomic_path(args.output) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6f")
-    print(f"{len(rows)} queries located with credible areas; wrote {args.output}", file=sys.stderr)
+    for rest, n in job.notes.items():
+        eg = f" (e.g. {', '.join(job.fallback[:5])})" if "no species" in rest else ""
+        print(f"note: {n} {rest}{eg}", file=sys.stderr)
+    n_err = sum(rep.errors.values())
+    print(f"{rep.n_items} queries: {rep.n_done - len(job.fallback)} located from species, {len(job.fallback)} fell back "
+          f"to the prior, {rep.n_resumed} already done"
+          + (f", {n_err} errors ({', '.join(f'{k} x{n}' for k, n in rep.errors.most_common())})" if n_err else "")
+          + (f"; {len(job.unknown)} species not covered by the range model ({sum(job.unknown.values())} mentions)"
+             if job.unknown else "") + f"; wrote {args.output}" + (f" and {args.output}.errors.csv" if n_err else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -540,7 +509,8 @@ def _add_species_locate(sub, fmt) -> None:
                         formatter_class=fmt, description="Locate each row's species set with BirdNET's range model "
                         "(presences, absences and GeoCLIP's photo-density prior) and write benchmark-format predictions.")
     sl.add_argument("input", help="CSV with audio_id, species (';'-separated scientific names), optional date")
-    sl.add_argument("-o", "--output", required=True, help="output CSV (audio_id,latitude,longitude)")
+    sl.add_argument("-o", "--output", required=True, help="output .csv or .parquet (audio_id,latitude,longitude), "
+                    "resumable (journal OUT.journal.jsonl: a killed run loses no finished row, a rerun goes on)")
     sl.add_argument("--week-from-date", action="store_true", help="use each row's date (YYYY-MM-DD) for week-specific ranges")
     sl.add_argument("--gallery", default="land1", help="candidate points: land1 (default), land0.5, uniform1, uniform0.5")
     sl.add_argument("--preset", default="lists", choices=["lists", "single"], help="parameter preset (see soundloc.range_geolocation.PRESETS)")
@@ -592,6 +562,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; a batch's finished rows are in its journal
         resume = "; rerun the same command to resume" if getattr(args, "output", None) and args.command in (
-            "locate", "check") else ""
+            "locate", "check", "species-locate") else ""
         print(f"\nsoundloc {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
