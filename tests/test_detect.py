@@ -126,6 +126,30 @@ def test_cache_reuses_scores_and_applies_sensitivity(tmp_path):
     np.testing.assert_allclose(c.scores, 1 / (1 + np.exp(-0.5 * logit)), rtol=1e-4, atol=1e-6)
 
 
+def test_a_truncated_file_is_refused_even_with_its_scores_cached(mirror, tmp_path, monkeypatch, capsys):
+    """Scores cached before the truncation check (by an older soundloc) do not let a cut file through."""
+    from soundloc.cli import main
+
+    cut = tmp_path / "cut.mp3"  # the real Seattle MP3 cut to its first half: its Xing header promises 72 s
+    cut.write_bytes((mirror / SEATTLE).read_bytes()[:(mirror / SEATTLE).stat().st_size // 2])
+    with pytest.raises(AudioError) as fresh:
+        BirdNETDetector(cache=False).detect(cut)
+    assert fresh.value.reason == "truncated"
+    det = get_detector()
+    monkeypatch.setattr(det, "_cache_path", lambda path, overlap: tmp_path / f"scores-o{overlap:g}.npz")
+    x, sr = sf.read(str(cut), dtype="float32")  # what the old code scored and cached: the part that is there
+    win, start = split_windows(x.mean(1) if x.ndim > 1 else x)
+    det._save(det._cache_path(cut, 0.0), det.logits(win), start, len(x) / sr)
+    with pytest.raises(AudioError) as cached:
+        det.detect(cut)
+    assert str(cached.value) == str(fresh.value)
+    det.prefetch([cut])  # the batch path keeps the same error for the file
+    with pytest.raises(AudioError, match="truncated"):
+        det.detect(cut)
+    assert main(["locate", str(cut), "--gallery", "land2"]) == 2
+    assert "cut.mp3: truncated (its header promises 71.98 s, only 35.93 s are there" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind,reason", [("missing", "missing"), ("text", "unreadable"), ("silent", "silent"),
                                          ("short", "too-short")])
 def test_bad_files_raise_audio_error(tmp_path, kind, reason):

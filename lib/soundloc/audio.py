@@ -91,11 +91,29 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         x, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as e:
         raise AudioError(path, "unreadable", f"not a readable audio file: {e}") from e
-    declared = _declared_frames(path, info, x.shape[0])
-    if declared is not None and x.shape[0] < 0.999 * declared:
-        raise AudioError(path, "truncated", f"its header promises {declared / file_sr:.2f} s, only "
-                         f"{x.shape[0] / file_sr:.2f} s are there; re-export it (e.g. sox in out.wav) to use that part")
+    _check_complete(path, _declared_frames(path, info, x.shape[0]), x.shape[0], file_sr)
     return x, int(file_sr)
+
+
+def _check_complete(path: Path, declared: int | None, present: float, sr: int) -> None:
+    """AudioError "truncated" when a header promises more than 0.1 % beyond the ``present`` frames."""
+    if declared is not None and present < 0.999 * declared:
+        raise AudioError(path, "truncated", f"its header promises {declared / sr:.2f} s, only "
+                         f"{present / sr:.2f} s are there; re-export it (e.g. sox in out.wav) to use that part")
+
+
+def check_decoded_length(path: str | os.PathLike, seconds: float) -> None:
+    """A file and the seconds decoded from it earlier (e.g. by cached scores) -> AudioError "truncated" if its
+    header promises more, as :func:`load_audio` would raise; reads the header only (no decoding)."""
+    import soundfile as sf
+
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError, ValueError) as e:
+        raise AudioError(path, "unreadable", f"not a readable audio file: {e}") from e
+    # a WAV's promised length is scaled from the frames libsndfile finds (info.frames, what is there)
+    _check_complete(path, _declared_frames(path, info, info.frames), seconds * info.samplerate, info.samplerate)
 
 
 def _declared_frames(path: Path, info, n_read: int) -> int | None:

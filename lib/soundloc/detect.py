@@ -20,7 +20,8 @@ under ai_edge_litert), and keeping all tensors makes the model about 30 times sl
 Windows are scored in batches by resizing the interpreter's input tensor, and :meth:`BirdNETDetector.prefetch`
 scores the windows of several files in one pass (short files leave a batch mostly empty; one interpreter
 call per file also costs its own overhead). Scores are cached per (file content, overlap) on disk (atomic
-writes) so reruns are fast.
+writes) so reruns are fast; a cache hit still checks the file's header against the cached duration, so a
+truncated file is refused whether or not its scores were cached.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import pooch
 from tqdm.auto import tqdm
 
 from . import paths
-from .audio import AudioError, SkipReport, load_audio
+from .audio import AudioError, SkipReport, check_decoded_length, load_audio
 from .birdnet_meta import BIRDNET_LABELS, birdnet_files, read_birdnet_common_names, read_birdnet_labels
 from .devices import cpu_threads
 from .io import atomic_path, read_cached
@@ -208,7 +209,8 @@ class BirdNETDetector:
         if self.cache and path.is_file():
             cp = self._cache_path(path, overlap)
             hit = read_cached(cp, _read_scores)
-            if hit is not None:
+            if hit is not None:  # scores cached before the truncation check existed must not skip it
+                check_decoded_length(path, hit[2])
                 return "cached", hit, cp
         wave = load_audio(path, sr=SR, min_seconds=MIN_LEN_S)
         win, start = split_windows(wave, overlap)
