@@ -175,14 +175,17 @@ def test_cli_batch_on_a_real_recording_and_a_broken_file(mirror, tmp_path, capsy
     lst = tmp_path / "list.csv"
     lst.write_text(f"path,date\n{mirror / 'audio' / 'XC563936_soundscape.mp3'},2020-03-15\n{broken},\n")
     out = tmp_path / "res.csv"
-    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 1  # finished, 1 skipped
     assert "2 recordings: 1 located this run, 0 already done, 1 errors" in capsys.readouterr().err
     r = pd.read_csv(out)
     assert len(r) == 1 and r.top_species[0] == "Junco hyemalis" and r.area_km2_90[0] > 0 and r.decoder[0] == "mass_within"
     assert abs(r.latitude[0] - 47.7) < 5 and pd.isna(r.warnings[0])
     assert pd.read_csv(f"{out}.errors.csv").path.tolist() == [str(broken)]
-    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0
+    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 1
     assert "0 located this run, 1 already done, 1 errors" in capsys.readouterr().err
+    lst.write_text(f"path,date\n{mirror / 'audio' / 'XC563936_soundscape.mp3'},2020-03-15\n")
+    assert main(["locate", str(lst), "-o", str(out), "--gallery", "land2", "--quiet"]) == 0  # every input has its row
+    assert "1 recordings: 0 located this run, 1 already done, 0 errors" in capsys.readouterr().err
     assert main(["locate", str(lst), "--gallery", "land2"]) == 2
     assert "a folder or CSV is a batch: add -o" in capsys.readouterr().err
 
@@ -207,6 +210,37 @@ def test_check_claims_batch_flags_the_false_claim_and_names_bad_rows(mirror, tmp
         err = capsys.readouterr().err
         assert err.startswith("soundloc check: error: ") and msg in err, err
     assert main(["check", "--claims", str(claims)]) == 2 and "--claims needs -o" in capsys.readouterr().err
+
+
+def test_exit_codes_are_one_policy_for_every_batch(tmp_path, capsys, monkeypatch):
+    """0 all done, 1 finished but inputs skipped (counted in the summary), 2 bad input before any work; in --help."""
+    broken = tmp_path / "broken.wav"
+    broken.write_text("not audio")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(f"path,lat,lon\n{broken},47.7,-122.3\n")
+    assert main(["check", "--claims", str(claims), "-o", str(tmp_path / "f.csv"), "--gallery", "land2", "--quiet"]) == 1
+    assert "1 claims: 0 checked this run, 0 already done, 1 errors (AudioError (unreadable) x1)" in capsys.readouterr().err
+    inp = tmp_path / "lists.csv"
+    inp.write_text("audio_id,species\na,Turdus merula\nb,Erithacus rubecula\n")
+    real = B.SpeciesListJob.prepare
+
+    def fails_on_b(job, items):
+        if any(it.id == "b" for it in items):
+            raise RuntimeError("out of memory")
+        real(job, items)
+
+    monkeypatch.setattr(B.SpeciesListJob, "prepare", fails_on_b)
+    assert main(["species-locate", str(inp), "-o", str(tmp_path / "p.csv"), "--gallery", "land2", "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "2 queries: 1 located from species, 0 fell back to the prior, 0 already done, 1 errors (RuntimeError x1)" in err
+    monkeypatch.undo()
+    assert main(["species-locate", str(inp), "-o", str(tmp_path / "p.csv"), "--gallery", "land2", "--quiet"]) == 0
+    assert "1 located from species, 0 fell back to the prior, 1 already done;" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "  1    a batch finished and wrote its output but skipped some inputs" in out
+    assert "  130  interrupted (Ctrl-C)" in out
 
 
 def test_dask_local_cluster_of_two_workers_gives_the_same_table(tmp_path):

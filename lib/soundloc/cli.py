@@ -2,6 +2,7 @@
 
 Bad input is one line on stderr naming the file and the problem, exit code 2. A bad CSV row is named "row N"
 as a spreadsheet numbers it: the header is row 1, the first data row row 2 (every reader in soundloc.data).
+Exit codes are the same for every command and batch (:data:`EXIT_CODES`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from pathlib import Path
 
 from .data.validate import DataError
 from .locator import FP_RATE
+
+EXIT_CODES = ("exit codes (every command; the batches are locate -o, check --claims,\n"
+              "species-locate and soundscape --sites):\n"
+              "  0    all done (a batch: every input has its row, this run or resumed)\n"
+              "  1    a batch finished and wrote its output but skipped some inputs (failed\n"
+              "       files, bad rows), counted in its summary line\n"
+              "  2    usage or bad input (checked before any work), or an output that cannot\n"
+              "       be written: one line on stderr\n"
+              "  130  interrupted (Ctrl-C); a journaled batch resumes when rerun")
+BATCH_DONE, BATCH_SKIPPED = 0, 1  # EXIT_CODES of a finished batch
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
@@ -30,14 +41,14 @@ EXAMPLES = {
     "check": ("examples:\n  soundloc check recording.mp3 --lat 47.6766 --lon -122.294 --date 2020-03-15\n"
               "  soundloc check recording.mp3 --lat 48.85 --lon 2.35 --date 2020-03-15 --json\n"
               "  soundloc check --claims claims.csv -o flags.csv   (claims.csv: path,lat,lon,date)\n"
-              "exit code 0 whatever the verdict; 2 for bad input"),
+              "the verdict does not change the exit code"),
     "soundscape": ("examples:\n  soundloc soundscape --lat 47.68 --lon -122.29 --date 2020-05-15 --top-k 10\n"
                    "  soundloc soundscape --lat 46.5 --lon 6.6 --json\n"
                    "  soundloc soundscape --sites sites.csv -o ranked.csv --top-k 25\n"
                    "  soundloc soundscape --species 'Common Nightingale' --map nightingale.html\n"
                    "sites.csv: id,latitude,longitude[,date]; ranked.csv: id,rank,species,probability\n"
                    "bad rows are named by row number (the header is row 1, as a spreadsheet shows);\n"
-                   "the good ones are written, exit code 2"),
+                   "the good ones are written, exit code 1"),
 }
 
 
@@ -144,7 +155,7 @@ def _cmd_species_locate(args) -> int:
           + (f"; {len(job.unknown)} species not covered by the range model ({sum(job.unknown.values())} mentions)"
              if job.unknown else "") + f"; wrote {args.output}" + (f" and {args.output}.errors.csv" if n_err else ""),
           file=sys.stderr)
-    return 0
+    return BATCH_SKIPPED if n_err else BATCH_DONE
 
 
 def _cmd_locate(args) -> int:
@@ -237,7 +248,7 @@ def _locate_batch(args, opts) -> int:
                     workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
-    return 0
+    return BATCH_SKIPPED if rep.errors else BATCH_DONE
 
 
 def _region_ids(locs) -> list[str]:
@@ -328,7 +339,7 @@ def _cmd_soundscape(args) -> int:
         with atomic_path(args.output) as tmp:
             ranked.to_csv(tmp, index=False)
         print(f"{len(sites)} sites ranked, {len(errors)} bad rows skipped; wrote {args.output}", file=sys.stderr)
-        return 2 if errors else 0
+        return BATCH_SKIPPED if errors else BATCH_DONE
     week = week_from_date(args.date)
     top, richness = ss.rank_species(model, args.lat, args.lon, week, args.top_k)
     if args.json:
@@ -367,7 +378,7 @@ def _check_batch(args, cfg, opts) -> int:
                     workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
     print(f"{rep.text('claims', 'checked')}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
-    return 0
+    return BATCH_SKIPPED if rep.errors else BATCH_DONE
 
 
 def _params(items: list[str], cfg) -> dict:
@@ -410,7 +421,8 @@ def _audio_file(p: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?")
+    ap = _Parser(prog="soundloc", description="Geolocate natural sounds: where was this recorded?", epilog=EXIT_CODES,
+                 formatter_class=_Help)
     sub = ap.add_subparsers(dest="command", required=True)
     fmt = _Help
     _add_locate(sub, fmt)
@@ -426,7 +438,7 @@ def _add_locate(sub, fmt) -> None:
     from .locator import available_methods
 
     methods = available_methods()
-    lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"],
+    lo = sub.add_parser("locate", help="where was this recorded? (audio -> location)", epilog=EXAMPLES["locate"] + "\n\n" + EXIT_CODES,
                         formatter_class=fmt, description="Detect species with BirdNET and locate each recording with "
                         "their ranges (or another registered method): best location, top-k with probabilities, species.")
     lo.add_argument("audio", nargs="+", help="audio file(s): wav, flac, ogg, mp3; with -o also folders and CSVs "
@@ -466,7 +478,7 @@ def _add_locate(sub, fmt) -> None:
 
 def _add_check(sub, fmt) -> None:
     """`soundloc check` (geo-forensics of a claimed place and date)."""
-    ck = sub.add_parser("check", help="does a recording match the place/date it claims?", epilog=EXAMPLES["check"],
+    ck = sub.add_parser("check", help="does a recording match the place/date it claims?", epilog=EXAMPLES["check"] + "\n\n" + EXIT_CODES,
                         formatter_class=fmt, description="Geo-forensics: species detected out of range at the claimed "
                         "place and week, where the claim falls under the audio posterior, and a verdict "
                         "(consistent / suspicious / inconsistent).")
@@ -505,7 +517,7 @@ def _add_eval(sub, fmt) -> None:
 
 def _add_species_locate(sub, fmt) -> None:
     """`soundloc species-locate` (species lists -> locations)."""
-    sl = sub.add_parser("species-locate", help="geolocate species lists with range maps", epilog=EXAMPLES["species-locate"],
+    sl = sub.add_parser("species-locate", help="geolocate species lists with range maps", epilog=EXAMPLES["species-locate"] + "\n\n" + EXIT_CODES,
                         formatter_class=fmt, description="Locate each row's species set with BirdNET's range model "
                         "(presences, absences and GeoCLIP's photo-density prior) and write benchmark-format predictions.")
     sl.add_argument("input", help="CSV with audio_id, species (';'-separated scientific names), optional date")
@@ -527,7 +539,7 @@ def _add_species_locate(sub, fmt) -> None:
 def _add_soundscape(sub, fmt) -> None:
     """`soundloc soundscape` (place -> ranked species; species -> map)."""
     sc = sub.add_parser("soundscape", help="what will be heard here? (place -> ranked species; species -> map)",
-                        epilog=EXAMPLES["soundscape"], formatter_class=fmt, description="Rank species by BirdNET V2.4 "
+                        epilog=EXAMPLES["soundscape"] + "\n\n" + EXIT_CODES, formatter_class=fmt, description="Rank species by BirdNET V2.4 "
                         "occurrence at a place and week, with expected richness; batch over a sites CSV; or map a "
                         "species (scientific or common name) month by month.")
     sc.add_argument("--lat", type=float, help="latitude (degrees)")
