@@ -23,7 +23,10 @@
 # * **posterior**: where the claim falls under the recording's own location posterior
 #   (species-range geolocation of the same detections): the posterior mass of all places at
 #   least as probable as the claim (outside the 95 % credible region = objection), its
-#   percentile, and its distance to the best place.
+#   percentile, and its distance to the best place. This line objects only when the audio moved
+#   the posterior from the photo-density prior by at least 0.5 nats (`locate`'s weak-evidence
+#   threshold): a posterior that is mostly the prior puts remote places outside its region only
+#   because few photos are taken there.
 #
 # Verdict: *inconsistent* when two confident species are out of range, or one is and the claim
 # is outside the credible region; *suspicious* when one line objects; else *consistent*. For

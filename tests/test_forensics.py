@@ -56,6 +56,24 @@ def test_no_detected_species_do_not_flag_a_remote_claim(one_thread):
         assert check_scores(np.zeros((1, 0)), [], [claim[0]], [claim[1]], [20], opts=OPTS).verdict[0] == "consistent"
 
 
+def test_weak_evidence_does_not_flag_a_remote_claim(one_thread):
+    """One faint detection (below min_score, weight 0.12-0.15) barely moves the posterior from the photo-density prior
+    (information gain < WEAK_KL_NATS, locate's weak_evidence): remote claims lie outside its 95 % region because few
+    photos are taken there, which is no evidence against them (was SUSPICIOUS); a strong, out-of-range species still is."""
+    from soundloc.locator import WEAK_KL_NATS
+
+    for name, score in (("Hirundo rustica", 0.15), ("Turdus merula", 0.12)):
+        faint = pd.DataFrame({"scientific_name": [name], "max_score": [score]})
+        for claim in ((65.0, 100.0), (-75.0, 0.0), (5.0, 20.0)):
+            r = check_species(faint, *claim, week=20, opts=OPTS)
+            assert r.verdict == "consistent" and r.hpd_mass > 0.95 and r.info_gain_nats < WEAK_KL_NATS, (claim, r.evidence)
+            assert any("does not count against the claim" in e for e in r.evidence)
+            assert check_scores(np.array([[score]]), [name], [claim[0]], [claim[1]], [20], opts=OPTS).verdict[0] == "consistent"
+    strong = check_species(pd.DataFrame({"scientific_name": ["Turdus migratorius"], "max_score": [0.9]}), 65.0, 100.0,
+                           week=20, opts=OPTS)  # an American Robin heard clearly, claimed in central Siberia
+    assert strong.verdict == "inconsistent" and strong.info_gain_nats >= WEAK_KL_NATS
+
+
 @pytest.mark.parametrize("lat,lon", [(95, 0), (0, 200), (np.nan, 0)])
 def test_bad_claim(lat, lon):
     sp = pd.DataFrame({"scientific_name": ["Turdus merula"], "max_score": [0.9]})

@@ -34,12 +34,14 @@ class Evidence:
     unknown: list  # names the range model does not cover
 
 
-def kl_nats(post: np.ndarray, prior: np.ndarray) -> float:
-    """(N,) masses, (N,) masses -> KL(post || prior) in nats (0 when the evidence moved nothing)."""
+def kl_nats(post: np.ndarray, prior: np.ndarray):
+    """(..., N) masses, (..., N) masses -> KL(post || prior) in nats over the last axis (0 when the evidence moved
+    nothing): a float for (N,) inputs, an (R,) array for (R, N)."""
     p = np.asarray(post, np.float64)
     q = np.maximum(np.asarray(prior, np.float64), 1e-300)
     nz = p > 0
-    return float(np.sum(p[nz] * (np.log(p[nz]) - np.log(q[nz]))))
+    kl = np.sum(np.where(nz, p * (np.log(np.where(nz, p, 1.0)) - np.log(q)), 0.0), axis=-1)
+    return float(kl) if kl.ndim == 0 else kl
 
 
 def species_terms(loc, idx: np.ndarray, weights: np.ndarray, week) -> np.ndarray:

@@ -15,7 +15,10 @@ Two independent lines of evidence, combined into a verdict:
 
 Verdict: ``inconsistent`` when at least ``min_out`` confident detections are out of range, or one
 is and the claim lies outside the ``hpd_level`` credible region; ``suspicious`` when only one of
-the two lines objects; otherwise ``consistent``. The defaults are conventions fixed in advance, not
+the two lines objects; otherwise ``consistent``. The posterior line objects only when the audio moved
+the posterior from the location prior by at least ``WEAK_KL_NATS`` (soundloc.locator: below it
+``locate`` warns ``weak_evidence``): a posterior that is mostly the photo-density prior puts remote places
+outside its credible region because few photos are taken there, not because of what was heard. The defaults are conventions fixed in advance, not
 tuned on the recordings the book reports: ``range_threshold=0.03`` is BirdNET's own location-filter
 threshold (birdnetlib ``LOCATION_FILTER_THRESHOLD``), ``min_score=0.5`` the usual "confident
 detection" cut for BirdNET scores, ``hpd_level=0.95`` a 95 % credible region. They are BirdNET
@@ -36,7 +39,9 @@ import pandas as pd
 from .audio import load_audio
 from .data.sim import splice
 from .detect import get_detector
-from .locator import LocateOptions, calibrated_posterior, locate_species, plot_posterior, range_geolocator, week_from_date
+from .evidence import kl_nats
+from .locator import (WEAK_KL_NATS, LocateOptions, calibrated_posterior, locate_species, plot_posterior,
+                      range_geolocator, week_from_date)
 from .sphere import haversine
 
 VERDICTS = ("consistent", "suspicious", "inconsistent")
@@ -77,6 +82,7 @@ class CheckReport:
     posterior: np.ndarray | None = None  # (N,) the posterior mass that hpd_mass, percentile, best, distance come from
     areas: np.ndarray | None = None  # (N,) gallery cell areas km^2 (None: equal weights)
     posterior_of: str = "all detected species, weighted by their scores"  # which evidence the posterior holds
+    info_gain_nats: float = float("nan")  # KL(posterior || prior): below WEAK_KL_NATS the posterior line cannot object
 
     @property
     def density(self) -> np.ndarray:
@@ -93,7 +99,7 @@ class CheckReport:
         return {"path": self.path, "claim": {"lat": self.claim[0], "lon": self.claim[1], "week": self.week},
                 "verdict": self.verdict, "evidence": self.evidence, "hpd_mass": self.hpd_mass,
                 "percentile": self.percentile, "best": {"lat": self.best[0], "lon": self.best[1]},
-                "distance_km": self.distance_km, "species": json.loads(self.species.to_json(orient="records")),
+                "distance_km": self.distance_km, "info_gain_nats": self.info_gain_nats, "species": json.loads(self.species.to_json(orient="records")),
                 "config": vars(self.config)}
 
     def text(self) -> str:
@@ -153,7 +159,8 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     dist = float(haversine(o.lat, o.lon, lat, lon))
     # (c) verdict
     n_out = int(rows.out_of_range.sum())
-    outside = hpd > config.hpd_level and o.evidence  # no covered species: the posterior is the prior, no test
+    gain = kl_nats(post, o.prior) if o.evidence else 0.0  # no covered species: the posterior is the prior
+    outside = hpd > config.hpd_level and gain >= WEAK_KL_NATS  # weak evidence: the prior's region, not a test
     ev = []
     if len(rows) == 0:
         ev.append(f"no species detected with score >= {config.min_score:g}: the species line has no evidence")
@@ -166,15 +173,22 @@ def check_species(species: pd.DataFrame, lat: float, lon: float, week: int | Non
     if n_in:
         ev.append(f"{n_in} of {len(rows)} confident species are in range here")
     if o.evidence:
-        ev.append(f"the claim lies {'outside' if outside else 'inside'} the {100 * config.hpd_level:g} % credible region "
-                  f"of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
-                  f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
+        line = (f"the claim lies {'outside' if hpd > config.hpd_level else 'inside'} the {100 * config.hpd_level:g} % "
+                f"credible region of the audio posterior (mass at least as probable: {hpd:.3f}; percentile {pct:.1f}); "
+                f"{dist:,.0f} km from its best point ({o.lat:.1f}, {o.lon:.1f})")
+        weak = f"information gain {gain:.2f} nats < {WEAK_KL_NATS:g}"
+        if gain < WEAK_KL_NATS and hpd > config.hpd_level:
+            line += (f"; but the evidence is weak ({weak}): that region is mostly the location prior (photo density), "
+                     "so it does not count against the claim")
+        elif gain < WEAK_KL_NATS:
+            line += f" (weak evidence: {weak})"
+        ev.append(line)
     else:
         ev.append("no species detected that the range model covers: the audio posterior is the location prior "
                   "(photo density) alone, which says nothing for or against the claim")
     verdict = str(verdicts(np.array([n_out]), np.array([outside]), config.min_out)[0])
     return CheckReport(path, (lat, lon), week, rows, hpd, pct, (o.lat, o.lon), dist, verdict, ev, config,
-                       pts, post, loc.areas)
+                       pts, post, loc.areas, info_gain_nats=gain)
 
 
 def plot_check(report: CheckReport, title: str | None = None, ax=None, true=None, top: int = 4000):
@@ -380,8 +394,10 @@ def check_scores(scores: np.ndarray, names, lat, lon, weeks, config: CheckConfig
         df["other_flags"] = (flag & ~planted).sum(1)
     df["hpd_mass"], df["percentile"] = hpd, pct
     df["km_to_best"] = haversine(best[:, 0], best[:, 1], lat, lon)
-    df["verdict"] = verdicts(df.n_flagged.to_numpy(), (hpd > config.hpd_level) & np.array([o.evidence for o in outs], bool),
-                             config.min_out)  # no covered species: the posterior is the prior, not a test of the claim
+    prior = np.stack([o.prior for o in outs]) if len(outs) else np.zeros((0, 0))
+    strong = (kl_nats(post, prior) >= WEAK_KL_NATS) & np.array([o.evidence for o in outs], bool)
+    df["verdict"] = verdicts(df.n_flagged.to_numpy(), (hpd > config.hpd_level) & strong,
+                             config.min_out)  # weak or no evidence: the posterior is (mostly) the prior, not a test
     return df
 
 
