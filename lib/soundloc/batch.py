@@ -1,4 +1,5 @@
-"""Batches at archive scale: a folder or a CSV of recordings -> one row each, resumable, errors counted.
+"""Batches at archive scale: a folder or a CSV of recordings (or of species lists) -> one row each, resumable,
+errors counted.
 
 Every finished row is appended to a journal (``OUT.journal.jsonl``, flushed and fsynced), so a killed run
 loses nothing finished and a rerun skips it. The journal's first line names the job and its options: a rerun
@@ -19,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -151,8 +153,6 @@ class SpeciesListJob:
 
     def _details(self, post, r, item: Item) -> dict:
         """One row's (N,) posterior -> area of its 90 % credible region, expected error, warnings."""
-        import numpy as np
-
         from .evidence import kl_nats
         from .locator import WEAK_KL_NATS
         from .regions import credible_regions, expected_distance_km, grid_step
