@@ -253,3 +253,25 @@ def test_compare_holm_p_values_and_adjusted_verdicts():
     assert one["verdict_holm"][0] == one.verdict[0] == "better" and one["p_holm"][0] == one.p[0]
     acc = compare_holm([(np.where(b < 2000, 50.0, b), b)], "region")  # accuracies: higher is better
     assert acc["verdict_holm"][0] == "better" and acc.p[0] == 0
+
+
+def test_relative_gain_and_its_cluster_bootstrap_by_hand():
+    from soundloc.metrics import cluster_counts, relative_gain
+
+    rng = np.random.default_rng(5)
+    b = rng.uniform(100, 5000, 120)
+    r = relative_gain(0.5 * b, b)  # a halves every error: the gain is 0.5 on every resample
+    assert (r["gain"], r["lo"], r["hi"]) == pytest.approx((0.5, 0.5, 0.5))
+    groups = np.repeat(np.arange(30), 4)  # 30 linked groups of 4 recordings that share their gain, as a group's
+    a = b * rng.uniform(0.3, 1.1, 30)[groups]  # members share one prediction
+    r = relative_gain(a, b, B=300, seed=2, clusters=groups)
+    assert r["gain"] == pytest.approx(1 - np.median(a) / np.median(b))
+    # by hand: each resample repeats every row as often as its group is drawn, then takes the medians' ratio
+    cl, counts = cluster_counts(groups, 300, 2)
+    g = [1 - np.median(np.repeat(a, c[cl])) / np.median(np.repeat(b, c[cl])) for c in counts]
+    assert (r["lo"], r["hi"]) == pytest.approx(tuple(np.quantile(g, [0.025, 0.975])))
+    # resampling groups whole gives a wider interval than treating the 4 members as independent
+    r1 = relative_gain(a, b, B=300, seed=2)
+    assert r["hi"] - r["lo"] > r1["hi"] - r1["lo"] and r["lo"] < r["gain"] < r["hi"]
+    with pytest.raises(ValueError, match="relative_gain is for error metrics"):
+        relative_gain(a, b, "region")

@@ -162,9 +162,9 @@ def bootstrap_ci(values, stat: str = "mean", B: int = BOOTSTRAP_B, seed: int = 0
     return float(lo), float(hi)
 
 
-def _paired_diffs(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> tuple[np.ndarray, float]:
-    """(n,) errors km of a and b on the same recordings -> ((B,) paired bootstrap draws of a - b on ``metric``,
-    the point estimate a - b)."""
+def _paired_stats(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) errors km of a and b on the same recordings -> (B,) ``metric`` of a and (B,) of b, both on the same
+    bootstrap resamples (of recordings, or of whole ``clusters``)."""
     a, b = np.asarray(dist_a, float), np.asarray(dist_b, float)
     if a.shape != b.shape:
         raise ValueError(f"paired comparison needs the same recordings: {a.shape} vs {b.shape}")
@@ -172,11 +172,33 @@ def _paired_diffs(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> t
         raise ValueError(f"unknown metric {metric!r}; one of {METRIC_KEYS}")
     if clusters is not None:
         sa, sb = _weighted_stats([a, b], *cluster_counts(_check_clusters(clusters, a.size), B, seed))
-        diff = sa[metric] - sb[metric]
     else:
         idx = bootstrap_index(a.size, B, seed)
-        diff = _stats(a[idx])[metric] - _stats(b[idx])[metric]
-    return diff, geo_metrics(a)[metric] - geo_metrics(b)[metric]
+        sa, sb = _stats(a[idx]), _stats(b[idx])
+    return sa[metric], sb[metric]
+
+
+def _paired_diffs(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> tuple[np.ndarray, float]:
+    """(n,) errors km of a and b on the same recordings -> ((B,) paired bootstrap draws of a - b on ``metric``,
+    the point estimate a - b)."""
+    sa, sb = _paired_stats(dist_a, dist_b, metric, B, seed, clusters)
+    return sa - sb, geo_metrics(dist_a)[metric] - geo_metrics(dist_b)[metric]
+
+
+def relative_gain(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
+                  level: float = 0.95, clusters=None) -> dict:
+    """(n,) errors km of a and b on the same recordings -> {"gain", "lo", "hi"}: the share of b's median (or
+    mean) error that a removes, 1 - metric(a) / metric(b), with its paired percentile bootstrap interval.
+
+    ``clusters`` ((n,) labels) resamples whole clusters, as in :func:`compare`; a gain of 0.3 is "30 % lower".
+    """
+    if not metric.endswith("_error"):
+        raise ValueError(f"relative_gain is for error metrics (median_error, mean_error), not {metric!r}")
+    sa, sb = _paired_stats(dist_a, dist_b, metric, B, seed, clusters)
+    q = (1 - level) / 2
+    lo, hi = np.quantile(1 - sa / sb, [q, 1 - q])
+    return {"metric": metric, "gain": float(1 - geo_metrics(dist_a)[metric] / geo_metrics(dist_b)[metric]),
+            "lo": float(lo), "hi": float(hi)}
 
 
 def _verdict(a_smaller: bool | None, metric: str) -> str:
