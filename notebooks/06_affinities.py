@@ -23,11 +23,12 @@
 # the simulated world whose species follow BirdNET's real ranges, so every map and number below
 # is *simulated*. Beyond the paper, the match between affinity and range is measured for every
 # species: the Spearman correlation over the land gallery and the AUC of the affinity for
-# in-range (range probability >= 0.1) vs out-of-range places, against a control that pairs each
-# species' affinity with *another* species' range, and against a baseline with no audio at all: the
-# density of where recordings are made (the training recordings' locations), the same map for every
-# species. A species' range overlaps where recordings are made, so only an AUC above that baseline
-# says the model learned ranges rather than sampling.
+# in-range (range probability >= 0.1) vs out-of-range places, each gallery point weighted by its
+# cell's area (an equal-angle grid has many small cells near the poles), against a control that
+# pairs each species' affinity with *another* species' range, and against a baseline with no
+# audio at all: the density of where recordings are made (the training recordings' locations), the
+# same map for every species. A species' range overlaps where recordings are made, so only an AUC
+# above that baseline says the model learned ranges rather than sampling.
 
 # %% tags=["parameters"]
 SMALL = True  # CPU-sized run: the small world, 2 degree land gallery
@@ -46,7 +47,7 @@ import pandas as pd
 import torch
 
 from soundloc import affinity, agclip, book, maps, recipe
-from soundloc.range_geolocation import gallery
+from soundloc.range_geolocation import gallery, gallery_areas
 from soundloc.location_encoders import gallery_embeddings
 from soundloc.ranges import load_range_model, range_map
 
@@ -92,19 +93,20 @@ idx, unknown = rmodel.match(sim.species)
 assert not unknown, unknown  # SimSounds species are BirdNET species by construction
 rng_maps = range_map(rmodel, pts, None, species_idx=idx)
 density = affinity.recording_density(pts, sim.latlon("train"))  # (N,) where recordings are made: no audio, no species
+areas = gallery_areas(pts, GALLERY)  # (N,) km^2: a point counts for the land it stands for, not one grid point
 
 # %%
 keep = counts >= MIN_RECORDINGS
-rho, auc = affinity.agreement(aff[keep], rng_maps[keep])
+rho, auc = affinity.agreement(aff[keep], rng_maps[keep], weights=areas)
 perm = np.random.default_rng(SEED).permutation(int(keep.sum()))
 perm = np.where(perm == np.arange(len(perm)), np.roll(perm, 1), perm)  # another species' range, never its own
-rho_c, auc_c = affinity.agreement(aff[keep], rng_maps[keep][perm])
-rho_d, auc_d = affinity.agreement(np.broadcast_to(density, rng_maps[keep].shape), rng_maps[keep])
+rho_c, auc_c = affinity.agreement(aff[keep], rng_maps[keep][perm], weights=areas)
+rho_d, auc_d = affinity.agreement(np.broadcast_to(density, rng_maps[keep].shape), rng_maps[keep], weights=areas)
 per_species = pd.DataFrame({"species": np.asarray(sim.species)[keep], "test recordings": counts[keep],
                             "spearman": rho, "AUC in-range": auc, "control spearman": rho_c, "control AUC": auc_c,
                             "density spearman": rho_d, "density AUC": auc_d})
 ch.table(per_species.sort_values("test recordings", ascending=False), "per_species",
-         f"Affinity vs range per species, {GALLERY} gallery, {SIM}", floatfmt=".3f")
+         f"Affinity vs range per species, {GALLERY} gallery (weighted by cell area), {SIM}", floatfmt=".3f")
 summary = pd.DataFrame({"pairing": ["species' own range", "another species' range (control)",
                                     "recording density alone (baseline, no audio)"],
                         "species": [int(keep.sum())] * 3,
@@ -112,7 +114,8 @@ summary = pd.DataFrame({"pairing": ["species' own range", "another species' rang
                         "mean AUC in-range": [np.nanmean(auc), np.nanmean(auc_c), np.nanmean(auc_d)],
                         "species with AUC > 0.5 (%)": [100 * np.nanmean(v > 0.5) for v in (auc, auc_c, auc_d)],
                         "species with AUC > density AUC (%)": [100 * np.nanmean(v > auc_d) for v in (auc, auc_c, auc_d)]})
-ch.table(summary, "agreement", f"Do affinity maps follow the species' ranges? {GALLERY} gallery, {SIM}", floatfmt=".3f")
+ch.table(summary, "agreement", f"Do affinity maps follow the species' ranges? {GALLERY} gallery (weighted by cell "
+         f"area), {SIM}", floatfmt=".3f")
 
 # %% [markdown]
 # ## Maps of chosen species
@@ -162,9 +165,10 @@ verdict = {"above": "the affinity maps carry range information beyond where reco
                     "ranks in-range places better than the model's affinity does",
            "not distinguishable from": "the agreement is mostly where recordings are made, not the species' ranges"}[beats]
 reading = (f"Over {len(d_auc)} species with >= {MIN_RECORDINGS} test recordings, the affinity's mean AUC for "
-           f"in-range places is {np.nanmean(auc):.3f}, against {np.nanmean(auc_c):.3f} for another species' range "
-           f"(control) and {np.nanmean(auc_d):.3f} for recording density alone. The affinity is {beats} the density "
-           f"baseline (paired difference {d_auc.mean():+.3f}, 95 % interval {lo_hi[0]:+.3f} to {lo_hi[1]:+.3f}): "
+           f"in-range places (land weighted by area) is {np.nanmean(auc):.3f}, against {np.nanmean(auc_c):.3f} for "
+           f"another species' range (control) and {np.nanmean(auc_d):.3f} for recording density alone. The affinity "
+           f"is {beats} the density baseline (paired difference {d_auc.mean():+.3f}, 95 % interval "
+           f"{lo_hi[0]:+.3f} to {lo_hi[1]:+.3f}): "
            f"{verdict} ({SIM}).")
 print(reading)
 ch.path("reading", ".md").write_text(reading + "\n")

@@ -52,3 +52,22 @@ def test_chapters_00_and_05_draw_the_same_xcdc_naive_row():
     # chapter 00's committed XCDC row before this fix (it already scored each draw): 7,647 km, 5.84 / 22.92 %
     assert a["median_km"] == pytest.approx(7646.73, abs=0.01) and a["continent_%"] == pytest.approx(22.92, abs=0.01)
     assert a["country_%"] == pytest.approx(5.84, abs=0.01) and a["median_km sd"] == pytest.approx(265.8, abs=0.1)
+
+
+def test_best_on_val_picks_by_validation_not_test():
+    """A family's best member is the one best on the validation split, whatever the test split says."""
+    import pandas as pd
+
+    from soundloc.table1 import BaselineResult
+
+    test = {"a": np.full(10, 100.0), "b": np.full(10, 900.0)}  # on the test split a looks best
+    val = {"a": np.array([150.0] * 4 + [300.0] * 6),        # validation median 300 km, 4 of 10 within 200 km
+           "b": np.array([120.0] * 3 + [3000.0] * 7)}       # median 3,000 km, 3 of 10 within 200 km
+    val["c"] = np.array([100.0] * 5 + [4000.0] * 5)         # median 2,050 km, 5 of 10 within 200 km
+    r = BaselineResult(pd.DataFrame(), test, {}, {}, 0.0, val_errors=val)
+    assert r.best_on_val(["a", "b", "c"]) == "a"
+    assert r.best_on_val(["a", "b", "c"], "region") == "c"  # higher is better for accuracies
+    assert r.best_on_val(["b", "c"]) == "c"
+    assert r.best_on_val(["a", "a"]) == "a"
+    with pytest.raises(KeyError, match=r"no validation errors for \['z'\]"):
+        r.best_on_val(["a", "z"])

@@ -216,3 +216,70 @@ def test_paired_better_needs_the_interval_not_the_point_estimate():
     assert paired_better(0.5 * b, b) and not paired_better(b, 0.5 * b)
     assert paired_better(np.where(b < 2000, 50.0, b), b, "region")  # more recordings within 200 km
     assert not paired_better(b, np.where(b < 2000, 50.0, b), "region")
+
+
+def test_holm_adjusts_as_worked_by_hand():
+    from soundloc.metrics import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running max -> 0.02, 0.03, 0.06, 0.06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1, order kept
+    np.testing.assert_allclose(holm([0.02]), [0.02])  # one test: unadjusted
+    with pytest.raises(ValueError, match="holm: p-values"):
+        holm([0.2, 1.5])
+
+
+def test_holm_matches_statsmodels():
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    from soundloc.metrics import holm
+
+    p = np.random.default_rng(3).uniform(0, 0.2, 12) ** 2
+    p[[2, 7]] = p[5]  # ties
+    np.testing.assert_allclose(holm(p), multitest.multipletests(p, method="holm")[1])
+
+
+def test_compare_holm_p_values_and_adjusted_verdicts():
+    """p from the paired bootstrap's resamples; a gain that holds alone can be a tie once five are read together."""
+    from soundloc.metrics import bootstrap_index, compare, compare_holm
+
+    rng = np.random.default_rng(0)
+    b = rng.uniform(100, 5000, 300)
+    noise = rng.normal(0, 800, 300)
+    a = [np.abs(b + noise - s) for s in (350, 0, 100, 1500, -1500)]
+    r = compare_holm([(x, b) for x in a])
+    idx = bootstrap_index(300, seed=0)
+    for x, row in zip(a, r.itertuples()):
+        d = np.median(x[idx], 1) - np.median(b[idx], 1)  # the same resamples, by hand
+        assert row.p == pytest.approx(min(1, 2 * min((d <= 0).mean(), (d >= 0).mean())))
+        alone = compare(x, b)  # the interval and its verdict are compare's, unadjusted
+        assert (row.diff, row.lo, row.hi, row.verdict) == (alone["diff"], alone["lo"], alone["hi"], alone["verdict"])
+    assert list(r.verdict) == ["better", "tie", "tie", "better", "worse"]
+    assert 0.05 / 3 < r.p[0] < 0.05  # below 0.05 alone, above 0.05 once multiplied by 3 (third smallest of 5)
+    np.testing.assert_allclose(r["p_holm"][0], 3 * r.p[0])
+    assert list(r["verdict_holm"]) == ["tie", "tie", "tie", "better", "worse"]
+    one = compare_holm([(a[0], b)])  # alone: the interval's verdict
+    assert one["verdict_holm"][0] == one.verdict[0] == "better" and one["p_holm"][0] == one.p[0]
+    acc = compare_holm([(np.where(b < 2000, 50.0, b), b)], "region")  # accuracies: higher is better
+    assert acc["verdict_holm"][0] == "better" and acc.p[0] == 0
+
+
+def test_relative_gain_and_its_cluster_bootstrap_by_hand():
+    from soundloc.metrics import cluster_counts, relative_gain
+
+    rng = np.random.default_rng(5)
+    b = rng.uniform(100, 5000, 120)
+    r = relative_gain(0.5 * b, b)  # a halves every error: the gain is 0.5 on every resample
+    assert (r["gain"], r["lo"], r["hi"]) == pytest.approx((0.5, 0.5, 0.5))
+    groups = np.repeat(np.arange(30), 4)  # 30 linked groups of 4 recordings that share their gain, as a group's
+    a = b * rng.uniform(0.3, 1.1, 30)[groups]  # members share one prediction
+    r = relative_gain(a, b, B=300, seed=2, clusters=groups)
+    assert r["gain"] == pytest.approx(1 - np.median(a) / np.median(b))
+    # by hand: each resample repeats every row as often as its group is drawn, then takes the medians' ratio
+    cl, counts = cluster_counts(groups, 300, 2)
+    g = [1 - np.median(np.repeat(a, c[cl])) / np.median(np.repeat(b, c[cl])) for c in counts]
+    assert (r["lo"], r["hi"]) == pytest.approx(tuple(np.quantile(g, [0.025, 0.975])))
+    # resampling groups whole gives a wider interval than treating the 4 members as independent
+    r1 = relative_gain(a, b, B=300, seed=2)
+    assert r["hi"] - r["lo"] > r1["hi"] - r1["lo"] and r["lo"] < r["gain"] < r["hi"]
+    with pytest.raises(ValueError, match="relative_gain is for error metrics"):
+        relative_gain(a, b, "region")

@@ -170,6 +170,60 @@ def bootstrap_ci(values, stat: str = "mean", B: int = BOOTSTRAP_B, seed: int = 0
     return float(lo), float(hi)
 
 
+def _paired_stats(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) errors km of a and b on the same recordings -> (B,) ``metric`` of a and (B,) of b, both on the same
+    bootstrap resamples (of recordings, or of whole ``clusters``)."""
+    a, b = np.asarray(dist_a, float), np.asarray(dist_b, float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired comparison needs the same recordings: {a.shape} vs {b.shape}")
+    if metric not in METRIC_KEYS:
+        raise ValueError(f"unknown metric {metric!r}; one of {METRIC_KEYS}")
+    if clusters is not None:
+        sa, sb = _weighted_stats([a, b], *cluster_counts(_check_clusters(clusters, a.size), B, seed))
+    else:
+        idx = bootstrap_index(a.size, B, seed)
+        sa, sb = _stats(a[idx]), _stats(b[idx])
+    return sa[metric], sb[metric]
+
+
+def _paired_diffs(dist_a, dist_b, metric: str, B: int, seed: int, clusters) -> tuple[np.ndarray, float]:
+    """(n,) errors km of a and b on the same recordings -> ((B,) paired bootstrap draws of a - b on ``metric``,
+    the point estimate a - b)."""
+    sa, sb = _paired_stats(dist_a, dist_b, metric, B, seed, clusters)
+    return sa - sb, geo_metrics(dist_a)[metric] - geo_metrics(dist_b)[metric]
+
+
+def relative_gain(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
+                  level: float = 0.95, clusters=None) -> dict:
+    """(n,) errors km of a and b on the same recordings -> {"gain", "lo", "hi"}: the share of b's median (or
+    mean) error that a removes, 1 - metric(a) / metric(b), with its paired percentile bootstrap interval.
+
+    ``clusters`` ((n,) labels) resamples whole clusters, as in :func:`compare`; a gain of 0.3 is "30 % lower".
+    """
+    if not metric.endswith("_error"):
+        raise ValueError(f"relative_gain is for error metrics (median_error, mean_error), not {metric!r}")
+    sa, sb = _paired_stats(dist_a, dist_b, metric, B, seed, clusters)
+    q = (1 - level) / 2
+    lo, hi = np.quantile(1 - sa / sb, [q, 1 - q])
+    return {"metric": metric, "gain": float(1 - geo_metrics(dist_a)[metric] / geo_metrics(dist_b)[metric]),
+            "lo": float(lo), "hi": float(hi)}
+
+
+def _verdict(a_smaller: bool | None, metric: str) -> str:
+    """Which way a differs from b (None: no difference shown) -> "better" / "worse" / "tie" for a."""
+    if a_smaller is None:
+        return "tie"
+    return "better" if a_smaller == metric.endswith("_error") else "worse"
+
+
+def _ci_row(diff: np.ndarray, est: float, metric: str, level: float) -> dict:
+    """(B,) bootstrap draws of a - b, its point estimate -> compare's dict (the verdict from the interval)."""
+    q = (1 - level) / 2
+    lo, hi = np.quantile(diff, [q, 1 - q])
+    verdict = _verdict(bool(hi < 0) if (lo > 0 or hi < 0) else None, metric)
+    return {"metric": metric, "diff": float(est), "lo": float(lo), "hi": float(hi), "verdict": verdict}
+
+
 def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
             level: float = 0.95, clusters=None) -> dict:
     """Paired bootstrap of a - b on one metric over the same recordings -> diff, lo, hi, verdict.
@@ -178,27 +232,7 @@ def compare(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, 
     ``verdict`` is "better"/"worse" for a when the CI of the difference excludes 0 (lower is better for
     km, higher for accuracies), else "tie": a difference inside the interval is not a gain.
     """
-    a, b = np.asarray(dist_a, float), np.asarray(dist_b, float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired comparison needs the same recordings: {a.shape} vs {b.shape}")
-    if metric not in METRIC_KEYS:
-        raise ValueError(f"unknown metric {metric!r}; one of {METRIC_KEYS}")
-    if clusters is not None:
-        sa, sb = _weighted_stats([a, b], *cluster_counts(_check_clusters(clusters, a.size), B, seed))
-        diff = sa[metric] - sb[metric]
-    else:
-        idx = bootstrap_index(a.size, B, seed)
-        diff = _stats(a[idx])[metric] - _stats(b[idx])[metric]
-    q = (1 - level) / 2
-    lo, hi = np.quantile(diff, [q, 1 - q])
-    est = geo_metrics(a)[metric] - geo_metrics(b)[metric]
-    lower_better = metric.endswith("_error")
-    if lo > 0 or hi < 0:
-        a_smaller = hi < 0
-        verdict = "better" if a_smaller == lower_better else "worse"
-    else:
-        verdict = "tie"
-    return {"metric": metric, "diff": float(est), "lo": float(lo), "hi": float(hi), "verdict": verdict}
+    return _ci_row(*_paired_diffs(dist_a, dist_b, metric, B, seed, clusters), metric, level)
 
 
 def paired_better(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0,
@@ -207,8 +241,55 @@ def paired_better(dist_a, dist_b, metric: str = "median_error", B: int = BOOTSTR
     paired bootstrap (:func:`compare`: the 95 % interval of a - b excludes 0 on a's side).
 
     For a reading's "a beats b": a lower median (or higher accuracy) inside the interval is a tie, not a gain.
+    Several such statements read together need :func:`compare_holm`.
     """
     return compare(dist_a, dist_b, metric, B=B, seed=seed, clusters=clusters)["verdict"] == "better"
+
+
+def holm(pvalues) -> np.ndarray:
+    """(m,) p-values of m tests read together -> (m,) Holm-Bonferroni adjusted p-values (reject where <= alpha).
+
+    Sorted ascending, the i-th smallest (i = 1..m) is multiplied by m - i + 1, kept non-decreasing in that
+    order (running maximum) and capped at 1; this controls the family-wise error rate for any dependence
+    between the tests (as ``statsmodels.stats.multitest.multipletests(method="holm")``).
+    """
+    p = np.asarray(pvalues, float)
+    if p.ndim != 1 or not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"holm: p-values must be a 1-D array in [0, 1], got {p!r}")
+    order = np.argsort(p, kind="stable")
+    adj = np.empty_like(p)
+    adj[order] = np.minimum(1.0, np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]))
+    return adj
+
+
+def compare_holm(pairs, metric: str = "median_error", B: int = BOOTSTRAP_B, seed: int = 0, level: float = 0.95,
+                 clusters=None) -> pd.DataFrame:
+    """[(a, b) (n,) errors km on the same recordings, one per comparison read together] -> one row per pair:
+    :func:`compare`'s metric, diff, lo, hi, verdict (each alone), then "p" and "p_holm" and "verdict_holm".
+
+    p is the paired bootstrap's two-sided p-value for a - b = 0, 2 * min(P*(diff <= 0), P*(diff >= 0)) over
+    the B resamples (capped at 1; 0 means below about 1/B); "p_holm" is its Holm-Bonferroni adjustment over
+    the pairs (:func:`holm`), and "verdict_holm" is better / worse for a only where "p_holm" < 1 - ``level``
+    (the family-wise error rate over all pairs stays below it), else "tie". lo, hi stay the unadjusted
+    intervals. All pairs use the same seed (the same resamples when they share the recordings).
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("compare_holm needs at least one (a, b) pair")
+    rows, below, above = [], [], []
+    for a, b in pairs:  # a handful of comparisons; each one is vectorised over its resamples
+        diff, est = _paired_diffs(a, b, metric, B, seed, clusters)
+        rows.append(_ci_row(diff, est, metric, level))
+        below.append(np.mean(diff <= 0))
+        above.append(np.mean(diff >= 0))
+    below, above = np.array(below), np.array(above)
+    out = pd.DataFrame(rows)
+    out["p"] = np.minimum(1.0, 2 * np.minimum(below, above))
+    out["p_holm"] = holm(out["p"].to_numpy())
+    # a is smaller where the resamples at or above 0 are the rarer side
+    out["verdict_holm"] = [_verdict(bool(ab < be) if ph < 1 - level else None, metric)
+                            for ab, be, ph in zip(above, below, out["p_holm"])]
+    return out
 
 
 def ci_text(lo: float, hi: float, digits: int) -> str:

@@ -21,7 +21,7 @@ from .datasets import AudioSplits
 from .devices import torch_threads
 from .sphere import haversine
 from .range_geolocation import RangeGeolocator, RangeLocConfig, gallery, vmf_log_density
-from .metrics import summary_row, summary_table
+from .metrics import geo_metrics, summary_row, summary_table
 from .encoders import AudioEncoder, EncoderConfig
 from .heads import H3Classes, H3Head, RegressionHead, SpeciesHead, hierarchical_decode, latlon_to_xyz, xyz_to_latlon
 from .models import GeoModel
@@ -94,6 +94,16 @@ class BaselineResult:
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> seconds of this call
     range_sweep: pd.DataFrame | None = None  # range-geolocation settings tried on the validation split
     range_config: dict | None = None         # the settings chosen there
+    val_errors: dict[str, np.ndarray] = field(default_factory=dict)  # learned method -> (N_val,) km on validation
+
+    def best_on_val(self, methods: Sequence[str], metric: str = "median_error") -> str:
+        """The method among ``methods`` with the best VALIDATION ``metric`` (lowest km, highest accuracy; the
+        first in ``methods`` on a tie): a family's representative chosen off the split it is then tested on."""
+        missing = [m for m in methods if m not in self.val_errors]
+        if missing:
+            raise KeyError(f"best_on_val: no validation errors for {missing}; have {list(self.val_errors)}")
+        score = [geo_metrics(self.val_errors[m])[metric] for m in methods]
+        return list(methods)[int(np.argmin(score) if metric.endswith("_error") else np.argmax(score))]
 
     def table(self) -> pd.DataFrame:
         """One summary row per method (median/mean km, accuracy % at 1/25/200/750/2500 km)."""
@@ -167,6 +177,16 @@ def train_geo_models(sim: AudioSplits, backbone: ZooEntry, cfg: BaselineConfig, 
                                    sim.recording_set("val", head), cfg.head, data_key=sim.key,
                                    embeddings=embeddings if cfg.frozen else None, progress=progress)
     return out
+
+
+def _geo_predictions(geo: dict[str, ZooEntry], scores: dict) -> dict[str, np.ndarray]:
+    """{head: (N, ...) recording scores of one split} -> {method: (N, 2) lat/lon} for regression and H3 classes."""
+    preds = {METHODS[k]: geo[k].model.head.predict_from_scores(scores[k]).cpu().numpy().astype(float)
+             for k in ("mse", "haversine", "res0", "res1", "res2")}
+    classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
+    idx = hierarchical_decode([scores[f"res{r}"] for r in (0, 1, 2)], classes=classes, mode="sum")
+    preds[METHODS["hier"]] = classes[2].decode(idx.cpu().numpy())
+    return preds
 
 
 def range_locator(sim: AudioSplits, cfg: BaselineConfig):
@@ -259,12 +279,10 @@ def baseline_errors(sim: AudioSplits, cfg: BaselineConfig | None = None, seed: i
     t0 = time.time()
     preds: dict[str, np.ndarray] = {}
     errors = {NAIVE: naive_errors(true, sim.latlon("train"), seed)}
-    scores = {k: recording_scores(e.model, sim, split, emb[split] if emb else None, progress) for k, e in geo.items()}
-    for k in ("mse", "haversine", "res0", "res1", "res2"):
-        preds[METHODS[k]] = geo[k].model.head.predict_from_scores(scores[k]).cpu().numpy().astype(float)
-    classes = [geo[f"res{r}"].model.head.classes for r in (0, 1, 2)]
-    idx = hierarchical_decode([scores[f"res{r}"] for r in (0, 1, 2)], classes=classes, mode="sum")
-    preds[METHODS["hier"]] = classes[2].decode(idx.cpu().numpy())
+    val_preds = {}  # the learned methods on validation too: a family's best is chosen there, not on the test split
+    for s, out in ((split, preds), ("val", val_preds)):
+        out.update(_geo_predictions(geo, {k: recording_scores(e.model, sim, s, emb[s] if emb else None, progress)
+                                          for k, e in geo.items()}))
     t["geolocation eval"] = time.time() - t0
 
     t0 = time.time()
@@ -281,9 +299,17 @@ def baseline_errors(sim: AudioSplits, cfg: BaselineConfig | None = None, seed: i
             r = loc.locate(species, weights=weights, weeks=test["week"].to_numpy(), progress=progress)
         preds[METHODS[k]] = r.pred[["lat", "lon"]].to_numpy(float)
         notes += [f"{METHODS[k]}: {r.summary()}"] + r.notes
+    val_q = range_queries(sim, "val", probs["val"], min_weight)
+    for k in ("top1", "all"):  # with the settings chosen above (their maps are prewarmed)
+        with torch_threads("cpu"):
+            r = loc.locate(val_q[k][0], weights=val_q[k][1], weeks=sim.val["week"].to_numpy(), progress=False)
+        val_preds[METHODS[k]] = r.pred[["lat", "lon"]].to_numpy(float)
     t["species ranges"] = time.time() - t0
     for m, p in preds.items():
         errors[m] = haversine(p[:, 0], p[:, 1], true[:, 0], true[:, 1])
+    vt = sim.latlon("val")
+    val_errors = {m: haversine(p[:, 0], p[:, 1], vt[:, 0], vt[:, 1]) for m, p in val_preds.items()}
     order = [NAIVE] + list(METHODS.values())
     return BaselineResult(test, {m: errors[m] for m in order}, {m: preds[m] for m in order if m in preds},
-                          {"backbone": backbone, **geo}, acc, notes, t, sweep, best)
+                          {"backbone": backbone, **geo}, acc, notes, t, sweep, best,
+                          {m: val_errors[m] for m in LEARNED})

@@ -76,6 +76,11 @@ def test_03_agclip(tmp_path):
             assert h["n"] == 500 and pd.isna(h[PAPER_PREFIX + "median_km"])
     cmp = pd.read_csv(tmp_path / "03_table1_compare.csv")
     assert (cmp.question == "same decoder and prior").sum() == 8 and set(cmp.verdict) <= {"better", "worse", "tie"}
+    # each question's 4 pairs per metric are read together: Holm never makes a verdict stronger than the pair alone
+    assert set(cmp.verdict_holm) <= {"better", "worse", "tie"} and (cmp.p_holm >= cmp.p).all()
+    held = cmp.verdict_holm != "tie"
+    assert (cmp.verdict[held] == cmp.verdict_holm[held]).all()
+    assert "verdicts Holm-adjusted over them" in reading and reading.count("Holm p = ") == 4
     assert t["median_km 95% CI" + SIM_SUFFIX].str.startswith("[").all()
     # the reading is generated from this run's fusion table: its verdict and numbers
     assert f"AG-CLIP alone ({f.loc['AG-CLIP', 'median_km']:,.0f} km)" in reading
