@@ -286,3 +286,26 @@ def test_sweep_builds_each_weeks_totals_in_one_pass_and_gives_the_lazy_values(tm
         assert np.array_equal(fast._totals[k], lazy._totals[k])
     again = sweep(lazy, q, grid, progress=False)  # everything cached now
     pd.testing.assert_frame_equal(table, again)
+
+
+# a chapter locating with a preset: LocateOptions(preset=...), range_geolocator(..., "name"), PRESETS["name"], --preset name
+_PRESET_USE = r"""(?:preset\s*=\s*|range_geolocator\([^)]*?|PRESETS\[\s*|--preset["']\s*,\s*)["']{name}["']"""
+
+
+def test_the_preset_chosen_on_all_inatsounds_test_recordings_is_reported_by_no_chapter():
+    """Every preset names the data it was chosen on; "single" was chosen on all iNatSounds test recordings, so a number
+    with it there would be in-sample: no chapter locates with it (the detector itself is checked on hand-made lines)."""
+    import re
+
+    from soundloc.range_geolocation import PRESET_CHOSEN_ON, PRESETS
+    from soundloc.runner import chapters
+
+    assert set(PRESET_CHOSEN_ON) == set(PRESETS) and "iNatSounds test" in PRESET_CHOSEN_ON["single"]
+    use = re.compile(_PRESET_USE.format(name="single"))
+    for line in ('LocateOptions(gallery=G, preset="single")', 'range_geolocator(GALLERY, "single", dev)',
+                 "PRESETS['single']", 'soundloc_cli(["species-locate", x, "--preset", "single"])'):
+        assert use.search(line), line
+    assert not use.search('range_geolocator(GALLERY, "lists", dev)') and not use.search('a "single" species')
+    assert [p.name for p in chapters() if use.search(p.read_text())] == []
+    lists = re.compile(_PRESET_USE.format(name="lists"))
+    assert "12_trust.py" in [p.name for p in chapters() if lists.search(p.read_text())]  # it finds a real use

@@ -323,6 +323,53 @@ def test_list_block_folds_keep_a_list_and_its_own_recordings_in_one_fold():
         assert set(rec_fold) <= set(range(5)) and len(set(list_fold)) > 1
 
 
+def test_buffered_leave_out_keeps_every_training_recording_beyond_the_buffer():
+    """Buffered leave-block-out: when fold k is scored, no recording within buffer_km of a fold-k list is used (a
+    border recording of another fold is left out too); agrees with a brute-force all-pairs haversine reference."""
+    from soundloc.sphere import haversine
+
+    # hand-built: recordings every 0.5 degree along the equator (about 55.6 km apart), lists at lon 2 (fold 0)
+    # and lon 6 (fold 1); recordings are in fold 0 west of lon 4, fold 1 from lon 4 on
+    rec_lon = np.arange(0.0, 10.01, 0.5)
+    rec_lat, rec_fold = np.zeros_like(rec_lon), (rec_lon >= 4).astype(int)
+    lo = ss.buffered_leave_out(rec_lat, rec_lon, rec_fold, [0.0, 0.0], [2.0, 6.0], [0, 1], 120.0)
+    assert lo.shape == (len(rec_lon), 2)
+    # fold 1's list at lon 6 reaches lon 4.92..7.08: fold-1 recordings, plus nothing of fold 0 (it ends at 3.5)
+    assert rec_lon[lo[:, 1]].tolist() == [4.0, 4.5, 5.0, 5.5, 6.0, 6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0]
+    # fold 0's list at lon 2 reaches 0.92..3.08: only fold-0 recordings; now a fold-1 list at lon 4.5 reaches 3.42..5.58
+    lo = ss.buffered_leave_out(rec_lat, rec_lon, rec_fold, [0.0, 0.0], [2.0, 4.5], [0, 1], 120.0)
+    assert rec_lon[lo[:, 1] & (rec_fold == 0)].tolist() == [3.5]  # the border recording of fold 0
+
+    # random toy against the brute-force reference
+    rng = np.random.default_rng(3)
+    R, L, K, buf = 600, 40, 4, 150.0
+    rlat, rlon, llat, llon = rng.uniform(40, 50, R), rng.uniform(-5, 10, R), rng.uniform(40, 50, L), rng.uniform(-5, 10, L)
+    rf, lf = rng.integers(0, K, R), rng.integers(0, K, L)
+    lo = ss.buffered_leave_out(rlat, rlon, rf, llat, llon, lf, buf)
+    d = haversine(rlat[:, None], rlon[:, None], llat[None], llon[None])  # (R, L) km
+    ref = np.stack([(rf == k) | (d[:, lf == k] <= buf).any(1) for k in range(K)], 1)
+    assert (lo == ref).all()
+    for k in range(K):  # no training recording within the buffer of a held-out list
+        assert (d[~lo[:, k]][:, lf == k] > buf).all()
+    assert (lo & ~np.eye(K, dtype=bool)[rf]).any()  # the buffer removes recordings beyond the folds themselves
+
+
+def test_heard_here_with_leave_out_sets_ignores_buffered_recordings():
+    """Scored with (R, K) leave-out sets, a list's counts skip a near recording of another fold inside the buffer,
+    which fold ids alone would have counted."""
+    lat, lon, sp = [0.0, 0.0, 0.0], [0.0, 0.5, 2.0], np.array([0, 1, 2])
+    folds = np.array([0, 1, 1])
+    lo = ss.buffered_leave_out(lat, lon, folds, [0.0], [0.0], [0], 100.0)
+    assert lo.tolist() == [[True, False], [True, True], [False, True]]
+    cfg = ss.HeardConfig(100.0, 1.0)
+    plain = ss.HeardHere(lat, lon, sp, 3, folds=folds, config=cfg).counts([0.0], [0.0], np.array([0])).toarray()[0]
+    buff = ss.HeardHere(lat, lon, sp, 3, folds=lo, config=cfg).counts([0.0], [0.0], np.array([0])).toarray()[0]
+    assert plain[1] > 0.1 and buff[1] == 0.0 and buff[0] == 0.0  # the 55 km neighbour leaks only without the buffer
+    assert buff[2] == pytest.approx(plain[2]) and buff[2] > 0  # 222 km away: outside the buffer, still counted
+    freq = ss.HeardHere(lat, lon, sp, 3, folds=lo, config=cfg).frequency(np.array([0, 1]))
+    assert freq.tolist() == [[0, 0, 1], [1, 0, 0]]
+
+
 def test_list_intervals_resample_near_duplicate_lists_together():
     """Twenty copies of each of 30 lists' AP (one site's dawns) are 30 pieces of evidence, not 600."""
     rng = np.random.default_rng(2)

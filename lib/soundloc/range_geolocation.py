@@ -531,12 +531,20 @@ def predict_folds(loc: RangeGeolocator, queries: pd.DataFrame, folds: np.ndarray
     return pd.concat(preds).loc[queries.index]
 
 
-# Presets used by the CLI. Each was chosen on real data other than what the book reports it on:
-# "lists" by the sweep over multi-species lists built from iNatSounds test recordings (chapter 05),
-# "single" by 2-fold spatially blocked cross-fitting on all 49,527 iNatSounds test recordings, land 1 deg
-# (both folds chose bandwidth 400 km and the genus proxy: 985 km median vs 988 without the proxy, and
-# 1,068 / 1,073 km at 200 km; measured before posteriors were weighted by cell area, which leaves these
-# argmax presets' points unchanged but can change which settings cross-fitting picks).
+# Presets used by the CLI (``species-locate --preset``) and :class:`~soundloc.locator.LocateOptions`. Where each was
+# chosen (PRESET_CHOSEN_ON) and where the book reports it:
+# "lists" (the default everywhere): richness and absence weights chosen by chapter 05's sweep over multi-species lists
+#   built from iNatSounds test recordings (res-4 cell x month, >= 8 bird species), prior bandwidth 200 km from the design's
+#   probe on 3,000 iNatSounds test recordings. Reported on XCDC (05), on real soundscapes (07, 08) and on iNatSounds test
+#   recordings and lists in chapter 12, which says so: its likelihood is in-sample there (about a quarter of the
+#   iNatSounds test recordings lie in such lists), only what chapter 12 cross-fits on top of it is held out.
+# "single": chosen by 2-fold spatially blocked cross-fitting on all 49,527 iNatSounds test recordings, land 1 deg (both
+#   folds chose bandwidth 400 km and the genus proxy: 985 km median vs 988 without the proxy, and 1,068 / 1,073 km at
+#   200 km; measured before posteriors were weighted by cell area, which leaves these argmax presets' points unchanged
+#   but can change which settings cross-fitting picks). Every iNatSounds test number with it would be in-sample, so no
+#   chapter reports it: chapter 02 reports the per-fold cross-fitted choices instead (each fold located with the
+#   settings the other fold chose), tests/test_range_geolocation.py keeps chapters off it.
+PRESET_CHOSEN_ON = {"lists": "iNatSounds test lists (chapter 05's sweep)", "single": "all iNatSounds test recordings"}
 PRESETS = {
     "lists": RangeLocConfig(richness_weight=1.0, absence_weight=0.0, prior_weight=1.0, prior_bandwidth_km=200.0),
     "single": RangeLocConfig(richness_weight=1.0, absence_weight=0.0, prior_weight=1.0, prior_bandwidth_km=400.0,

@@ -9,8 +9,9 @@ hundred km) towards the range model's normalised occurrence, a Dirichlet posteri
 
 with K_s a Gaussian-kernel count of recordings of species s near the place. The debiased variant divides K_s
 by a species-level factor first (``debias``: :class:`SpeciesFactor`'s recorded-per-expected ratio). alpha (prior strength)
-and the kernel bandwidth are chosen on iNatSounds-derived lists by cross-fitting (folds of
-recording groups: no list is scored with its own fold's recordings); XCDC is never used to fit.
+and the kernel bandwidth are chosen on iNatSounds-derived lists by cross-fitting (spatial blocks of
+recordings, buffered by :func:`buffered_leave_out`: no list is scored with its own block's recordings or any
+recording within the buffer of its fold's lists); XCDC is never used to fit.
 
 :class:`SpeciesFactor` is the place-free alternative: occurrence times one factor per species, its
 recordings over the recordings expected from occurrence at the recording places ((O + a) / (E + a)) ** beta.
@@ -182,13 +183,16 @@ class HeardHere:
 
     def __init__(self, rec_lat, rec_lon, rec_species: np.ndarray, n_species: int, folds: np.ndarray | None = None,
                  config: HeardConfig = HeardConfig()):
-        """(R,) recording lat/lon degrees, (R,) species index (-1 = unknown, ignored), S, (R,) fold ids."""
+        """(R,) recording lat/lon degrees, (R,) species index (-1 = unknown, ignored), S, (R,) fold ids or (R, K) bool
+        leave-out sets (:func:`buffered_leave_out`: column k marks the recordings not used when fold k is scored)."""
         from sklearn.neighbors import BallTree
 
         ok = np.asarray(rec_species) >= 0
         self.lat, self.lon = np.asarray(rec_lat, float)[ok], np.asarray(rec_lon, float)[ok]
         self.sp = np.asarray(rec_species)[ok]
         self.folds = None if folds is None else np.asarray(folds)[ok]
+        if self.folds is not None and self.folds.ndim == 2 and self.folds.dtype != bool:
+            raise ValueError(f"2-D folds must be a bool (R, K) leave-out matrix, got {self.folds.dtype}")
         self.n_species, self.config = n_species, config
         self.tree = BallTree(np.radians(np.c_[self.lat, self.lon]), metric="haversine")
 
@@ -201,7 +205,8 @@ class HeardHere:
         col = np.concatenate(ind).astype(np.int64) if len(ind) else np.zeros(0, np.int64)
         w = np.exp(-0.5 * (np.concatenate(dist) * EARTH_KM / h) ** 2) if len(ind) else np.zeros(0)
         if exclude_fold is not None and self.folds is not None:
-            keep = self.folds[col] != np.asarray(exclude_fold)[row]
+            ex = np.asarray(exclude_fold)[row]
+            keep = ~self.folds[col, ex] if self.folds.ndim == 2 else self.folds[col] != ex
             row, col, w = row[keep], col[keep], w[keep]
         return sps.csr_matrix((w, (row, self.sp[col])), shape=(len(q), self.n_species))
 
@@ -231,7 +236,10 @@ class HeardHere:
         full = np.bincount(self.sp, minlength=self.n_species).astype(float)
         if exclude_fold is None or self.folds is None:
             return full[None]
-        per_fold = {f: np.bincount(self.sp[self.folds == f], minlength=self.n_species) for f in np.unique(self.folds)}
+        if self.folds.ndim == 2:  # leave-out sets: column f is what fold f's lists may not use
+            per_fold = {f: np.bincount(self.sp[self.folds[:, f]], minlength=self.n_species) for f in range(self.folds.shape[1])}
+        else:
+            per_fold = {f: np.bincount(self.sp[self.folds == f], minlength=self.n_species) for f in np.unique(self.folds)}
         return np.stack([full - per_fold.get(f, 0) for f in np.asarray(exclude_fold)])
 
 
@@ -354,6 +362,31 @@ def list_block_folds(rec_lat, rec_lon, list_lat, list_lon, list_res: int = 4, bl
     blocks = pd.factorize(np.r_[h3_parents(rec, block_res), h3_parents(lst, block_res)])[0]
     folds = group_folds(blocks, k, seed)
     return folds[:len(rec)], folds[len(rec):]
+
+
+def buffered_leave_out(rec_lat, rec_lon, rec_fold, list_lat, list_lon, list_fold, buffer_km: float) -> np.ndarray:
+    """(R,) recordings' lat/lon degrees and folds, (L,) lists' lat/lon and folds 0..K-1, km -> (R, K) bool: recording r
+    is left out of the training set when fold k is scored (it is in fold k, or within ``buffer_km`` of a fold-k list).
+
+    Buffered leave-block-out cross-validation (Roberts et al. 2017, Ecography 40:913): a kernel model smooths over
+    its bandwidth, so recordings just across a block's border would inform a held-out list near that border; with
+    the buffer no recording within ``buffer_km`` of a held-out list's place is used to score it.
+    """
+    from sklearn.neighbors import BallTree
+
+    rec_fold, list_fold = np.asarray(rec_fold, np.int64), np.asarray(list_fold, np.int64)
+    if min(rec_fold.min(initial=0), list_fold.min(initial=0)) < 0:
+        raise ValueError("folds must be 0..K-1")
+    k = int(max(rec_fold.max(initial=-1), list_fold.max(initial=-1))) + 1
+    out = np.zeros((len(rec_fold), k), bool)
+    out[np.arange(len(rec_fold)), rec_fold] = True
+    if len(list_fold) and len(rec_fold):
+        tree = BallTree(np.radians(np.c_[np.asarray(list_lat, float), np.asarray(list_lon, float)]), metric="haversine")
+        ind = tree.query_radius(np.radians(np.c_[np.asarray(rec_lat, float), np.asarray(rec_lon, float)]),
+                                r=buffer_km / EARTH_KM)
+        row = np.repeat(np.arange(len(ind)), [len(i) for i in ind])
+        out[row, list_fold[np.concatenate(ind).astype(np.int64)]] = True
+    return out
 
 
 # ---------------------------------------------------------------- place -> ranked species
