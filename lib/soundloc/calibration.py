@@ -163,10 +163,10 @@ def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, f
         Tr = T if ks is None else list_temperature(ks[te], t_one, b, None if gains is None else gains[te], c)
         Pc = temper_lists(posteriors[te], Tr, areas)
         raw = coverage_table(points, posteriors[te], lat[te], lon[te], levels, step)
-        cal = coverage_table(points, Pc, lat[te], lon[te], levels, step)
         a_f = every[int(tab.mean_abs_gap.idxmin())]  # every row tempered by fold f's choice: training rows give q(p)
+        cal = coverage_table(points, Pc, lat[te], lon[te], levels, step, above=a_f[te])  # the reliability input's numbers
         above[int(f)] = (a_f[te], conformal_above(a_f[tr], a_f[te])) if recalibrate else a_f[te]
-        rec = recalibrated_table(points, Pc, lat[te], lon[te], a_f[tr], levels, step) if recalibrate else None
+        rec = recalibrated_table(points, Pc, lat[te], lon[te], a_f[tr], levels, step, a_f[te]) if recalibrate else None
         for i, ((_, a), (_, q)) in enumerate(zip(raw.iterrows(), cal.iterrows())):
             rows.append({"fold": int(f), "n": int(te.sum()), "temperature": T, "slope": b, "info_slope": c,
                          "level": a.level, "coverage_raw": a.coverage, "coverage_calibrated": q.coverage,
@@ -176,12 +176,12 @@ def crossfit_temperature(points: np.ndarray, posteriors: np.ndarray, lat, lon, f
 
 
 def recalibrated_table(points: np.ndarray, posteriors: np.ndarray, lat, lon, above_train, levels=LEVELS,
-                       step: float | None = None) -> pd.DataFrame:
+                       step: float | None = None, above: np.ndarray | None = None) -> pd.DataFrame:
     """(R, N) tempered masses, (R,) truths, (n,) training mass above the truth (same tempering) -> per nominal level p
     (rows in ``levels`` order): ``level_recalibrated`` q(p) (:func:`conformal_levels`), ``coverage_recalibrated``
-    (fraction of truths in the q(p)-region) and ``median_area_recalibrated_km2``."""
+    (fraction of truths in the q(p)-region) and ``median_area_recalibrated_km2``; ``above`` as in ``coverage_table``."""
     q = conformal_levels(above_train, levels)
-    t = coverage_table(points, posteriors, lat, lon, q, step)
+    t = coverage_table(points, posteriors, lat, lon, q, step, above)
     return pd.DataFrame({"level_recalibrated": q, "coverage_recalibrated": t.coverage.to_numpy(),
                          "median_area_recalibrated_km2": t.median_area_km2.to_numpy()})
 

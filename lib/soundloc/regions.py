@@ -215,12 +215,19 @@ def mass_above_truth(points: np.ndarray, posteriors: np.ndarray, lat, lon, step:
 
 
 def coverage_table(points: np.ndarray, posteriors: np.ndarray, lat, lon, levels=(0.5, 0.8, 0.9, 0.95),
-                   step: float | None = None) -> pd.DataFrame:
-    """(N, 2) grid, (R, N) masses, (R,) truths -> per level: coverage (fraction of truths inside), median area km^2."""
+                   step: float | None = None, above: np.ndarray | None = None) -> pd.DataFrame:
+    """(N, 2) grid, (R, N) masses, (R,) truths -> per level: coverage (fraction of truths inside), median area km^2.
+
+    ``above``: (R,) :func:`mass_above_truth` of these posteriors when the caller already has it. Pass it so that
+    the coverage and the caller's own numbers agree exactly: a truth in a ring of cells with equal density (in
+    exact arithmetic) is ranked by last-bit noise, which differs between a row tempered alone and in a batch.
+    """
     step = grid_step(points) if step is None else step
     P = np.atleast_2d(np.asarray(posteriors, np.float64))
     P = P / P.sum(1, keepdims=True)
-    above = mass_above_truth(points, P, lat, lon, step)
+    above = mass_above_truth(points, P, lat, lon, step) if above is None else np.asarray(above, np.float64)
+    if above.shape != (len(P),):
+        raise ValueError(f"coverage_table: above has shape {above.shape}, expected ({len(P)},)")
     areas = cell_areas(points, step)
     order = np.argsort(-log_density(P, areas), axis=1, kind="stable")  # one sort serves every level
     m = np.take_along_axis(P, order, axis=1)
