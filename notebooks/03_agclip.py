@@ -59,7 +59,7 @@ import pandas as pd
 
 from soundloc import agclip, book, datasets, maps, paper, recipe, report
 from soundloc.locator import plot_posterior
-from soundloc.metrics import compare, compare_holm, paired_better, seed_compare, seed_summary, summary_table
+from soundloc.metrics import compare, compare_holm, p_text, paired_better, seed_compare, seed_summary, summary_table
 
 ch = book.start("03", SMALL=SMALL, SEED=SEED, DEVICE=DEVICE, OUT=OUT, DATA=DATA, INAT_ROOT=INAT_ROOT,
                 INAT_MAX=INAT_MAX, WORLD_SEED=WORLD_SEED, N_MAPS=N_MAPS, ABLATION_SEEDS=ABLATION_SEEDS,
@@ -388,7 +388,7 @@ checks += [
      bool(abs(cov90["fitted on validation"] - 90) < abs(cov90["learned"] - 90))),
 ]
 ch.table(pd.DataFrame(checks, columns=["statement", "holds"]), P + "checks", f"Statements of the reading, checked on this "
-         f"run (a gain: paired bootstrap over the test recordings, 95 %; over seeds: outside seed sd and every interval), {SIM}")
+         f"run (a gain: paired bootstrap over the test recordings, 95 % each, not adjusted for the other statements; over seeds: outside seed sd and every interval), {SIM}")
 
 # %% [markdown]
 # **Reading** (of the default SimSounds run; with `DATA="inat"` the checks table says which of
@@ -438,7 +438,7 @@ sentences = [
     f"classifier; the {len(same)} comparisons read together, verdicts Holm-adjusted over them): " + "; ".join(
         f"{r.a.split('(')[-1].rstrip(')')}{' with the prior' if 'prior' in r.a else ''}: "
         f"{'a tie' if r.verdict_holm == 'tie' else 'AG-CLIP ' + r.verdict_holm} ({r.diff:+,.0f} km, unadjusted 95 % "
-        f"CI [{r.lo:+,.0f}, {r.hi:+,.0f}], Holm p = {r.p_holm:.3f})" for r in same.itertuples()) + ".",
+        f"CI [{r.lo:+,.0f}, {r.hi:+,.0f}], Holm {p_text(r.p_holm, m=len(same))})" for r in same.itertuples()) + ".",
     f"On validation (prior weight {res.prior_weight:g}) the {dv.decoder.iloc[0]} decoder has the lower median ({dv.median_km.iloc[0]:,.0f} km "
     f"against {dv.median_km.iloc[1]:,.0f} km; region {dv['region_%'].iloc[0]:.1f} % against {dv['region_%'].iloc[1]:.1f} %): "
     f"the ablations' {run_cfg.decoder} decoder {'is' if dv.decoder.iloc[0] == run_cfg.decoder else 'is not'} that choice.",

@@ -11,6 +11,7 @@ from sklearn.metrics.pairwise import haversine_distances
 from soundloc.cli import main
 from soundloc.sphere import EARTH_RADIUS_KM, haversine, haversine_torch, pairwise_km
 from soundloc.metrics import errors_km, evaluate, geo_metrics
+from soundloc import metrics
 
 KM_PER_DEG = EARTH_RADIUS_KM * math.pi / 180  # 111.19492664455873
 
@@ -283,3 +284,11 @@ def test_relative_gain_and_its_cluster_bootstrap_by_hand():
     assert r["hi"] - r["lo"] > r1["hi"] - r1["lo"] and r["lo"] < r["gain"] < r["hi"]
     with pytest.raises(ValueError, match="relative_gain is for error metrics"):
         relative_gain(a, b, "region")
+
+
+def test_p_text_names_the_bootstrap_floor():
+    # 1,000 resamples resolve a two-sided p down to 0.002; Holm over 4 tests multiplies that floor by 4
+    assert metrics.p_text(0.18) == "p = 0.180"
+    assert metrics.p_text(0.0) == "p < 0.002"
+    assert metrics.p_text(0.0, m=4) == "p < 0.008"
+    assert metrics.p_text(0.008, m=4) == "p = 0.008"

@@ -292,6 +292,13 @@ def compare_holm(pairs, metric: str = "median_error", B: int = BOOTSTRAP_B, seed
     return out
 
 
+def p_text(p: float, B: int = BOOTSTRAP_B, m: int = 1) -> str:
+    """A bootstrap p-value as text, "p = 0.180", or "p < 0.008" where no resample crossed 0: the two-sided
+    bootstrap p cannot resolve below 2 / ``B``, Holm's adjustment over ``m`` tests below 2 m / B."""
+    floor = min(1.0, 2 * m / B)
+    return f"p < {floor:.3g}" if p < floor else f"p = {p:.3f}"
+
+
 def ci_text(lo: float, hi: float, digits: int) -> str:
     """A CI as table text, e.g. ``[912, 1,043]``."""
     return f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"
