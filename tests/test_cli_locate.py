@@ -215,3 +215,18 @@ def test_ctrl_c_is_one_line_exit_130(tmp_path, capsys, monkeypatch):
     (tmp_path / "x.wav").write_text("")
     assert main(["locate", str(tmp_path), "-o", str(tmp_path / "r.csv")]) == 130
     assert capsys.readouterr().err.strip() == "soundloc locate: interrupted; rerun the same command to resume"
+
+
+def test_an_internal_error_is_its_traceback_and_exit_3(tmp_path, capsys, monkeypatch):
+    """An unexpected exception is a bug, not skipped inputs: traceback, one line saying so, exit 3 (not Python's 1)."""
+    from soundloc import batch
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(batch, "run_batch", broken)
+    (tmp_path / "x.wav").write_text("")
+    assert main(["locate", str(tmp_path), "-o", str(tmp_path / "r.csv")]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err
+    assert err.strip().splitlines()[-1] == "soundloc locate: internal error (a bug; please report it with the traceback above)"

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import traceback
 from functools import partial
 from pathlib import Path
 
@@ -23,8 +24,10 @@ EXIT_CODES = ("exit codes (every command; the batches are locate -o, check --cla
               "       files, bad rows), counted in its summary line\n"
               "  2    usage or bad input (checked before any work), or an output that cannot\n"
               "       be written: one line on stderr\n"
+              "  3    an internal error (a bug in soundloc): its traceback on stderr\n"
               "  130  interrupted (Ctrl-C); a journaled batch resumes when rerun")
 BATCH_DONE, BATCH_SKIPPED = 0, 1  # EXIT_CODES of a finished batch
+INTERNAL_ERROR = 3  # EXIT_CODES of an unexpected exception (Python's own 1 would read as "skipped inputs")
 
 EXAMPLES = {
     "eval": "examples:\n  soundloc eval preds.csv --dataset xcdc --json\n  soundloc eval preds.csv --gold my_gold.csv",
@@ -577,3 +580,8 @@ def main(argv: list[str] | None = None) -> int:
             "locate", "check", "species-locate") else ""
         print(f"\nsoundloc {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
+    except Exception:  # not the input's fault: the traceback, and a code that a script can tell from 1 (skipped inputs)
+        traceback.print_exc()
+        print(f"soundloc {args.command}: internal error (a bug; please report it with the traceback above)",
+              file=sys.stderr)
+        return INTERNAL_ERROR
