@@ -105,3 +105,9 @@ def test_package_map_names_every_module():
     modules |= {p.parent.name for p in pkg.glob("*/__init__.py")}
     missing = sorted(modules - _package_map_names(README.read_text()))
     assert not missing, f"README's package map does not name {missing}: a newcomer would not know which room holds them"
+
+
+def test_readme_is_a_front_door_of_at_most_150_lines():
+    # issue 19's diet: measurement history and full tables live in docs/performance.md and figures/RESULTS.md
+    n = len(README.read_text().splitlines())
+    assert n <= 150, f"README.md has {n} lines; move detail to docs/performance.md or the book's pages"
