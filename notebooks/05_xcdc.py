@@ -175,8 +175,8 @@ ch.reading("reading", [
 inp, outp = ch.out / "05_xcdc_species.csv", ch.out / "05_xcdc_pred.csv"
 xcdc.assign(species=xcdc.species.map(";".join))[["audio_id", "species", "date"]].to_csv(inp, index=False)
 params = [f"{k}={v}" for k, v in best.items()]
-assert soundloc_cli(["species-locate", str(inp), "-o", str(outp), "--week-from-date", "--gallery", GALLERY, "--quiet",
-                     "--device", str(ch.device)] + [a for p in params for a in ("--param", p)]) == 0
+assert soundloc_cli(["species-locate", str(inp), "-o", str(outp), "--fresh", "--week-from-date", "--gallery", GALLERY,
+                     "--quiet", "--device", str(ch.device)] + [a for p in params for a in ("--param", p)]) == 0
 assert soundloc_cli(["eval", str(outp), "--dataset", "xcdc", "--json"]) == 0
 
 # %% [markdown]

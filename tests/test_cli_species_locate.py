@@ -88,3 +88,21 @@ def test_a_killed_species_locate_resumes_to_the_uninterrupted_table(tmp_path, ca
     # other options on the same output: refused, not mixed
     assert main(["species-locate", str(part / "in.csv"), "-o", str(part / "out.csv"), *extra, "--decoder", "geomedian"]) == 2
     assert "this output was started with other options" in capsys.readouterr().err
+
+
+def test_fresh_discards_the_journal_and_computes_every_row(tmp_path, capsys):
+    """--fresh: a rerun after a change (other options, or the book's chapter 05 after a code change) starts over."""
+    extra = ["--week-from-date", "--gallery", "land2", "--quiet"]
+    (tmp_path / "in.csv").write_text(LISTS)
+    out = tmp_path / "out.csv"
+    assert main(["species-locate", str(tmp_path / "in.csv"), "-o", str(out), *extra]) == 0
+    first = out.read_bytes()
+    capsys.readouterr()
+    assert main(["species-locate", str(tmp_path / "in.csv"), "-o", str(out), *extra, "--fresh"]) == 0
+    assert ", 0 already done" in capsys.readouterr().err.splitlines()[-1]  # nothing resumed
+    assert out.read_bytes() == first
+    # other options are refused on resume, but start over with --fresh
+    assert main(["species-locate", str(tmp_path / "in.csv"), "-o", str(out), *extra, "--decoder", "geomedian"]) == 2
+    assert main(["species-locate", str(tmp_path / "in.csv"), "-o", str(out), *extra, "--decoder", "geomedian",
+                 "--fresh"]) == 0
+    assert out.read_bytes() != first

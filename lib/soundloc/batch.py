@@ -260,14 +260,15 @@ def _share_cores(n: int) -> None:
 
 
 def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.PathLike, workers: int = 0,
-              progress: bool = True, scheduler: str | None = None, id_column: str = "id") -> BatchReport:
+              progress: bool = True, scheduler: str | None = None, id_column: str = "id", fresh: bool = False) -> BatchReport:
     """Items, ``job(item) -> row dict`` (picklable for workers > 0) -> the table at ``out`` (.csv or .parquet).
 
     ``workers`` 0 runs inline, N > 0 in a local process pool of N; ``scheduler`` (a dask.distributed address,
     e.g. tcp://host:8786) runs the jobs on that Dask cluster instead, results journaled as they complete.
     A job with a ``prepare(items)`` method and a ``chunk`` size gets its items in chunks: ``prepare`` once per
     chunk, then the job per item (with workers, rows are journaled as their chunk completes). The table's
-    first column, the item id, is named ``id_column``.
+    first column, the item id, is named ``id_column``. ``fresh`` discards ``out``'s journal first: every row is
+    computed again (e.g. a chapter whose code changed), and still journaled as it finishes.
     """
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -278,6 +279,8 @@ def run_batch(items: Sequence[Item], job: Callable[[Item], dict], out: str | os.
         dup, n = Counter(ids).most_common(1)[0]
         raise ValueError(f"batch item ids must be unique: {dup!r} is the id of {n} items (give a CSV with an id column)")
     jpath = journal_path(out)
+    if fresh:
+        jpath.unlink(missing_ok=True)
     sig = job_signature(job)
     keys = {it.id: _item_key(it) for it in items}
     done = {k: v for k, v in _read_journal(jpath, sig).items() if k in keys and v.get("_item", keys[k]) == keys[k]}

@@ -145,7 +145,7 @@ def _cmd_species_locate(args) -> int:
     dates = df["date"] if args.week_from_date else [None] * len(df)  # a date is checked by read_rows above
     items = [Item(i, "", d or None, species=tuple(s)) for i, d, s in zip(df["audio_id"], dates, species)]
     job = SpeciesListJob(loc, gallery=args.gallery, details=args.details)
-    rep = run_batch(items, job, args.output, progress=not args.quiet, id_column="audio_id")
+    rep = run_batch(items, job, args.output, progress=not args.quiet, id_column="audio_id", fresh=args.fresh)
     for name, n in job.unknown.most_common():
         print(f"unknown species (not in {model.name}): {name} x{n}", file=sys.stderr)
     for rest, n in job.notes.items():
@@ -248,7 +248,7 @@ def _locate_batch(args, opts) -> int:
     if args.date:
         items = [it if it.date else Item(it.id, it.path, args.date) for it in items]
     rep = run_batch(items, LocateJob(opts, args.method, args.level), args.output,
-                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler, fresh=args.fresh)
     print(f"{rep.text()}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
     return BATCH_SKIPPED if rep.errors else BATCH_DONE
@@ -378,7 +378,7 @@ def _check_batch(args, cfg, opts) -> int:
     from .batch import check_row, read_claims, run_batch
 
     rep = run_batch(read_claims(_existing(args.claims)), partial(check_row, config=cfg, opts=opts), args.output,
-                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler)
+                    workers=args.workers, progress=not args.quiet, scheduler=args.scheduler, fresh=args.fresh)
     print(f"{rep.text('claims', 'checked')}; wrote {args.output}" + (f" and {args.output}.errors.csv" if rep.errors else ""),
           file=sys.stderr)
     return BATCH_SKIPPED if rep.errors else BATCH_DONE
@@ -448,6 +448,8 @@ def _add_locate(sub, fmt) -> None:
                     "(path[,date][,id])")
     lo.add_argument("-o", "--output", metavar="OUT.csv",
                     help="batch: one row per recording to OUT.csv or OUT.parquet, resumable (journal OUT.journal.jsonl)")
+    lo.add_argument("--fresh", action="store_true", help="batch: discard OUT's journal and compute every row again "
+                    "(default: resume, skipping rows already journaled)")
     lo.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
     lo.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     lo.add_argument("--quiet", action="store_true", help="no progress bar (shown on stderr for several files)")
@@ -490,6 +492,8 @@ def _add_check(sub, fmt) -> None:
     ck.add_argument("--lon", type=float, help="claimed longitude (degrees)")
     ck.add_argument("--claims", metavar="CLAIMS.csv", help="batch: a CSV path,lat,lon[,date][,id], one claim per row")
     ck.add_argument("-o", "--output", metavar="FLAGS.csv", help="batch: a verdict and a flag per claim (.csv or .parquet)")
+    ck.add_argument("--fresh", action="store_true", help="batch: discard OUT's journal and compute every row again "
+                    "(default: resume, skipping rows already journaled)")
     ck.add_argument("--workers", type=int, default=0, help="batch: local worker processes (default 0: inline)")
     ck.add_argument("--scheduler", metavar="ADDRESS", help="batch: run on a Dask cluster (dask.distributed scheduler address)")
     ck.add_argument("--quiet", action="store_true", help="batch: no progress bar")
@@ -526,6 +530,8 @@ def _add_species_locate(sub, fmt) -> None:
     sl.add_argument("input", help="CSV with audio_id, species (';'-separated scientific names), optional date")
     sl.add_argument("-o", "--output", required=True, help="output .csv or .parquet (audio_id,latitude,longitude), "
                     "resumable (journal OUT.journal.jsonl: a killed run loses no finished row, a rerun goes on)")
+    sl.add_argument("--fresh", action="store_true", help="batch: discard OUT's journal and compute every row again "
+                    "(default: resume, skipping rows already journaled)")
     sl.add_argument("--week-from-date", action="store_true", help="use each row's date (YYYY-MM-DD) for week-specific ranges")
     sl.add_argument("--gallery", default="land1", help="candidate points: land1 (default), land0.5, uniform1, uniform0.5")
     sl.add_argument("--preset", default="lists", choices=["lists", "single"], help="parameter preset (see soundloc.range_geolocation.PRESETS)")
