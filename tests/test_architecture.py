@@ -79,3 +79,19 @@ def test_import_cycles_finds_a_cycle_through_a_function_level_import(tmp_path, m
                               "cyc/c.py": "def f():\n    from . import a\n", "cyc/d.py": "from . import a\n"})
     monkeypatch.syspath_prepend(str(tmp_path))
     assert import_cycles("cyc") == [["cyc.a", "cyc.b", "cyc.c", "cyc.a"]]
+
+
+def test_rooms_stay_small_enough_to_read():
+    """Issue 19's bars: no module over ~600 lines and no function over ~80, so a newcomer reads a room in one go."""
+    import ast
+
+    too_long = []
+    for p in sorted((ROOT / "lib" / "soundloc").rglob("*.py")):
+        text = p.read_text()
+        name = p.relative_to(ROOT / "lib").as_posix()
+        if len(text.splitlines()) > 600:
+            too_long.append(f"{name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                too_long.append(f"{name}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, "split these by concern:\n" + "\n".join(too_long)
