@@ -304,3 +304,24 @@ def test_a_locate_row_does_not_depend_on_the_rows_before(mirror, one_thread):
     locate_species([many], [[1.0] * len(many)], [11], LocateOptions(gallery="land2"))
     assert job(item) == alone
     assert len(loc._pcache[11][0]) < 20  # the row's maps were computed for its own species, not with the 327
+
+
+def test_fresh_reaches_every_batch_command(tmp_path, monkeypatch):
+    """--fresh is wired through locate -o, check --claims and species-locate to run_batch (resume stays the default)."""
+    seen = []
+
+    def record(items, job, out, **kw):
+        seen.append(kw.get("fresh"))
+        return B.BatchReport(0, 0, 0)
+
+    monkeypatch.setattr(B, "run_batch", record)
+    (tmp_path / "x.wav").write_text("")
+    claims = tmp_path / "claims.csv"
+    claims.write_text(f"path,lat,lon\n{tmp_path / 'x.wav'},47.7,-122.3\n")
+    lists = tmp_path / "lists.csv"
+    lists.write_text("audio_id,species\na,Turdus merula\n")
+    for fresh in ([], ["--fresh"]):
+        main(["locate", str(tmp_path), "-o", str(tmp_path / "r.csv"), "--quiet", *fresh])
+        main(["check", "--claims", str(claims), "-o", str(tmp_path / "f.csv"), "--quiet", *fresh])
+        main(["species-locate", str(lists), "-o", str(tmp_path / "p.csv"), "--gallery", "land2", "--quiet", *fresh])
+    assert seen == [False] * 3 + [True] * 3
