@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data.validate import DataError, raise_first, read_rows
+from .data.validate import DataError, raise_first, read_rows, week_from_date
 from .devices import usable_cores
+from .evidence import kl_nats
 from .io import atomic_path
-from .locator import LocateOptions, range_geolocator
+from .locator import WEAK_KL_NATS, LocateOptions, range_geolocator
+from .regions import credible_regions, expected_distance_km, grid_step
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus")  # files a folder batch picks up
 
@@ -135,11 +137,10 @@ class SpeciesListJob:
 
     def prepare(self, items: Sequence[Item]) -> None:
         """The chunk's Items -> their rows, kept until each is asked for."""
-        from .data.validate import week_from_date
-
         weeks = [week_from_date(it.date) if it.date else None for it in items]
         res = self.loc.locate([list(it.species) for it in items], weeks=weeks, return_posterior=self.details,
                               progress=False)
+        priors = {}  # week (-1: year-round) -> (N,) the no-evidence posterior, once per chunk and week
         self.unknown.update(res.unknown)
         self.fallback += [it.id for it, f in zip(items, res.pred.fallback) if f]
         for note in res.notes:  # "N queries had ...": summed over chunks
@@ -148,22 +149,24 @@ class SpeciesListJob:
         for j, (it, r) in enumerate(zip(items, res.pred.itertuples())):
             row = {"latitude": float(r.lat), "longitude": float(r.lon)}
             if self.details:
-                row.update(self._details(res.posterior[j], r, it))
+                if r.week not in priors:
+                    priors[r.week] = self._prior(None if r.week < 0 else int(r.week))
+                row.update(self._details(res.posterior[j], r, it, priors[r.week]))
             self._rows[it.id] = row
 
-    def _details(self, post, r, item: Item) -> dict:
-        """One row's (N,) posterior -> area of its 90 % credible region, expected error, warnings."""
-        from .evidence import kl_nats
-        from .locator import WEAK_KL_NATS
-        from .regions import credible_regions, expected_distance_km, grid_step
+    def _prior(self, week: int | None) -> np.ndarray:
+        """Week (None: year-round) -> (N,) the locator's posterior with no species: its absence and prior terms."""
+        base = self.loc._base(week).cpu().numpy().astype(np.float64)
+        prior = np.exp(base - base.max())
+        return prior / prior.sum()
 
+    def _details(self, post, r, item: Item, prior: np.ndarray) -> dict:
+        """One row's (N,) posterior and its week's (N,) :meth:`_prior` -> area of its 90 % credible region,
+        expected error, warnings."""
         loc = self.loc
         p = post.astype(np.float64) / post.sum()
         reg = credible_regions(loc.points, p, [0.9], point=(r.lat, r.lon), step=grid_step(loc.points))[0]
-        base = loc._base(None if r.week < 0 else int(r.week)).cpu().numpy().astype(np.float64)
-        prior = np.exp(base - base.max())
-        warn = ["no_known_species"] if r.fallback else (
-            ["weak_evidence"] if kl_nats(p, prior / prior.sum()) < WEAK_KL_NATS else [])
+        warn = ["no_known_species"] if r.fallback else (["weak_evidence"] if kl_nats(p, prior) < WEAK_KL_NATS else [])
         return {"area_km2_90": float(reg.area_km2),
                 "expected_error_km": float(expected_distance_km(loc.points, p, r.lat, r.lon)[0]),
                 "decoder": loc.config.decoder, "top_species": item.species[0] if item.species else "",

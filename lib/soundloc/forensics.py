@@ -18,9 +18,11 @@ is and the claim lies outside the ``hpd_level`` credible region; ``suspicious`` 
 the two lines objects; otherwise ``consistent``. The posterior line objects only when the audio moved
 the posterior from the location prior by at least ``WEAK_KL_NATS`` (soundloc.locator: below it
 ``locate`` warns ``weak_evidence``): a posterior that is mostly the photo-density prior puts remote places
-outside its credible region because few photos are taken there, not because of what was heard. The defaults are conventions fixed in advance, not
-tuned on the recordings the book reports: ``range_threshold=0.03`` is BirdNET's own location-filter
-threshold (birdnetlib ``LOCATION_FILTER_THRESHOLD``), ``min_score=0.5`` the usual "confident
+outside its credible region because few photos are taken there, not because of what was heard.
+
+The defaults are conventions fixed in advance, not tuned on the recordings the book reports:
+``range_threshold=0.03`` is BirdNET's own location-filter threshold (birdnetlib
+``LOCATION_FILTER_THRESHOLD``), ``min_score=0.5`` the usual "confident
 detection" cut for BirdNET scores, ``hpd_level=0.95`` a 95 % credible region. They are BirdNET
 conventions: for another detector (the SimSounds classifier) choose them on validation recordings with
 :func:`calibrate_species_line` and :func:`calibrate_hpd_level` (chapter 07 does), and evaluate with the

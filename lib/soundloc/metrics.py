@@ -268,7 +268,7 @@ def compare_holm(pairs, metric: str = "median_error", B: int = BOOTSTRAP_B, seed
     :func:`compare`'s metric, diff, lo, hi, verdict (each alone), then "p" and "p_holm" and "verdict_holm".
 
     p is the paired bootstrap's two-sided p-value for a - b = 0, 2 * min(P*(diff <= 0), P*(diff >= 0)) over
-    the B resamples (capped at 1; 0 means below about 1/B); "p_holm" is its Holm-Bonferroni adjustment over
+    the B resamples (capped at 1; 0 means below 2/B, :func:`p_text`); "p_holm" is its Holm-Bonferroni adjustment over
     the pairs (:func:`holm`), and "verdict_holm" is better / worse for a only where "p_holm" < 1 - ``level``
     (the family-wise error rate over all pairs stays below it), else "tie". lo, hi stay the unadjusted
     intervals. All pairs use the same seed (the same resamples when they share the recordings).
